@@ -1,0 +1,1 @@
+"""Runnable jobs (curate, ...) and the `sigma` command line."""

@@ -1,0 +1,83 @@
+"""The `sigma` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """examples:
+  sigma curate local-system                       curate this machine's man pages, docs, configs and logs
+  sigma curate --input corpus.jsonl --output out/ curate your own corpus with the default stages
+  sigma stats out/local-system                    what is in the shards, and what was dropped why
+"""
+
+
+def _curate(args) -> int:
+    from jobs.curate import run_from_args
+
+    return run_from_args(args)
+
+
+def _stats(args) -> int:
+    import json
+
+    from rich.console import Console
+
+    from pipeline.stats import compute_stats, render_stats
+
+    try:
+        stats = compute_stats(args.dir)
+    except FileNotFoundError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        return 2
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        render_stats(stats, Console())
+    return 0 if stats["balance"]["balanced"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jobs.curate import add_arguments
+
+    parser = argparse.ArgumentParser(prog="sigma", description="Curate system data on Ray into Parquet shards, "
+                                     "and train DiffQKV language models on them.", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("curate", help="run a curation job", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run a curation job: read the inputs, run the stages on Ray, write Parquet "
+                       "shards, the ledger of every dropped document, and manifest.json. A killed job, run again "
+                       "on the same output, resumes where it stopped.",
+                       epilog="examples:\n  sigma curate local-system\n  sigma curate configs/local-system.yaml "
+                       "--output out/sys\n  sigma curate --input data.jsonl /etc --output out/mine\n"
+                       "  sigma curate job.yaml --address auto   # on a running Ray cluster")
+    add_arguments(p)
+    p.set_defaults(func=_curate)
+    p = sub.add_parser("stats", help="statistics of a curate output",
+                       description="Documents and bytes by source, kind and shard; drops by stage and reason; "
+                       "the ledger balance; a length histogram. Streams over the shards.",
+                       epilog="example:\n  sigma stats out/local-system --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="a curate output folder (holding manifest.json)")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.set_defaults(func=_stats)
+    try:
+        from sigma.cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The curate job: sources -> stages -> Parquet shards, ledger and manifest.
+
+Runs the same on an embedded local Ray (the default) and on a cluster:
+
+    python -m jobs.curate configs/local-system.yaml --output out/local-system
+    ray job submit --working-dir . -- python -m jobs.curate JOB.yaml --output /shared/out --address auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, JobConfig, load_job, parse_job
+from pipeline.progress import Progress
+from pipeline.runner import Job, Runner
+from stages.registry import build_source, build_stage
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_STAGES = ["basic_filter", "exact_dedupe"]
+
+
+def resolve_job_file(name: str) -> Path:
+    """A path, or the name of a job in configs/ (`local-system`)."""
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    candidate = CONFIG_DIR / f"{name}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    raise ConfigError(f"no job file {name!r}" + (f"; jobs in configs/: {', '.join(known)}" if known else ""))
+
+
+def input_for_path(path: str) -> dict:
+    """Guess an input's type from its path, for the quick form `sigma curate --input PATH`."""
+    lower = path.lower()
+    if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
+        return {"type": "jsonl", "paths": [path]}
+    if lower.endswith(".parquet"):
+        return {"type": "parquet", "paths": [path]}
+    if os.path.isdir(path) and any(d.startswith("man") and d[3:4].isdigit() for d in os.listdir(path)):
+        return {"type": "man", "roots": [path]}
+    return {"type": "files", "roots": [path]}
+
+
+def quick_job(inputs: list[str], output: str) -> JobConfig:
+    return parse_job({"name": "quick", "output": output, "inputs": [input_for_path(p) for p in inputs],
+                      "stages": list(DEFAULT_STAGES)}, "--input")
+
+
+def build_job(config: JobConfig, output: str | None = None) -> Job:
+    output = output or config.output
+    if not output:
+        raise ConfigError("no output: give --output DIR, or `output:` in the job file")
+    sources = [build_source(c, i) for i, c in enumerate(config.inputs)]
+    stages = [build_stage(c, i) for i, c in enumerate(config.stages)]
+    return Job(config.model_copy(update={"output": output}), sources, stages, Path(output).absolute())
+
+
+def curate(config: JobConfig, output: str | None = None, overwrite: bool = False, progress: bool = False) -> dict:
+    job = build_job(config, output)
+    return Runner(job, Progress(enabled=progress)).run(overwrite=overwrite)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", nargs="?", help="job file (YAML), or the name of one in configs/ (local-system)")
+    parser.add_argument("--input", "-i", nargs="+", metavar="PATH",
+                        help="quick form: curate these paths (directories, .jsonl, .parquet) with the default stages")
+    parser.add_argument("--output", "-o", help="output folder (overrides the job file's `output:`)")
+    parser.add_argument("--address", help="Ray cluster address (`auto`, `ray://host:10001`); default: embedded Ray")
+    parser.add_argument("--num-cpus", type=int, help="CPUs for the embedded Ray (default: all)")
+    parser.add_argument("--overwrite", action="store_true", help="discard what the output folder holds and start over")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress display or summary")
+    parser.add_argument("--json", action="store_true", help="print the manifest's totals as JSON at the end")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pipeline.stats import compute_stats, render_stats
+
+    console = Console(stderr=True)
+    try:
+        if args.input:
+            if args.job:
+                raise ConfigError("give a job file or --input, not both")
+            if not args.output:
+                raise ConfigError("--input needs --output DIR")
+            config = quick_job(args.input, args.output)
+        elif args.job:
+            config = load_job(resolve_job_file(args.job))
+        else:
+            raise ConfigError("give a job file (or a name in configs/), or --input PATH... --output DIR")
+        ray_overrides = {k: v for k, v in (("address", args.address), ("num_cpus", args.num_cpus)) if v is not None}
+        config = config.model_copy(update={"ray": config.ray.model_copy(update=ray_overrides)})
+        manifest = curate(config, args.output, overwrite=args.overwrite, progress=not args.quiet)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    root = Path(args.output or config.output)
+    if args.json:
+        import json
+
+        print(json.dumps(manifest["totals"], indent=1))
+    elif not args.quiet:
+        if manifest.get("resumed"):
+            console.print(f"[dim]{root}: already complete; --overwrite runs it again[/dim]")
+        render_stats(compute_stats(root), Console())
+    if not manifest["totals"]["balanced"]:
+        console.print("[red]the ledger does not balance: input != kept + dropped (see manifest.json)[/red]")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.curate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The job file: YAML validated into typed objects, with a hash of what determines the output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A job file or option that cannot be used, with a message that says why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(Strict):
+    """One input: `type` names a source (files, man, jsonl, parquet, ...); the rest are its options."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    name: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StageConfig(Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class WriterConfig(Strict):
+    shard_max_rows: int = Field(1_000_000, gt=0)
+    shard_max_mb: float = Field(256, gt=0, description="in-memory Arrow size of a shard, about 3x its file")
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    rejects: Literal["all", "sample", "none"] = "all"
+    rejects_rate: float = Field(0.1, ge=0, le=1)
+
+
+class RayConfig(Strict):
+    address: str | None = None  # None: an embedded local Ray; "auto" or "ray://host:10001": a cluster
+    num_cpus: int | None = None  # for the embedded Ray
+
+
+class JobConfig(Strict):
+    name: str = "job"
+    output: str | None = None
+    inputs: list[InputConfig]
+    stages: list[StageConfig] = Field(default_factory=list)
+    writer: WriterConfig = Field(default_factory=WriterConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    unit_mb: float = Field(64, gt=0, description="input bytes per work unit, the grain of resume")
+    keep_work: bool = False
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _stage_forms(cls, value):
+        """Stages are written as `- name` or `- name: {option: value}`."""
+        out = []
+        for item in value or []:
+            if isinstance(item, str):
+                out.append({"name": item})
+            elif isinstance(item, dict) and len(item) == 1 and "name" not in item:
+                (name, options), = item.items()
+                out.append({"name": name, "options": options or {}})
+            else:
+                out.append(item)
+        return out
+
+    def output_hash(self) -> str:
+        """Hash of everything that determines the output (not where it goes or which cluster)."""
+        body = self.model_dump(mode="json", exclude={"output", "ray", "keep_work"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> JobConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"job file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a job file is a YAML mapping with `inputs:` and `stages:`")
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return parse_job(data, str(path))
+
+
+def parse_job(data: dict, where: str = "job") -> JobConfig:
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{where}: invalid job"]
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None

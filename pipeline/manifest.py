@@ -1,0 +1,85 @@
+"""`manifest.json`: the resolved job, its hash, the code and schema versions, per-stage counts,
+per-reason drops, the ledger balance, and every file written with its rows and checksum."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from pipeline.config import JobConfig
+from pipeline.counts import RunCounts
+from pipeline.schema import SCHEMA_VERSION
+from pipeline.segment import INGEST
+
+
+def code_version() -> str:
+    try:
+        version = importlib.metadata.version("sigma-lm")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0+unknown"
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+{commit}" if commit else version
+
+
+def balance(counts: RunCounts, kept_rows: int, ledger_rows: int) -> dict:
+    dropped = Counter()
+    for c in counts.values():
+        dropped.update(c.dropped)
+    total_dropped = sum(dropped.values())
+    inputs = counts[INGEST].docs_in if INGEST in counts else 0
+    return {
+        "input": inputs, "kept": kept_rows, "dropped": total_dropped,
+        "dropped_by_reason": dict(dropped.most_common()), "ledger_rows": ledger_rows,
+        "balanced": inputs == kept_rows + total_dropped and ledger_rows == total_dropped,
+    }
+
+
+def build_manifest(config: JobConfig, segments, reports: list[list[dict]], started: float, units: int) -> dict:
+    counts = RunCounts()
+    files, ledger, rejects = [], [], []
+    for seg_reports in reports:
+        for r in seg_reports:
+            counts = counts + RunCounts.from_list(r["counts"])
+            ledger += r["ledger"]
+            rejects += r["rejects"]
+    files = [f for r in reports[-1] for f in r["files"]]
+    finished = time.time()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "code_version": code_version(),
+        "name": config.name,
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.output_hash(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)),
+        "seconds": round(finished - started, 2),
+        "units": units,
+        "stages": counts.to_list(),
+        "totals": balance(counts, sum(f["rows"] for f in files), sum(f["rows"] for f in ledger)),
+        "schema": [{"name": f.name, "type": str(f.type)} for f in segments[-1].schema],
+        "files": sorted(files, key=lambda f: f["path"]),
+        "ledger": sorted(ledger, key=lambda f: f["path"]),
+        "rejects": sorted(rejects, key=lambda f: f["path"]),
+    }
+
+
+def write_manifest(root: Path, manifest: dict) -> None:
+    tmp = root / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp.replace(root / "manifest.json")
+
+
+def read_manifest(root: Path) -> dict:
+    path = Path(root) / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{root}: no manifest.json (not a finished curate output?)")
+    return json.loads(path.read_text())

@@ -1,0 +1,221 @@
+"""The runner: plans work units, runs map segments and global stages on Ray, resumes, and
+writes the manifest.
+
+Map segments run as Ray Data `map_batches` over work units (tasks, or a pool of actors where a
+stage's set-up is costly). Global stages decide over Ray datasets of their signals with shuffles,
+and their decisions are applied per unit in the next segment. Every unit's output and every global
+stage's decisions are written as a whole with a done marker, so a killed job, run again on the
+same output, picks up where it stopped and ends with the same shards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline.config import ConfigError, JobConfig
+from pipeline.decisions import ApplyDecisions, write_unit_decisions
+from pipeline.manifest import build_manifest, write_manifest
+from pipeline.progress import Progress
+from pipeline.schema import WORK_SCHEMA, public_schema
+from pipeline.segment import Segment, WriterSettings, run_unit
+from pipeline.source import Source
+from pipeline.stage import GlobalStage, Resources, Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    config: JobConfig
+    sources: list[Source]
+    stages: list[Stage | GlobalStage]
+    root: Path
+
+
+class UnitWorker:
+    """Runs units of one segment; as a Ray actor it keeps the stages' set-up between units."""
+
+    def __init__(self, segment: Segment):
+        self.segment = segment
+        segment.setup()
+
+    def __call__(self, batch: dict) -> dict:
+        reports = [run_unit(self.segment, int(u), json.loads(p)) for u, p in zip(batch["unit"], batch["payload"])]
+        return {"report": [json.dumps(r) for r in reports]}
+
+
+def _run_units_task(batch: dict, segment: Segment) -> dict:
+    return UnitWorker(segment)(batch)
+
+
+def plan_segments(job: Job) -> list[Segment | GlobalStage]:
+    """Cut the stage list into map segments, with each global stage between two of them."""
+    settings = WriterSettings(job.config.writer.shard_max_rows, int(job.config.writer.shard_max_mb * (1 << 20)),
+                              job.config.writer.compression, job.config.writer.rejects,
+                              job.config.writer.rejects_rate)
+    plan: list[Segment | GlobalStage] = []
+    fields = list(WORK_SCHEMA)
+    current: list[Stage] = []
+
+    def close(signal_of: GlobalStage | None, final: bool) -> Segment:
+        for stage in current + ([signal_of] if signal_of else []):
+            for name, dtype in stage.columns().items():
+                if name not in [f.name for f in fields]:
+                    fields.append(pa.field(name, dtype))
+        schema = pa.schema(fields)
+        seg = Segment(len([p for p in plan if isinstance(p, Segment)]), job.root, list(current),
+                      public_schema(schema) if final else schema,
+                      sources=job.sources if not plan else None, signal_of=signal_of, final=final,
+                      writer=settings)
+        current.clear()
+        return seg
+
+    for stage in job.stages:
+        if isinstance(stage, GlobalStage):
+            seg = close(stage, final=False)
+            plan += [seg, stage]
+            current.append(ApplyDecisions(stage.name, _decisions_dir(job.root, seg.index, stage)))
+        else:
+            current.append(stage)
+    plan.append(close(None, final=True))
+    return plan
+
+
+def _decisions_dir(root: Path, after_segment: int, stage: GlobalStage) -> Path:
+    return root / "_work" / f"g{after_segment}-{stage.name}"
+
+
+def segment_resources(segment: Segment) -> Resources:
+    stages = list(segment.stages) + ([segment.signal_of] if segment.signal_of else [])
+    res = [s.resources for s in stages] or [Resources()]
+    concurrency = [r.concurrency for r in res if r.concurrency]
+    return Resources(num_cpus=max(r.num_cpus for r in res), num_gpus=max(r.num_gpus for r in res),
+                     concurrency=min(concurrency) if concurrency else None, actor=any(r.actor for r in res))
+
+
+class Runner:
+    def __init__(self, job: Job, progress: Progress | None = None):
+        self.job, self.root = job, job.root
+        self.progress = progress or Progress(enabled=False)
+        self.plan_path = self.root / "_work" / "plan.json"
+
+    # -- planning and resume ---------------------------------------------------------------
+
+    def _prepare(self, overwrite: bool) -> list[list]:
+        config_hash = self.job.config.output_hash()
+        manifest = self.root / "manifest.json"
+        if overwrite and self.root.exists():
+            for name in ("manifest.json", "_work", "shards", "ledger", "rejects"):
+                target = self.root / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        if manifest.exists():
+            return None
+        if self.plan_path.exists():
+            plan = json.loads(self.plan_path.read_text())
+            if plan["config_hash"] != config_hash:
+                raise ConfigError(f"{self.root} holds an unfinished run of another job configuration "
+                                  f"({plan['config_hash']}, this one is {config_hash}): "
+                                  "use --overwrite, or another output")
+            return plan["units"]
+        if (self.root / "shards").exists() and any((self.root / "shards").iterdir()):
+            raise ConfigError(f"{self.root} already holds shards but no plan: use --overwrite, or another output")
+        units = []
+        for index, source in enumerate(self.job.sources):
+            with self.progress.status(f"planning {source.name}"):
+                units += [[index, payload] for payload in source.plan()]
+        self.plan_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.plan_path.with_name(".plan.json.tmp")
+        tmp.write_text(json.dumps({"config_hash": config_hash, "units": units}))
+        tmp.replace(self.plan_path)
+        return units
+
+    def run(self, overwrite: bool = False) -> dict:
+        started = time.time()
+        units = self._prepare(overwrite)
+        if units is None:
+            manifest = json.loads((self.root / "manifest.json").read_text())
+            if manifest.get("config_hash") != self.job.config.output_hash():
+                raise ConfigError(f"{self.root} holds a finished run of another job configuration: "
+                                  "use --overwrite, or another output")
+            manifest["resumed"] = "already complete"
+            return manifest
+        steps = plan_segments(self.job)
+        from pipeline.ray_session import ray_session
+
+        with ray_session(self.job.config.ray):
+            for i, step in enumerate(steps):
+                if isinstance(step, Segment):
+                    self._run_segment(step, units)
+                else:
+                    self._run_global(step, steps[i - 1], units)
+        segments = [s for s in steps if isinstance(s, Segment)]
+        reports = [[json.loads(s.report_path(u).read_text()) for u in range(len(units))] for s in segments]
+        manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units))
+        write_manifest(self.root, manifest)
+        if not self.job.config.keep_work:
+            shutil.rmtree(self.root / "_work", ignore_errors=True)
+        return manifest
+
+    # -- segments ---------------------------------------------------------------------------
+
+    def _run_segment(self, segment: Segment, units: list[list]) -> None:
+        pending = [u for u in range(len(units)) if not segment.report_path(u).exists()]
+        names = [s.name for s in segment.stages] + ([f"{segment.signal_of.name}.signal"] if segment.signal_of else [])
+        title = ", ".join((["ingest"] if segment.sources else []) + names) or "write"
+        done = len(units) - len(pending)
+        if not pending:
+            self.progress.note(f"{title}: all {len(units)} units done earlier")
+            return
+        import ray.data
+
+        res = segment_resources(segment)
+        items = [{"unit": u, "payload": json.dumps(units[u])} for u in pending]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        common = dict(batch_size=1, num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, batch_format="numpy")
+        if res.actor:
+            ds = ds.map_batches(UnitWorker, fn_constructor_args=(segment,),
+                                concurrency=(1, res.concurrency or _cluster_cpus()), **common)
+        else:
+            ds = ds.map_batches(_run_units_task, fn_args=(segment,), concurrency=res.concurrency, **common)
+        with self.progress.units(title, total=len(units), done=done) as bar:
+            for row in ds.iter_rows():
+                bar.advance(json.loads(row["report"]))
+
+    def _run_global(self, stage: GlobalStage, before: Segment, units: list[list]) -> None:
+        directory = _decisions_dir(self.root, before.index, stage)
+        marker = directory / "_SUCCESS"
+        if marker.exists():
+            self.progress.note(f"{stage.name}: decided earlier")
+            return
+        import ray.data
+
+        files, rows = [], 0
+        for u in range(len(units)):
+            report = json.loads(before.report_path(u).read_text())
+            files += [str(self.root / f["path"]) for f in report["files"]]
+            rows += sum(f["rows"] for f in report["files"])
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with self.progress.status(f"{stage.name}: deciding over {rows:,} documents"):
+            if files:
+                ds = ray.data.read_parquet(files, columns=["id", "_unit", "_row", *stage.signal_columns()])
+                drops = stage.decide(ds, rows)
+                drops.groupby("_unit", num_partitions=min(len(units), 2 * _cluster_cpus())).map_groups(write_unit_decisions, fn_args=(str(tmp),),
+                                                  batch_format="pyarrow").materialize()
+        (tmp / "_SUCCESS").write_text(json.dumps({"documents": rows}))
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.replace(directory)
+
+
+def _cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))

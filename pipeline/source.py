@@ -1,0 +1,61 @@
+"""Sources: where documents come from. A source plans its input as work units, then reads one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from pipeline.schema import BASE_SCHEMA, doc_id
+from pipeline.stage import DROP_FIELDS, Result
+
+UNREADABLE_SCHEMA = pa.schema(list(BASE_SCHEMA) + DROP_FIELDS)
+
+
+class Source:
+    """Plans input into work units (JSON-able payloads) and reads one unit into documents.
+
+    A unit is the grain of parallelism and of resume: its output is written as a whole, so a
+    re-run skips the units that finished. Plans must be deterministic for the same input.
+    """
+
+    kind: ClassVar[str] = "source"
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def plan(self) -> list[Any]:
+        raise NotImplementedError
+
+    def read(self, payload: Any) -> Iterator[Result]:
+        """Yield documents (`kept`) and inputs that could not be read (`dropped`, with reasons)."""
+        raise NotImplementedError
+
+
+def unreadable(source: str, uri: str, reason: str, detail: str, kind: str = "other") -> dict:
+    """A ledger row for an input that yields no document (`unreadable:<why>`, `too_large`, ...)."""
+    return {
+        "id": doc_id(source, uri), "text": None, "source": source, "uri": uri, "kind": kind,
+        "meta": "{}", "reason": reason, "detail": detail,
+    }
+
+
+def unreadable_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=UNREADABLE_SCHEMA)
+
+
+def group_by_size(items: list[tuple[Any, int]], max_bytes: int, max_items: int) -> list[list[Any]]:
+    """Cut an ordered list of (item, size) into consecutive groups bounded in bytes and count."""
+    groups: list[list[Any]] = []
+    current: list[Any] = []
+    size = 0
+    for item, n in items:
+        if current and (size + n > max_bytes or len(current) >= max_items):
+            groups.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += n
+    if current:
+        groups.append(current)
+    return groups

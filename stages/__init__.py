@@ -1,0 +1,1 @@
+"""Concrete stages: ingest sources, dedupe, quality filters."""

@@ -1,0 +1,1 @@
+"""Sources that turn raw inputs into documents."""

@@ -1,0 +1,50 @@
+"""A user's own records (JSONL lines, Parquet rows) as documents, keeping the input's id."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.schema import KINDS, doc_id
+
+DOC_FIELDS = ("id", "text", "source", "uri", "kind", "meta")
+
+
+class BadRecord(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = f"unreadable:{reason}"
+
+
+class RecordMapper:
+    """Maps one record to a document: `text_field` is the text, `id_field` the id (kept as it is);
+    without an id, the id is a hash of where the record sits (`uri#offset`). Other fields go to meta."""
+
+    def __init__(self, source: str, text_field: str = "text", id_field: str = "id", kind: str = "other"):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        self.source, self.text_field, self.id_field, self.kind = source, text_field, id_field, kind
+
+    def fallback_id(self, where: str) -> str:
+        return doc_id(self.source, where)
+
+    def __call__(self, record, where: str) -> dict:
+        if not isinstance(record, dict):
+            raise BadRecord("not_an_object", f"a {type(record).__name__}, not an object")
+        text = record.get(self.text_field)
+        if text is None:
+            raise BadRecord("missing_text", f"no {self.text_field!r} field")
+        if not isinstance(text, str):
+            raise BadRecord("text_not_string", f"{self.text_field!r} is a {type(text).__name__}")
+        rid = record.get(self.id_field)
+        kind = record.get("kind")
+        meta = {k: v for k, v in record.items() if k not in DOC_FIELDS and k not in (self.text_field, self.id_field)}
+        if isinstance(record.get("meta"), dict):
+            meta = {**record["meta"], **meta}
+        return {
+            "id": str(rid) if rid is not None else self.fallback_id(where),
+            "text": text,
+            "source": str(record.get("source") or self.source),
+            "uri": str(record.get("uri") or record.get("url") or where),
+            "kind": kind if kind in KINDS else self.kind,
+            "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str),
+        }

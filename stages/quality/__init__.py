@@ -1,0 +1,1 @@
+"""Quality, domain and safety filters."""

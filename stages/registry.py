@@ -1,0 +1,58 @@
+"""Names used in job files, mapped to source and stage classes; options checked against each
+class's constructor, so a typo in a job file is a clear error, not a silent default."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+
+from pydantic import TypeAdapter, ValidationError
+
+from pipeline.config import ConfigError, InputConfig, StageConfig
+from pipeline.source import Source
+from pipeline.stage import GlobalStage, Stage
+from stages.dedupe.exact import ExactDedupe
+from stages.ingest.files import FilesSource
+from stages.ingest.jsonl import JsonlSource
+from stages.ingest.man import ManSource
+from stages.ingest.parquet import ParquetSource
+from stages.quality.basic import BasicFilter
+
+SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource)}
+STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe)}
+
+
+def construct(cls: type, options: dict, where: str, fixed: dict | None = None):
+    fixed = fixed or {}
+    params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self" and n not in fixed}
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; "
+                          f"{cls.__name__} takes: {', '.join(params) or 'no options'}")
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in options]
+    if missing:
+        raise ConfigError(f"{where}: missing option(s) {', '.join(missing)}")
+    hints = typing.get_type_hints(cls.__init__)
+    kwargs = dict(fixed)
+    for name, value in options.items():
+        try:
+            kwargs[name] = TypeAdapter(hints[name]).validate_python(value) if name in hints else value
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: option {name}: {exc.errors()[0]['msg']} (got {value!r})") from None
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def build_source(config: InputConfig, index: int) -> Source:
+    if config.type not in SOURCES:
+        raise ConfigError(f"inputs[{index}]: unknown type {config.type!r}; known: {', '.join(sorted(SOURCES))}")
+    name = config.name or f"{config.type}-{index}"
+    return construct(SOURCES[config.type], config.options(), f"inputs[{index}] ({config.type})", {"name": name})
+
+
+def build_stage(config: StageConfig, index: int) -> Stage | GlobalStage:
+    if config.name not in STAGES:
+        raise ConfigError(f"stages[{index}]: unknown stage {config.name!r}; known: {', '.join(sorted(STAGES))}")
+    return construct(STAGES[config.name], config.options, f"stages[{index}] ({config.name})")
