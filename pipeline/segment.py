@@ -187,6 +187,8 @@ def _run_stage(stage: Stage, batches: list[pa.Table], counts: RunCounts, ledger:
             for result in _safe_process(stage, chunk):
                 c.docs_out += result.kept.num_rows
                 c.bytes_out += _text_bytes(result.kept)
+                if result.counts:
+                    c.counts.update(result.counts)
                 if result.dropped is not None and result.dropped.num_rows:
                     c.dropped.update(result.dropped["reason"].to_pylist())
                     ledger.write(stage.name, result.dropped)
