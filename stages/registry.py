@@ -23,10 +23,11 @@ from stages.quality.fineweb import FineWebFilter
 from stages.quality.gopher import GopherQuality, GopherRepetition
 from stages.quality.langid import LanguageFilter
 from stages.quality.system_checks import SystemChecks
+from stages.safety.redact import Redact
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource)}
 STAGES: dict[str, type] = {c.name: c for c in (
-    BasicFilter, ExactDedupe, SystemChecks, LanguageFilter, GopherQuality, GopherRepetition, C4Filter, FineWebFilter,
+    Redact, BasicFilter, ExactDedupe, SystemChecks, LanguageFilter, GopherQuality, GopherRepetition, C4Filter, FineWebFilter,
 )}
 
 
