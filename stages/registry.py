@@ -23,11 +23,12 @@ from stages.quality.fineweb import FineWebFilter
 from stages.quality.gopher import GopherQuality, GopherRepetition
 from stages.quality.langid import LanguageFilter
 from stages.quality.system_checks import SystemChecks
+from stages.safety.decontaminate import Decontaminate
 from stages.safety.redact import Redact
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource)}
 STAGES: dict[str, type] = {c.name: c for c in (
-    Redact, BasicFilter, ExactDedupe, SystemChecks, LanguageFilter, GopherQuality, GopherRepetition, C4Filter, FineWebFilter,
+    Redact, Decontaminate, BasicFilter, ExactDedupe, SystemChecks, LanguageFilter, GopherQuality, GopherRepetition, C4Filter, FineWebFilter,
 )}
 
 
