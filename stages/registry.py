@@ -19,6 +19,8 @@ from stages.ingest.parquet import ParquetSource
 from stages.presets import expand_presets
 from stages.quality.basic import BasicFilter
 from stages.quality.c4 import C4Filter
+from stages.quality.classifier_filter import DomainClassifier, QualityClassifier
+from stages.quality.composite import CompositeScore
 from stages.quality.fineweb import FineWebFilter
 from stages.quality.gopher import GopherQuality, GopherRepetition
 from stages.quality.langid import LanguageFilter
@@ -28,7 +30,8 @@ from stages.safety.redact import Redact
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource)}
 STAGES: dict[str, type] = {c.name: c for c in (
-    Redact, Decontaminate, BasicFilter, ExactDedupe, SystemChecks, LanguageFilter, GopherQuality, GopherRepetition, C4Filter, FineWebFilter,
+    Redact, Decontaminate, BasicFilter, ExactDedupe, SystemChecks, LanguageFilter, GopherQuality, GopherRepetition,
+    C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,
 )}
 
 
