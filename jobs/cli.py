@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a curate output folder (holding manifest.json)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=_stats)
+    from jobs.classifier import register as register_classifier
+
+    register_classifier(sub)
     try:
         from sigma.cli import register
     except ImportError:
