@@ -23,10 +23,7 @@ class ClassifierFilter(Filter):
 
     def __init__(self, model: str, min_score: float | None = 0.5, kinds: Sequence[str] | None = None,
                  max_chars: int = 4000):
-        path = Path(model)
-        if not (path / "model.bin").exists() and not path.is_file():
-            raise ValueError(f"no trained model at {model} (train one with `sigma classifier train`)")
-        self.model, self.min_score, self.max_chars = str(path), min_score, max_chars
+        self.model, self.min_score, self.max_chars = str(model), min_score, max_chars
         self.kinds = None if kinds is None else list(kinds)
         self._classifier = None
 
@@ -37,6 +34,11 @@ class ClassifierFilter(Filter):
         return {**self.__dict__, "_classifier": None}
 
     def setup(self) -> None:
+        # checked here, not in the constructor: `sigma refilter` builds the stage to re-decide over
+        # stored scores, and needs no model for that
+        path = Path(self.model)
+        if self._classifier is None and not (path / "model.bin").exists() and not path.is_file():
+            raise ValueError(f"no trained model at {self.model} (train one with `sigma classifier train`)")
         if self._classifier is None:
             self._classifier = Classifier.load(self.model)
             self._classifier.max_chars = self.max_chars
