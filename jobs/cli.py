@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jobs.classifier import register as register_classifier
 
     register_classifier(sub)
+    from jobs.refilter import register as register_refilter
+
+    register_refilter(sub)
     try:
         from sigma.cli import register
     except ImportError:
