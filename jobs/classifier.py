@@ -46,9 +46,12 @@ def _source(spec: str, unit: int):
     return build_source(InputConfig(**config), 0)
 
 
+FORTUNES_PER_SEED = 20
+
+
 def _fortunes(root: str) -> list[Seed]:
-    """Fortune files: entries separated by `%` lines; entries of one file are joined with blank
-    lines so the passage cutter groups them. `.dat` index files and `.u8` duplicates are skipped."""
+    """Fortune files: entries separated by `%` lines, `FORTUNES_PER_SEED` entries joined with blank
+    lines to a seed document. `.dat` index files and `.u8` duplicates are skipped."""
     seeds = []
     paths = [root] if os.path.isfile(root) else sorted(
         os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if not f.endswith((".dat", ".u8")))
@@ -58,8 +61,8 @@ def _fortunes(root: str) -> list[Seed]:
         except OSError:
             continue
         entries = [e.strip() for e in text.split("\n%\n") if e.strip()]
-        if entries:
-            seeds.append(Seed("\n\n".join(entries), f"file://{path}", f"fortune:{root}"))
+        for k in range(0, len(entries), FORTUNES_PER_SEED):
+            seeds.append(Seed("\n\n".join(entries[k:k + FORTUNES_PER_SEED]), f"file://{path}#{k}", f"fortune:{root}"))
     return seeds
 
 
@@ -111,7 +114,7 @@ def _train(args) -> int:
         manifest = train(positives, negatives, args.output, params, name=args.name)
     h = manifest["held_out"]
     print(f"held-out: precision {h['precision']:.3f} recall {h['recall']:.3f} f1 {h['f1']:.3f} "
-          f"({h['positives']} positive, {h['negatives']} negative passages); model: {args.output}/model.bin")
+          f"({h['positives']} positive, {h['negatives']} negative passages); model in {args.output}")
     return 0
 
 
@@ -131,7 +134,7 @@ def register(subparsers) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--positive", nargs="+", required=True, metavar="SPEC", help="seed specs of the positive class")
     p.add_argument("--negative", nargs="+", required=True, metavar="SPEC", help="seed specs of the negative class")
-    p.add_argument("--output", "-o", required=True, help="folder for model.bin and manifest.json")
+    p.add_argument("--output", "-o", required=True, help="folder for the model (model.bin) and manifest.json")
     p.add_argument("--name", default="domain", help="the model's name in its manifest")
     p.add_argument("--max-docs", type=int, default=2000, help="at most this many documents per seed spec")
     p.add_argument("--pool", nargs="+", metavar="SPEC", help="candidate pool: run the recall loop over it")
@@ -141,13 +144,13 @@ def register(subparsers) -> None:
     p.add_argument("--rounds", type=int, default=3, help="recall-loop rounds after the first model")
     p.add_argument("--accept", type=float, default=0.9, help="pool score at which a document becomes a seed")
     p.add_argument("--max-new", type=int, help="at most this many new seeds per round")
-    for name, typ, default in (("epoch", int, 10), ("lr", float, 0.5), ("dim", int, 64), ("word-ngrams", int, 2),
+    for name, typ, default in (("epoch", int, 10), ("lr", float, 0.5), ("dim", int, 32), ("word-ngrams", int, 2),
                                ("passage-chars", int, 800), ("holdout", float, 0.2), ("threshold", float, 0.5),
                                ("seed", int, 0)):
         p.add_argument(f"--{name}", type=typ, default=default)
     p.set_defaults(func=_train)
     p = sub.add_parser("score", help="score documents with a trained classifier (JSON lines: uri, score)")
-    p.add_argument("model", help="a model folder (holding model.bin)")
+    p.add_argument("model", help="a model folder (holding model.ftz or model.bin)")
     p.add_argument("--input", "-i", nargs="+", required=True, metavar="SPEC")
     p.add_argument("--max-docs", type=int)
     p.set_defaults(func=_score)

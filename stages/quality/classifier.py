@@ -7,7 +7,8 @@ Training cuts every seed document into passages of about `passage_chars` charact
 boundaries, so short negatives (quotations) and long positives (manuals) give examples of the
 same length and the model cannot learn length instead of content. The held-out split is by
 document (a hash of the seed's uri with the seed), so no passage of a held-out document is seen
-in training. `model.bin` is saved beside `manifest.json`: the seeds, parameters, held-out
+in training. The model (`model.bin`, or `model.ftz` when quantized) is saved beside
+`manifest.json`: the seeds, parameters, held-out
 precision and recall, and the model's checksum.
 
 `recall_loop` is DeepSeekMath's corpus-growing loop (Shao et al. 2024, section 2.1): train,
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import random
 import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,14 +51,19 @@ class Seed:
 class TrainParams:
     epoch: int = 10
     lr: float = 0.5
-    dim: int = 64
+    dim: int = 32
     word_ngrams: int = 2
     min_count: int = 2
+    bucket: int = 100_000  # hashed word n-gram rows; fastText's 2M default makes a 500 MB model
+    # a product-quantized `model.ftz`: a few MB, but fastText's in-process quantization was seen to
+    # make later trainings in the same process fail with "Encountered NaN", so it is off by default
+    quantize: bool = False
     passage_chars: int = 800
     max_passages_per_doc: int = 20
     holdout: float = 0.2
     threshold: float = 0.5
     seed: int = 0
+    lr_used: float | None = None  # set by training: `lr`, halved on each diverged attempt
 
 
 def one_line(text: str, max_chars: int | None = None) -> str:
@@ -90,6 +98,17 @@ def load_fasttext():
     return fasttext
 
 
+def model_file(path: str | Path) -> Path:
+    """The model inside a model folder (`model.ftz` or `model.bin`), or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.ftz", "model.bin"):
+            if (path / name).exists():
+                return path / name
+        raise FileNotFoundError(f"no model.ftz or model.bin in {path} (train one with `sigma classifier train`)")
+    return path
+
+
 class Classifier:
     """A trained model: `score(texts)` is the probability of the positive label for each text."""
 
@@ -98,9 +117,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
-        path = Path(path)
-        model_file = path / "model.bin" if path.is_dir() else path
-        return cls(load_fasttext().load_model(str(model_file)))
+        return cls(load_fasttext().load_model(str(model_file(path))))
 
     def score(self, texts: list[str]) -> np.ndarray:
         lines = [one_line(t or "", self.max_chars) for t in texts]
@@ -126,15 +143,18 @@ class Metrics:
     positives: int
     negatives: int
     threshold: float
+    negative_recall: float = 0.0  # the share of negatives scored under the threshold
 
     @classmethod
     def of(cls, scores: np.ndarray, labels: np.ndarray, threshold: float) -> Metrics:
+        labels = labels.astype(bool)
         pred = scores >= threshold
         tp = int((pred & labels).sum())
         p = tp / max(int(pred.sum()), 1)
         r = tp / max(int(labels.sum()), 1)
+        tn = int((~pred & ~labels).sum())
         return cls(round(p, 4), round(r, 4), round(2 * p * r / max(p + r, 1e-9), 4), int(labels.sum()),
-                   int((~labels).sum()), threshold)
+                   int((~labels).sum()), threshold, round(tn / max(int((~labels).sum()), 1), 4))
 
 
 @dataclass
@@ -152,18 +172,41 @@ def split_seeds(positives: list[Seed], negatives: list[Seed], params: TrainParam
     return split
 
 
-def fit(examples: list[tuple[str, bool]], params: TrainParams, workdir: Path) -> Classifier:
-    """Train on (passage, label) pairs; deterministic for a given seed (one thread)."""
+def _train_in_child(train_file: str, model_out: str, kwargs: dict, quantize: bool) -> float:
+    """Runs in a fresh process: train (halving lr when the loss diverges), save, return the lr used."""
     fasttext = load_fasttext()
+    lr = kwargs.pop("lr")
+    for attempt in range(4):
+        try:
+            model = fasttext.train_supervised(input=train_file, lr=lr, **kwargs)
+            break
+        except RuntimeError as exc:  # fastText stops on a diverging loss ("Encountered NaN")
+            if "NaN" not in str(exc) or attempt == 3:
+                raise
+            lr /= 2
+    if quantize:
+        model.quantize(dsub=2, qnorm=True, thread=1, verbose=0)
+    model.save_model(model_out)
+    return lr
+
+
+def fit(examples: list[tuple[str, bool]], params: TrainParams, workdir: Path) -> Classifier:
+    """Train on (passage, label) pairs; deterministic for a given seed (one thread).
+
+    Training runs in a fresh process: in a process that had already trained, loaded and applied
+    other fastText models, `train_supervised` was seen to fail with "Encountered NaN" on data it
+    trains on cleanly in a new process."""
     rows = list(examples)
     random.Random(params.seed).shuffle(rows)
     train_file = workdir / "train.txt"
-    train_file.write_text("".join(f"{POSITIVE if y else NEGATIVE} {x}\n" for x, y in rows))
-    model = fasttext.train_supervised(input=str(train_file), epoch=params.epoch, lr=params.lr, dim=params.dim,
-                                      wordNgrams=params.word_ngrams, minCount=params.min_count, thread=1,
-                                      seed=params.seed, verbose=0)
+    train_file.write_text("".join(f"{POSITIVE if y else NEGATIVE} {x}\n" for x, y in rows), encoding="utf-8")
+    model_out = workdir / ("model.ftz" if params.quantize else "model.bin")
+    kwargs = dict(lr=params.lr, epoch=params.epoch, dim=params.dim, wordNgrams=params.word_ngrams,
+                  minCount=params.min_count, bucket=params.bucket, thread=1, seed=params.seed, verbose=0)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        params.lr_used = pool.submit(_train_in_child, str(train_file), str(model_out), kwargs, params.quantize).result()
     train_file.unlink()
-    return Classifier(model)
+    return Classifier.load(model_out)
 
 
 def evaluate(model: Classifier, examples: list[tuple[str, bool]], threshold: float) -> Metrics:
@@ -186,7 +229,7 @@ def _seed_summary(seeds: list[Seed]) -> dict:
 
 def train(positives: list[Seed], negatives: list[Seed], output: str | Path, params: TrainParams | None = None,
           name: str = "classifier", extra: dict | None = None) -> dict:
-    """Train, report held-out precision and recall, save `model.bin` and `manifest.json`."""
+    """Train, report held-out precision and recall, save the model and `manifest.json`."""
     params = params or TrainParams()
     if not positives or not negatives:
         raise ValueError("training needs positive and negative seeds")
@@ -194,13 +237,13 @@ def train(positives: list[Seed], negatives: list[Seed], output: str | Path, para
     output.mkdir(parents=True, exist_ok=True)
     started = time.time()
     split = split_seeds(positives, negatives, params)
+    model_path = output / ("model.ftz" if params.quantize else "model.bin")
     with tempfile.TemporaryDirectory(dir=output) as tmp:
         model = fit(split.train, params, Path(tmp))
+        for stale in ("model.ftz", "model.bin"):
+            (output / stale).unlink(missing_ok=True)
+        os.replace(Path(tmp) / model_path.name, model_path)
     held_out = evaluate(model, split.held_out, params.threshold)
-    model_path = output / "model.bin"
-    tmp_model = output / ".model.bin.tmp"
-    model.model.save_model(str(tmp_model))
-    os.replace(tmp_model, model_path)
     manifest = {
         "name": name,
         "kind": "fasttext-supervised",
@@ -210,7 +253,7 @@ def train(positives: list[Seed], negatives: list[Seed], output: str | Path, para
         "passages": {"train": len(split.train), "held_out": len(split.held_out),
                      "train_positive": sum(y for _, y in split.train)},
         "held_out": asdict(held_out),
-        "model": {"file": "model.bin", "sha256": _sha256(model_path), "bytes": model_path.stat().st_size},
+        "model": {"file": model_path.name, "sha256": _sha256(model_path), "bytes": model_path.stat().st_size},
         "seconds": round(time.time() - started, 2),
         **(extra or {}),
     }
@@ -254,11 +297,12 @@ def recall_loop(positives: list[Seed], negatives: list[Seed], pool: list[Seed], 
         for i in new:
             taken.add(pool[i].uri)
             seeds.append(Seed(pool[i].text, pool[i].uri, "recalled"))
-    final = output / f"round-{rounds}"
-    shutil.copyfile(final / "model.bin", output / "model.bin")
-    manifest = json.loads((final / "manifest.json").read_text())
+    final = model_file(output / f"round-{rounds}")
+    for stale in ("model.ftz", "model.bin"):
+        (output / stale).unlink(missing_ok=True)
+    shutil.copyfile(final, output / final.name)
+    manifest = json.loads((final.parent / "manifest.json").read_text())
     manifest.update({"name": name, "recall_loop": {"rounds": rounds, "accept": accept, "max_new": max_new,
                                                    "history": history}})
-    manifest["model"]["file"] = "model.bin"
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

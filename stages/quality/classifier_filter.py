@@ -36,9 +36,6 @@ class ClassifierFilter(Filter):
     def setup(self) -> None:
         # checked here, not in the constructor: `sigma refilter` builds the stage to re-decide over
         # stored scores, and needs no model for that
-        path = Path(self.model)
-        if self._classifier is None and not (path / "model.bin").exists() and not path.is_file():
-            raise ValueError(f"no trained model at {self.model} (train one with `sigma classifier train`)")
         if self._classifier is None:
             self._classifier = Classifier.load(self.model)
             self._classifier.max_chars = self.max_chars

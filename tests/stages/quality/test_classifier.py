@@ -44,7 +44,7 @@ def seeds(tmp_path_factory):
 def test_train_reports_held_out_metrics_and_saves_a_manifest(seeds, tmp_path):
     positives, negatives, _ = seeds
     manifest = train(positives, negatives, tmp_path / "m", PARAMS, name="domain")
-    assert (tmp_path / "m" / "model.bin").exists()
+    assert (tmp_path / "m" / manifest["model"]["file"]).exists() and manifest["model"]["bytes"] < 30_000_000
     saved = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert saved["held_out"] == manifest["held_out"]
     assert saved["held_out"]["positives"] > 10 and saved["held_out"]["negatives"] > 5
@@ -69,7 +69,7 @@ def test_recall_loop_records_every_round(seeds, tmp_path):
     assert [r["round"] for r in history] == [0, 1, 2]
     assert history[1]["positive_seeds"] == history[0]["positive_seeds"] + history[0]["added"]
     assert history[0]["added"] > 0 and "pool_labelled" in history[0]
-    assert (tmp_path / "loop" / "model.bin").exists() and (tmp_path / "loop" / "round-1" / "manifest.json").exists()
+    assert (tmp_path / "loop" / manifest["model"]["file"]).exists() and (tmp_path / "loop" / "round-1" / "manifest.json").exists()
 
 
 def test_scores_are_columns_and_the_decision_is_separate(ray_local, seeds, tmp_path):
