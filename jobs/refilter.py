@@ -56,7 +56,8 @@ def refilter(parent: str | Path, output: str | Path, overrides: dict[str, dict],
     names = {c.name for c in configs}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ConfigError(f"--set names stage(s) {', '.join(unknown)} that the job does not run: {', '.join(sorted(names))}")
+        raise ConfigError(f"--set names stage(s) {', '.join(unknown)} that the job does not run: "
+                          f"{', '.join(sorted(names))}")
     columns = set(pq.read_schema(parent / manifest["files"][0]["path"]).names) if manifest["files"] else set()
     filters: list[Filter] = []
     for i, c in enumerate(configs):

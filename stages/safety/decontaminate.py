@@ -146,7 +146,8 @@ class Decontaminate(Filter):
         for name in (MATCHES, ITEM):
             if name in batch.column_names:
                 batch = batch.drop_columns([name])
-        return batch.append_column(MATCHES, pa.array(counts, pa.int32())).append_column(ITEM, pa.array(items, pa.string()))
+        batch = batch.append_column(MATCHES, pa.array(counts, pa.int32()))
+        return batch.append_column(ITEM, pa.array(items, pa.string()))
 
     def decide(self, batch: pa.Table):
         reasons, details = [], []
