@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--peer-python", help="python of a venv with datatrove[processing] installed")
     parser.add_argument("--model", help="a trained domain classifier folder, to time domain_classifier")
+    parser.add_argument("--stages", nargs="+", help="time only these stages")
     args = parser.parse_args()
     table = corpus(args.per_source)
     mb = sum(len(t.encode()) for t in table["text"].to_pylist()) / 1e6
@@ -102,6 +103,8 @@ def main() -> None:
         Path(f.name).unlink()
     print(f"{'stage':20s} {'docs/s/core':>12s} {'MB/s/core':>10s} {'datatrove docs/s':>17s} {'ratio':>7s}")
     for name, options in stage_list(args.model):
+        if args.stages and name not in args.stages:
+            continue
         seconds = time_stage(name, options, table, args.repeat)
         rate = table.num_rows / seconds
         line = f"{name:20s} {rate:12.0f} {mb / seconds:10.2f}"

@@ -206,11 +206,10 @@ class Redactor:
     def _wanted(self, lower: str) -> list[Detector]:
         return [d for d in self.detectors if not d.hints or any(h in lower for h in d.hints)]
 
-    def _matches(self, d: Detector, text: str):
-        if not (d.by_line and d.hints) or len(text) < 4096:
+    def _matches(self, d: Detector, text: str, lower: str):
+        if not (d.by_line and d.hints):
             yield from d.pattern.finditer(text)
             return
-        lower = text.lower()
         if len(lower) != len(text):  # a case mapping changed lengths: offsets would not line up
             yield from d.pattern.finditer(text)
             return
@@ -224,13 +223,16 @@ class Redactor:
 
     def redact(self, text: str) -> tuple[str, Counter]:
         counts: Counter = Counter()
-        for detector in self._wanted(text.lower()):
-            text = self._apply(detector, text, counts)
+        lower = text.lower()
+        for detector in self._wanted(lower):
+            redacted = self._apply(detector, text, lower, counts)
+            if redacted is not text:
+                text, lower = redacted, redacted.lower()
         return text, counts
 
-    def _apply(self, d: Detector, text: str, counts: Counter) -> str:
+    def _apply(self, d: Detector, text: str, lower: str, counts: Counter) -> str:
         out, last = [], 0
-        for m in self._matches(d, text):
+        for m in self._matches(d, text, lower):
             start, end = _value_span(m)
             value = text[start:end]
             if start < last or PLACEHOLDER.fullmatch(value) or self._skip(d, m, text, start, value):
@@ -247,8 +249,9 @@ class Redactor:
         """What `redact` would replace, as spans of the original text (for evaluation)."""
         findings: list[Finding] = []
         taken: list[tuple[int, int]] = []
-        for d in self._wanted(text.lower()):
-            for m in self._matches(d, text):
+        lower = text.lower()
+        for d in self._wanted(lower):
+            for m in self._matches(d, text, lower):
                 start, end = _value_span(m)
                 value = text[start:end]
                 if self._skip(d, m, text, start, value) or any(s < end and start < e for s, e in taken):
