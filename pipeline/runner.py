@@ -206,7 +206,7 @@ class Runner:
         tmp.mkdir(parents=True)
         with self.progress.status(f"{stage.name}: deciding over {rows:,} documents"):
             if files:
-                ds = ray.data.read_parquet(files, columns=["id", "_unit", "_row", *stage.signal_columns()])
+                ds = ray.data.read_parquet(files).select_columns(["id", "_unit", "_row", *stage.signal_columns()])
                 drops = stage.decide(ds, rows)
                 drops.groupby("_unit", num_partitions=min(len(units), 2 * _cluster_cpus())).map_groups(write_unit_decisions, fn_args=(str(tmp),),
                                                   batch_format="pyarrow").materialize()
