@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sigma.attention import check_attention_kernel  # noqa: E402
+from sigma.attention import check_attention_kernel, sdpa_attention  # noqa: E402
 from sigma.config import PRESETS, ModelConfig  # noqa: E402
 from sigma.flops import matmul_parameters, peak_flops, training_flops_per_token  # noqa: E402
 from sigma.model import Transformer  # noqa: E402
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.presets:
         config = PRESETS[preset]
         if device.type == "cuda":
-            check_attention_kernel(config, device, torch.bfloat16 if bf16 else torch.float32)
+            kernel = torch.compile(sdpa_attention) if compile_ else sdpa_attention
+            check_attention_kernel(config, device, torch.bfloat16 if bf16 else torch.float32, kernel=kernel)
         batch = args.batch or default_batch(preset)
         print(f"{preset}: batch {batch} ...", flush=True)
         result = {"preset": preset, "attention": config.attention_kind, "batch": batch, "seq_len": args.seq_len,

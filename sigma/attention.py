@@ -82,31 +82,42 @@ def check_attention_kernel(
 ) -> float:
     """Raise if ``kernel`` disagrees with the float64 reference on this config's head layout.
 
-    Guards against kernels that accept unequal K/V head counts but map heads wrongly. Returns the
-    largest absolute error. The tolerance is loose enough for bf16 rounding and far below the
-    error of a wrong head map (outputs here are O(1)).
+    Checks the output and the gradients of q, k and v, since a wrong head map in the backward
+    pass would corrupt training just as silently. Errors are relative to the largest reference
+    value; the tolerance allows bf16 rounding and is far below the error of a wrong head map.
+    Returns the largest error.
     """
     gen = torch.Generator(device="cpu").manual_seed(0)
     batch = 2
 
-    def sample(heads: int, dim: int) -> Tensor:
-        return torch.randn(batch, heads, seq_len, dim, generator=gen).to(device=device, dtype=dtype)
+    def sample(heads: int, dim: int, scale: float = 1.0) -> Tensor:
+        x = torch.randn(batch, heads, seq_len, dim, generator=gen) * scale
+        return x.to(device=device, dtype=dtype).requires_grad_()
 
     # Queries scaled up so each head attends sharply: a wrong head map then shows clearly.
-    q = sample(config.n_q_heads, config.d_qk_head) * 2.0
+    q = sample(config.n_q_heads, config.d_qk_head, scale=2.0)
     k = sample(config.n_k_heads, config.d_qk_head)
     v = sample(config.n_v_heads, config.d_v_head)
     out = kernel(q, k, v, None)
-    expected = reference_attention(q, k, v)
-    error = (out.double() - expected).abs().max().item()
-    tolerance = 2e-2 if dtype in (torch.bfloat16, torch.float16) else 1e-4
-    if not error <= tolerance:
+    grad_out = torch.randn(out.shape, generator=gen).to(device)
+    (out.float() * grad_out).sum().backward()
+
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    expected = reference_attention(q64, k64, v64)
+    (expected * grad_out.double()).sum().backward()
+
+    tolerance = 3e-2 if dtype in (torch.bfloat16, torch.float16) else 1e-4
+    errors = {}
+    for name, got, want in (("output", out, expected), ("dq", q.grad, q64.grad), ("dk", k.grad, k64.grad), ("dv", v.grad, v64.grad)):
+        errors[name] = float("inf") if got is None else ((got.double() - want).abs().max() / want.abs().max()).item()
+    worst = max(errors, key=errors.get)
+    if not errors[worst] <= tolerance:
         raise RuntimeError(
             f"attention kernel disagrees with the float64 reference for Q/K/V heads "
             f"{config.n_q_heads}/{config.n_k_heads}/{config.n_v_heads} on {device} ({dtype}): "
-            f"max error {error:.3g} > {tolerance:g}; refusing to train with it"
+            f"relative {worst} error {errors[worst]:.3g} > {tolerance:g}; refusing to train with it"
         )
-    return error
+    return errors[worst]
 
 
 class DiffQKVAttention(nn.Module):

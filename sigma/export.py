@@ -92,6 +92,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": eos, "eos_token": eos, "pad_token": eos, "unk_token": None,
         "model_max_length": config.max_seq_len,
+        "padding_side": "left",  # decoder-only: prompts end where generation starts
         "clean_up_tokenization_spaces": False,
     })
     _write_json(tmp / "special_tokens_map.json", {"bos_token": eos, "eos_token": eos, "pad_token": eos})

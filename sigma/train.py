@@ -22,7 +22,7 @@ import yaml
 from pydantic import ConfigDict, TypeAdapter
 from torch import Tensor, nn
 
-from sigma.attention import check_attention_kernel
+from sigma.attention import check_attention_kernel, sdpa_attention
 from sigma.checkpoint import find_checkpoint, load_training_state, load_weights, read_checkpoint, save_checkpoint
 from sigma.config import PRESETS, ModelConfig, resolve_model_config
 from sigma.flops import peak_flops, training_flops_per_token
@@ -282,8 +282,10 @@ def train(
     if checkpoint:
         load_weights(checkpoint, model)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device_.type == "cuda")
-    if device_.type == "cuda":
-        check_attention_kernel(model_config, device_, torch.bfloat16 if use_bf16 else torch.float32)
+    compile_model = config.compile if config.compile is not None else device_.type == "cuda"
+    if device_.type == "cuda":  # the kernel as training will run it, compiled or not
+        kernel = torch.compile(sdpa_attention) if compile_model else sdpa_attention
+        check_attention_kernel(model_config, device_, torch.bfloat16 if use_bf16 else torch.float32, kernel=kernel)
     optimizer = build_optimizer(
         model, config.lr, config.weight_decay, config.betas, config.adam_eps, fused=device_.type == "cuda"
     )
@@ -291,7 +293,7 @@ def train(
         load_training_state(checkpoint, optimizer, device_)
 
     train_model: nn.Module = model
-    if config.compile if config.compile is not None else device_.type == "cuda":
+    if compile_model:
         train_model = torch.compile(model)
     if distributed.enabled:
         from torch.nn.parallel import DistributedDataParallel

@@ -28,6 +28,24 @@ MAN_PAGES = [
 LOG_LINES_PER_DOCUMENT = 40
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """sigma-tiny's matrices are too small to gain from threads, and on a busy 2-core machine
+    competing OpenMP threads make the suite several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def subprocess_env() -> dict[str, str]:
+    """The environment for command-line runs in tests: one OpenMP thread, like the suite."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def write_curated(out: Path, rows: list[dict[str, str]], rows_per_shard: int = 200, row_group_size: int = 16) -> Path:
     (out / "shards").mkdir(parents=True, exist_ok=True)
     files = []

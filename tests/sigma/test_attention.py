@@ -48,7 +48,25 @@ def _v_through_k_map(q, k, v, mask):
     return F.scaled_dot_product_attention(q, k.repeat_interleave(n_q // n_k, dim=1), v, is_causal=True)
 
 
-@pytest.mark.parametrize("broken", [_tiled_heads, _v_through_k_map])
+class _RightForwardWrongBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v):
+        ctx.save_for_backward(q, k, v)
+        return sdpa_attention(q, k, v)
+
+    @staticmethod
+    def backward(ctx, grad):
+        with torch.enable_grad():
+            q, k, v = (t.detach().requires_grad_() for t in ctx.saved_tensors)
+            return torch.autograd.grad(_tiled_heads(q, k, v, None), (q, k, v), grad)
+
+
+def _wrong_backward(q, k, v, mask):
+    """Correct outputs, gradients from the wrong head map: only a gradient check sees it."""
+    return _RightForwardWrongBackward.apply(q, k, v)
+
+
+@pytest.mark.parametrize("broken", [_tiled_heads, _v_through_k_map, _wrong_backward])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_guard_rejects_kernels_that_mishandle_unequal_heads(broken, dtype):
     for name in ("sigma-tiny", "sigma-1.5b"):

@@ -85,3 +85,20 @@ def test_modeling_file_does_not_import_sigma():
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert imported <= {"__future__", "torch", "transformers"}
+
+
+def test_left_padded_batches_match_single_prompts(checkpoint, tmp_path):
+    out = export_hf(checkpoint, tmp_path / "hf")
+    model = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out, trust_remote_code=True)
+    assert tokenizer.padding_side == "left"
+    prompts = ["kernel: EXT4-fs error", "Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106"]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    assert (batch.attention_mask == 0).any()
+    with torch.no_grad():
+        last = model(**batch).logits[:, -1]
+        generated = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, -6:]
+        for i, prompt in enumerate(prompts):
+            single = tokenizer(prompt, return_tensors="pt")
+            torch.testing.assert_close(last[i], model(**single).logits[0, -1], atol=1e-5, rtol=0)
+            assert torch.equal(generated[i], model.generate(**single, max_new_tokens=6, do_sample=False)[0, -6:])

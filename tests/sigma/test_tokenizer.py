@@ -19,14 +19,14 @@ def test_byte_level_bpe_round_trips_real_text(tokenizer_file, curated_man, curat
     assert tokenizer.decode(tokenizer.encode(unseen).ids) == unseen
 
 
-def test_cli_writes_the_tokenizer_beside_the_manifest(curated_logs, tmp_path):
+def test_cli_writes_the_tokenizer_beside_the_manifest(curated_logs, tmp_path, subprocess_env):
     import shutil
 
     data = tmp_path / "logs"
     shutil.copytree(curated_logs, data)
     done = subprocess.run(
         [sys.executable, "-m", "sigma.cli", "tokenizer", "train", "--data", str(data), "--vocab-size", "300"],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2], env=subprocess_env,
     )
     assert (data / "tokenizer.json").exists() and "tokenizer.json" in done.stdout
     assert load_tokenizer(data).get_vocab_size() == 300

@@ -101,7 +101,7 @@ def test_doc_mask_trains(curated_logs, tokenizer_file, tmp_path):
     assert result["step"] == 3 and result["eval_loss"] == result["eval_loss"]
 
 
-def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_file, tmp_path):
+def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
     """torchrun with 2 CPU ranks: the data is split by rank and every rank's position is saved."""
     import subprocess
     import sys
@@ -115,7 +115,7 @@ def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_
              "sigma-tiny", "--data", str(curated_man), str(curated_logs), "--tokenizer", str(tokenizer_file),
              "--out", str(out), "--steps", "6", "--seq-len", "64", "--batch-size", "2", "--eval-every", "3",
              "--log-every", "1", "--save-every", "3", "--no-progress", *extra],
-            check=True, cwd=root, capture_output=True,
+            check=True, cwd=root, capture_output=True, env=subprocess_env,
         )
 
     run(tmp_path / "whole")
