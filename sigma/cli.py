@@ -35,7 +35,7 @@ def _register_model(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     info.add_argument("preset", help="a preset name (sigma-tiny, sigma-125m, sigma-1b, sigma-1.5b, ...-gqa, ...-mha) or a train YAML")
-    info.add_argument("--seq-len", type=int, default=2048, help="sequence length T for the attention FLOPs (default 2048)")
+    info.add_argument("--seq-len", type=int, help="sequence length T for the attention FLOPs (default: the YAML's, else min(2048, max_seq_len))")
     info.set_defaults(func=model_info)
 
 
@@ -48,16 +48,19 @@ def model_info(args: argparse.Namespace) -> int:
 
     if args.preset in PRESETS:
         name, config = args.preset, PRESETS[args.preset]
+        seq_len = args.seq_len or min(2048, config.max_seq_len)
     else:
         from sigma.train import TrainConfig
 
-        name, config = args.preset, resolve_model_config(TrainConfig.load(args.preset).model)
+        train_config = TrainConfig.load(args.preset)
+        name, config = args.preset, resolve_model_config(train_config.model)
+        seq_len = args.seq_len or train_config.sequence_length()
     baseline_name = f"{name}-gqa"
     configs = {name: config}
     if baseline_name in PRESETS and config.attention_kind == "diffqkv":
         configs[baseline_name] = PRESETS[baseline_name]
 
-    table = Table(title=f"{name} at T={args.seq_len}")
+    table = Table(title=f"{name} at T={seq_len}")
     table.add_column("")
     for column in configs:
         table.add_column(column, justify="right")
@@ -77,7 +80,7 @@ def model_info(args: argparse.Namespace) -> int:
         row(f"params: {part}", lambda c, part=part: f"{getattr(count_parameters(c), part) / 1e6:,.2f}M")
     row("params: total", lambda c: f"{count_parameters(c).total / 1e6:,.2f}M")
     row("N for 6N (non-emb + head)", lambda c: f"{matmul_parameters(c) / 1e6:,.2f}M")
-    row("train GFLOP / token", lambda c: f"{training_flops_per_token(c, args.seq_len) / 1e9:,.3f}")
+    row("train GFLOP / token", lambda c: f"{training_flops_per_token(c, seq_len) / 1e9:,.3f}")
     row("KV cache values / token / layer", lambda c: f"{c.kv_cache_values_per_token:,}")
     row("KV cache bf16 / token", lambda c: f"{2 * c.kv_cache_values_per_token * c.n_layers / 1024:,.1f} KiB")
     Console().print(table)

@@ -293,12 +293,12 @@ def train(
         load_training_state(checkpoint, optimizer, device_)
 
     train_model: nn.Module = model
-    if compile_model:
-        train_model = torch.compile(model)
     if distributed.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(train_model, device_ids=[device_.index] if device_.type == "cuda" else None)
+        train_model = DistributedDataParallel(model, device_ids=[device_.index] if device_.type == "cuda" else None)
+    if compile_model:  # after DDP, so that compile splits graphs at DDP's gradient buckets
+        train_model = torch.compile(train_model)
 
     shard_sets = [ShardSet.open(p) for p in data_paths]
     streams = [
@@ -368,7 +368,10 @@ def train(
                 group["lr"] = lr
             loss_sum = torch.zeros((), device=device_)
             for micro in range(config.grad_accum):
-                batch = mixture.next_batch(config.batch_size).to(device_, non_blocking=True)
+                batch = mixture.next_batch(config.batch_size)
+                if device_.type == "cuda":  # tokenizing the next batch overlaps this copy and the GPU's work
+                    batch = batch.pin_memory()
+                batch = batch.to(device_, non_blocking=True)
                 inputs, targets = batch[:, :-1], batch[:, 1:]
                 last_micro = micro == config.grad_accum - 1
                 no_sync = train_model.no_sync() if distributed.enabled and not last_micro else contextlib.nullcontext()
