@@ -66,7 +66,7 @@ def save_checkpoint(
     torch.save(rng, tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     (tmp / "tokenizer.json").write_text(tokenizer_json)
-    _fsync_dir(tmp)
+    _fsync_files(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -115,7 +115,7 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_files(path: Path) -> None:
     for child in path.iterdir():
         with open(child, "rb") as f:
             os.fsync(f.fileno())

@@ -7,11 +7,10 @@ is also the unit the trainer shuffles and splits across ranks.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,11 +36,6 @@ class ShardSet:
             raise FileNotFoundError(f"no shards in {root}/shards/*.parquet: is {root} a curate output folder?")
         return cls(root, files)
 
-    @property
-    def manifest(self) -> dict[str, Any]:
-        path = self.root / "manifest.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
     @cached_property
     def row_groups(self) -> tuple[RowGroup, ...]:
         groups = []
@@ -49,10 +43,6 @@ class ShardSet:
             metadata = pq.ParquetFile(path).metadata
             groups += [RowGroup(file_index, i, metadata.row_group(i).num_rows) for i in range(metadata.num_row_groups)]
         return tuple(groups)
-
-    @property
-    def num_documents(self) -> int:
-        return sum(group.num_rows for group in self.row_groups)
 
     def read_row_group(self, group: RowGroup, columns: Sequence[str] = ("id", "text")) -> pa.Table:
         return pq.ParquetFile(self.files[group.file_index]).read_row_group(group.index, columns=list(columns))
