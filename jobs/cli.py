@@ -39,6 +39,7 @@ def _stats(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from jobs.curate import add_arguments
+    from sigma.cli import register as register_model_commands
 
     parser = argparse.ArgumentParser(prog="sigma", description="Curate system data on Ray into Parquet shards, "
                                      "and train DiffQKV language models on them.", epilog=EPILOG,
@@ -61,12 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a curate output folder (holding manifest.json)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=_stats)
-    try:
-        from sigma.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    register_model_commands(sub)
     return parser
 
 

@@ -57,9 +57,9 @@ def _run_units_task(batch: dict, segment: Segment) -> dict:
 
 def plan_segments(job: Job) -> list[Segment | GlobalStage]:
     """Cut the stage list into map segments, with each global stage between two of them."""
-    settings = WriterSettings(job.config.writer.shard_max_rows, int(job.config.writer.shard_max_mb * (1 << 20)),
-                              job.config.writer.compression, job.config.writer.rejects,
-                              job.config.writer.rejects_rate)
+    w = job.config.writer
+    settings = WriterSettings(w.shard_max_rows, int(w.shard_max_mb * (1 << 20)), w.compression, w.row_group_rows,
+                              w.rejects, w.rejects_rate)
     plan: list[Segment | GlobalStage] = []
     fields = list(WORK_SCHEMA)
     current: list[Stage] = []

@@ -35,6 +35,7 @@ class WriterSettings:
     max_rows: int = 1_000_000
     max_bytes: int = 256 << 20
     compression: str = "zstd"
+    row_group_rows: int = 1024
     rejects: str = "all"  # all | sample | none
     rejects_rate: float = 1.0
 
@@ -136,7 +137,8 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
     started = time.time()
     _clean_stale(segment, unit)
     out = ShardWriter(segment.root, segment.output_path(unit), segment.output_prefix(unit), segment.schema,
-                      segment.writer.max_rows, segment.writer.max_bytes, segment.writer.compression)
+                      segment.writer.max_rows, segment.writer.max_bytes, segment.writer.compression,
+                      segment.writer.row_group_rows)
     ledger = LedgerWriter(segment.root, f"s{segment.index}-u{unit:05d}", segment.writer.rejects,
                           segment.writer.rejects_rate)
     counts = RunCounts()

@@ -1,20 +1,15 @@
-"""Curated shard folders built from real text: rendered man pages and Loghub logs.
-
-They have the layout of a curate job's output (``DIR/manifest.json``, ``DIR/shards/*.parquet``,
-one row per document), written with small row groups so that shuffling and rank splitting have
-units to work with.
-"""
+"""Curated shard folders made by the curate job itself from real text: rendered man pages and
+Loghub logs, written with small row groups so that shuffling and rank splitting have units to
+work with."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -46,50 +41,47 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def write_curated(out: Path, rows: list[dict[str, str]], rows_per_shard: int = 200, row_group_size: int = 16) -> Path:
-    (out / "shards").mkdir(parents=True, exist_ok=True)
-    files = []
-    for index, start in enumerate(range(0, len(rows), rows_per_shard)):
-        table = pa.Table.from_pylist(rows[start : start + rows_per_shard])
-        name = f"part-{index:05d}.parquet"
-        pq.write_table(table, out / "shards" / name, compression="zstd", row_group_size=row_group_size)
-        files.append({"name": f"shards/{name}", "rows": table.num_rows})
-    (out / "manifest.json").write_text(json.dumps({"schema_version": 1, "files": files}, indent=1))
+def curate_rows(out: Path, job: dict) -> Path:
+    """Run the real curate job (embedded Ray, real Parquet) into `out`."""
+    from jobs.curate import curate
+    from pipeline.config import parse_job
+
+    manifest = curate(parse_job(job), str(out))
+    assert manifest["totals"]["balanced"]
     return out
 
 
-def _row(source: str, uri: str, kind: str, text: str, **meta: object) -> dict[str, str]:
-    doc_id = hashlib.sha256(f"{source}:{uri}".encode()).hexdigest()[:32]
-    return {"id": doc_id, "text": text, "source": source, "uri": uri, "kind": kind, "meta": json.dumps(meta)}
+@pytest.fixture(scope="session")
+def curated_man(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
+    """Real man pages through the spine's curate job, in small row groups so that shuffling and
+    rank splitting have units to work with."""
+    if shutil.which("groff") is None or not Path("/usr/share/man/man1").is_dir():
+        pytest.skip("groff or /usr/share/man is missing: cannot render man pages for test shards")
+    job = {"inputs": [{"type": "man", "roots": ["/usr/share/man"], "include": MAN_PAGES, "sections": ["1", "8"]}],
+           "stages": ["basic_filter", "exact_dedupe"], "writer": {"row_group_rows": 4, "shard_max_rows": 20}}
+    out = curate_rows(tmp_path_factory.mktemp("curated") / "man", job)
+    if len(pq.read_table(out / "shards", columns=["id"])) < 10:
+        pytest.skip("fewer than 10 of the test's man pages are installed here")
+    return out
 
 
 @pytest.fixture(scope="session")
-def curated_man(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("man") is None:
-        pytest.skip("man is not installed: cannot render man pages for test shards")
-    env = {**os.environ, "MANWIDTH": "80", "MAN_KEEP_FORMATTING": "0"}
-    rows = []
-    for page in MAN_PAGES:
-        done = subprocess.run(["man", "-P", "cat", page], capture_output=True, text=True, env=env)
-        if done.returncode == 0 and done.stdout.strip():
-            rows.append(_row("man", f"man:{page}", "doc", done.stdout, page=page))
-    if len(rows) < 10:
-        pytest.skip(f"only {len(rows)} man pages render on this machine; need 10")
-    return write_curated(tmp_path_factory.mktemp("curated") / "man", rows, rows_per_shard=20, row_group_size=4)
-
-
-@pytest.fixture(scope="session")
-def curated_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def curated_logs(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
+    """Loghub logs cut into 40-line documents, through the curate job."""
     logs = sorted(SHARED_DATA.glob("loghub/*/*_2k.log"))
     if not logs:
         pytest.skip("../shared/data/loghub (relative to the project root) is absent: no real logs for test shards")
-    rows = []
-    for log in logs:
-        lines = log.read_text(errors="replace").splitlines(keepends=True)
-        for start in range(0, len(lines), LOG_LINES_PER_DOCUMENT):
-            text = "".join(lines[start : start + LOG_LINES_PER_DOCUMENT])
-            rows.append(_row("file", f"{log.parent.name}/{log.name}#L{start + 1}", "log", text, system=log.parent.name))
-    return write_curated(tmp_path_factory.mktemp("curated") / "logs", rows)
+    base = tmp_path_factory.mktemp("curated")
+    with open(base / "logs.jsonl", "w") as f:
+        for log in logs:
+            lines = log.read_text(errors="replace").splitlines(keepends=True)
+            for start in range(0, len(lines), LOG_LINES_PER_DOCUMENT):
+                text = "".join(lines[start : start + LOG_LINES_PER_DOCUMENT])
+                f.write(json.dumps({"text": text, "kind": "log", "source": "file", "system": log.parent.name,
+                                    "uri": f"{log.parent.name}/{log.name}#L{start + 1}"}) + "\n")
+    job = {"inputs": [{"type": "jsonl", "paths": [str(base / "logs.jsonl")]}],
+           "stages": ["basic_filter", "exact_dedupe"], "writer": {"row_group_rows": 16, "shard_max_rows": 200}}
+    return curate_rows(base / "logs", job)
 
 
 @pytest.fixture(scope="session")
