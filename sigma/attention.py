@@ -136,7 +136,8 @@ class DiffQKVAttention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, config.n_v_heads * config.d_v_head, bias=False)
         self.o_proj = nn.Linear(config.n_q_heads * config.d_v_head, config.d_model, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
+    def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q (B, n_q, T, d_qk) and k (B, n_k, T, d_qk) with RoPE applied, v (B, n_v, T, d_v)."""
         batch, seq, _ = x.shape
         q = self.q_proj(x)
         if self.augmented_q:
@@ -144,6 +145,13 @@ class DiffQKVAttention(nn.Module):
         q = q.view(batch, seq, self.n_q_heads, self.d_qk_head).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq, self.n_k_heads, self.d_qk_head).transpose(1, 2)
         v = self.v_proj(x).view(batch, seq, self.n_v_heads, self.d_v_head).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = sdpa_attention(q, k, v, mask)  # (B, n_q, T, d_v)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None, cache: AttentionKernel | None = None
+    ) -> Tensor:
+        """``cache``, when given, stores k and v and attends over everything stored (inference)."""
+        batch, seq, _ = x.shape
+        q, k, v = self.project(x, cos, sin)
+        out = sdpa_attention(q, k, v, mask) if cache is None else cache(q, k, v, mask)  # (B, n_q, T, d_v)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, self.n_q_heads * self.d_v_head))

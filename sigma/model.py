@@ -57,8 +57,8 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
         self.feed_forward = FeedForward(config)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, mask)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache=None) -> Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, mask, cache)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -92,6 +92,24 @@ class Transformer(nn.Module):
         self.rope_cos.copy_(cos)
         self.rope_sin.copy_(sin)
 
+    def hidden_states(
+        self, tokens: Tensor, positions: Tensor | None = None, mask: Tensor | None = None, caches=None
+    ) -> Tensor:
+        """The final normed hidden states (B, T, d_model), before the output head.
+
+        ``caches`` (inference) is one attention callable per layer, ``(q, k, v, mask) -> out``, that
+        stores k and v and attends over the layer's cache (``sigma.kv_cache``).
+        """
+        if positions is None:
+            seq = tokens.size(1)
+            cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
+        else:
+            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        x = self.tok_embeddings(tokens)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, None if caches is None else caches[index])
+        return self.norm(x)
+
     def forward(
         self,
         tokens: Tensor,
@@ -105,18 +123,11 @@ class Transformer(nn.Module):
         ``positions`` (B, T) gives RoPE positions (default 0..T-1).
         """
         seq = tokens.size(1)
-        if positions is None:
-            cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
-        else:
-            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         mask = None
         if doc_ids is not None:
             causal = torch.ones(seq, seq, dtype=torch.bool, device=tokens.device).tril()
             mask = (doc_ids.unsqueeze(2) == doc_ids.unsqueeze(1)).unsqueeze(1) & causal
-        x = self.tok_embeddings(tokens)
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask)
-        logits = self.output(self.norm(x))
+        logits = self.output(self.hidden_states(tokens, positions, mask))
         if targets is None:
             return logits
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
