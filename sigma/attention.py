@@ -42,14 +42,15 @@ def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) 
     """
     causal = mask is None
     n_q, n_k, n_v = q.size(1), k.size(1), v.size(1)
-    if q.is_cuda:
-        if n_k == n_v and k.size(-1) == v.size(-1):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=n_k != n_q)
+    if q.is_cuda and n_k == n_v and k.size(-1) == v.size(-1):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=n_k != n_q)
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
-    # CPU and other devices: expand K and V to the query heads, then any SDPA kernel is correct.
+    # CPU, other devices, and float32 on CUDA (cuDNN attention takes half precision only): expand
+    # K and V to the query heads, then any SDPA kernel is correct.
     k = k.repeat_interleave(n_q // n_k, dim=1)
     v = v.repeat_interleave(n_q // n_v, dim=1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)

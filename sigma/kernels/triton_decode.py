@@ -52,6 +52,11 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _precision(cache: Tensor) -> str:
+    """float32 caches get exact float32 products; bf16 and fp16 ones use tensor cores as they are."""
+    return "ieee" if cache.dtype == torch.float32 else "tf32"
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
@@ -106,12 +111,13 @@ def splits_for(layout: Layout, batch: int, capacity: int, config: LaunchConfig, 
     return triton.cdiv(capacity, split_size), split_size
 
 
-def config_for(layout: Layout, batch: int, capacity: int) -> LaunchConfig:
-    return TUNED.get((layout.n_q, layout.n_k, layout.n_v, layout.d_qk, layout.d_v, batch, capacity_bucket(capacity)), DEFAULT)
+def tuning_key(kind: str, layout: Layout, batch: int, capacity: int) -> tuple:
+    """``kind``: "split" (full attention) or "scores" (selective V's K pass)."""
+    return (kind, layout.n_q, layout.n_k, layout.n_v, layout.d_qk, layout.d_v, batch, round(math.log2(max(capacity, 1))))
 
 
-def capacity_bucket(capacity: int) -> int:
-    return _next_pow2(capacity)
+def config_for(kind: str, layout: Layout, batch: int, capacity: int) -> LaunchConfig:
+    return TUNED.get(tuning_key(kind, layout, batch, capacity), DEFAULT)
 
 
 @triton.jit
@@ -121,7 +127,7 @@ def _split_kv_kernel(
     split_size, scale_log2,
     A: tl.constexpr, C: tl.constexpr, R: tl.constexpr, UNIT: tl.constexpr, M: tl.constexpr,
     NK: tl.constexpr, NV: tl.constexpr, D_QK: tl.constexpr, D_V: tl.constexpr, DK: tl.constexpr,
-    DV: tl.constexpr, BLOCK_T: tl.constexpr, UPCAST: tl.constexpr,
+    DV: tl.constexpr, BLOCK_T: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     split = tl.program_id(0)
     unit = tl.program_id(1)
@@ -157,7 +163,7 @@ def _split_kv_kernel(
         vt = tl.load(V + b * svb + t[:, None].to(tl.int64) * svt + v_off[None, :], mask=t_ok[:, None] & vc_ok[None, :], other=0.0)
         if UPCAST:
             kt = kt.to(tl.float32)
-        s = tl.dot(q, tl.trans(kt)) * scale_log2
+        s = tl.dot(q, tl.trans(kt), input_precision=PRECISION) * scale_log2
         s = tl.where(t_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp2(m_i - m_new)
@@ -167,7 +173,7 @@ def _split_kv_kernel(
         if UPCAST:
             p = p.to(tl.float32)
             vt = vt.to(tl.float32)
-        acc = acc * alpha[:, None] + tl.dot(p, vt)
+        acc = acc * alpha[:, None] + tl.dot(p, vt, input_precision=PRECISION)
         m_i = m_new
 
     has = l_i > 0
@@ -201,7 +207,7 @@ def _combine_kernel(
 def _scores_kernel(
     Q, K, Lengths, Scores, sqb, sqh, skb, skh, skt, ssb, ssh, split_size, capacity, scale_log2,
     A: tl.constexpr, UNIT: tl.constexpr, M: tl.constexpr, NK: tl.constexpr, D_QK: tl.constexpr,
-    DK: tl.constexpr, BLOCK_T: tl.constexpr, UPCAST: tl.constexpr,
+    DK: tl.constexpr, BLOCK_T: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     split = tl.program_id(0)
     unit = tl.program_id(1)
@@ -226,7 +232,7 @@ def _scores_kernel(
         kt = tl.load(K + b * skb + t[:, None].to(tl.int64) * skt + k_off[None, :], mask=t_ok[:, None] & kc_ok[None, :], other=0.0)
         if UPCAST:
             kt = kt.to(tl.float32)
-        s = tl.dot(q, tl.trans(kt)) * scale_log2
+        s = tl.dot(q, tl.trans(kt), input_precision=PRECISION) * scale_log2
         s = tl.where(t_ok[None, :], s, float("-inf"))
         tl.store(Scores + b * ssb + heads[:, None] * ssh + t[None, :], s, mask=row_ok[:, None] & (t < hi)[None, :])
 
@@ -258,7 +264,7 @@ def split_kv_attention(
     """Decode attention: q (B, n_q, d_qk) over the first ``lengths[b]`` positions of the caches."""
     layout = layout_of(q, k_cache, v_cache, n_v)
     batch, capacity = q.size(0), k_cache.size(2)
-    config = config or config_for(layout, batch, capacity)
+    config = config or config_for("split", layout, batch, capacity)
     n_splits, split_size = splits_for(layout, batch, capacity, config, q.device)
     consts = layout.constexprs()
     o_part = torch.empty(batch, layout.n_q, n_splits, layout.d_v, device=q.device, dtype=torch.float32)
@@ -270,7 +276,7 @@ def split_kv_attention(
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse_part.stride(0), lse_part.stride(1),
         split_size, math.log2(math.e) / math.sqrt(layout.d_qk),
-        **consts, BLOCK_T=config.block_t, UPCAST=_interpreting(),
+        **consts, BLOCK_T=config.block_t, UPCAST=_interpreting(), PRECISION=_precision(k_cache),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
     out = torch.empty(batch, layout.n_q, layout.d_v, device=q.device, dtype=q.dtype)
@@ -287,7 +293,7 @@ def attention_scores(
 ) -> Tensor:
     """Scaled scores in log2 units (B, n_q, capacity), -inf past each sequence's length."""
     batch, capacity = q.size(0), k_cache.size(2)
-    config = config or config_for(layout, batch, capacity)
+    config = config or config_for("scores", layout, batch, capacity)
     n_splits, split_size = splits_for(layout, batch, capacity, config, q.device)
     consts = layout.constexprs()
     scores = torch.empty(batch, layout.n_q, capacity, device=q.device, dtype=torch.float32)
@@ -297,7 +303,7 @@ def attention_scores(
         k_cache.stride(2), scores.stride(0), scores.stride(1), split_size, capacity,
         math.log2(math.e) / math.sqrt(layout.d_qk),
         A=consts["A"], UNIT=consts["UNIT"], M=consts["M"], NK=consts["NK"], D_QK=layout.d_qk, DK=consts["DK"],
-        BLOCK_T=config.block_t, UPCAST=_interpreting(), num_warps=config.num_warps, num_stages=config.num_stages,
+        BLOCK_T=config.block_t, UPCAST=_interpreting(), PRECISION=_precision(k_cache), num_warps=config.num_warps, num_stages=config.num_stages,
     )
     return scores
 

@@ -206,3 +206,25 @@ def test_selective_v_on_held_out_text(engine, held_out, capsys):
     assert ratios[32] < 1.02 and ratios[8] < 1.25
     assert ratios[8] >= ratios[32] - 1e-3
     assert agreement[32] > 0.8
+
+
+def test_decode_bench_smoke_runs_on_cpu(tmp_path, subprocess_env):
+    out = tmp_path / "decode.json"
+    done = subprocess.run([sys.executable, "bench/decode.py", "--smoke", "--no-triton", "--json", str(out)], check=True,
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, env=subprocess_env)
+    assert done.stdout.rstrip().splitlines()[-1].startswith("wall time")
+    results = json.loads(out.read_text())
+    assert all(r["tokens_equal"] == r["tokens"] for r in results["greedy_checks"])
+    assert {r["kernel"].split(" (")[0] for r in results["kernels"]} >= {"torch", "SDPA concat-V", "SDPA"}
+    memory = {r["model"]: r for r in results["memory"]}
+    assert memory["DiffQKV 32/4/16"]["kv_bytes_per_token_layer"] == (4 + 16) * 64 * 4  # float32 on the CPU
+    assert all(r["tokens_per_s"] > 0 for r in results["models"])
+
+
+def test_the_engine_imports_without_ray_or_the_pipeline(subprocess_env):
+    code = (
+        "import sys, sigma.generate, sigma.kv_cache, sigma.sampling, sigma.kernels.decode;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'pipeline', 'stages', 'jobs', 'triton')];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT, env=subprocess_env)
