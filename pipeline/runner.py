@@ -167,12 +167,13 @@ class Runner:
 
     def _run_segment(self, segment: Segment, units: list[list]) -> None:
         pending = [u for u in range(len(units)) if not segment.report_path(u).exists()]
-        names = [s.name for s in segment.stages] + ([f"{segment.signal_of.name}.signal"] if segment.signal_of else [])
-        title = ", ".join((["ingest"] if segment.sources else []) + names) or "write"
+        names = [s.name for s in segment.stages] + ([f"{segment.signal_of.name} (signal)"] if segment.signal_of else [])
+        steps = " -> ".join((["ingest"] if segment.sources else []) + names + ["shards" if segment.final else "work files"])
         done = len(units) - len(pending)
         if not pending:
-            self.progress.note(f"{title}: all {len(units)} units done earlier")
+            self.progress.note(f"{steps}: all {len(units)} units done earlier")
             return
+        self.progress.note(steps + (f" ({done} of {len(units)} units done earlier)" if done else ""))
         import ray.data
 
         res = segment_resources(segment)
@@ -184,7 +185,7 @@ class Runner:
                                 concurrency=(1, res.concurrency or _cluster_cpus()), **common)
         else:
             ds = ds.map_batches(_run_units_task, fn_args=(segment,), concurrency=res.concurrency, **common)
-        with self.progress.units(title, total=len(units), done=done) as bar:
+        with self.progress.units(f"segment {segment.index + 1}", total=len(units), done=done) as bar:
             for row in ds.iter_rows():
                 bar.advance(json.loads(row["report"]))
 
