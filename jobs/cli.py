@@ -9,6 +9,7 @@ EPILOG = """examples:
   sigma curate local-system                       curate this machine's man pages, docs, configs and logs
   sigma curate --input corpus.jsonl --output out/ curate your own corpus with the default stages
   sigma stats out/local-system                    what is in the shards, and what was dropped why
+  sigma verify out/local-system                   every file against the manifest's checksums
 """
 
 
@@ -37,6 +38,24 @@ def _stats(args) -> int:
     return 0 if stats["balance"]["balanced"] else 1
 
 
+def _verify(args) -> int:
+    from rich.console import Console
+
+    from pipeline.verify import verify_output
+
+    console = Console(stderr=True)
+    try:
+        problems = verify_output(args.dir)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    if not problems:
+        console.print(f"[green]{args.dir}: every file matches the manifest; the ledger balances[/green]")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jobs.curate import add_arguments
     from sigma.cli import register as register_model_commands
@@ -62,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a curate output folder (holding manifest.json)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=_stats)
+    p = sub.add_parser("verify", help="check a curate output against its manifest",
+                       description="Check that every shard, ledger and rejects file is present and has the size, "
+                       "row count and sha256 the manifest records, that no unlisted file is there, and that the "
+                       "ledger balances. Exit status 1 when anything is off.",
+                       epilog="example:\n  sigma verify out/local-system",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="a curate output folder (holding manifest.json)")
+    p.set_defaults(func=_verify)
     register_model_commands(sub)
     return parser
 

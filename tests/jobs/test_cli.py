@@ -62,3 +62,15 @@ def test_curate_man_pages_and_loghub_then_stats(tmp_path, loghub, man_root):
     assert sum(h["documents"] for h in stats["length_histogram"]) == stats["documents"]
     names = [s["name"] for s in stats["stages"]]
     assert names == ["ingest", "basic_filter", "exact_dedupe"]
+
+
+def test_verify_finds_changed_bytes(tmp_path, loghub):
+    r = sigma("curate", "--input", str(loghub / "Apache"), "--output", str(tmp_path / "out"), "--quiet")
+    assert r.returncode == 0
+    assert sigma("verify", str(tmp_path / "out")).returncode == 0
+    shard = next((tmp_path / "out" / "shards").glob("*.parquet"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    r = sigma("verify", str(tmp_path / "out"), check=False)
+    assert r.returncode == 1 and "checksum differs" in r.stderr
