@@ -24,6 +24,7 @@ install: $(VENV)/.all
 
 demo: $(VENV)/.core
 	$(VENV)/bin/sigma curate local-system --output $(OUT)
+	$(VENV)/bin/sigma stats $(OUT) --html $(OUT)/report.html
 
 test: $(VENV)/.all
 	$(PY) -m pytest -q tests

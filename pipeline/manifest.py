@@ -62,7 +62,8 @@ def balance(counts: RunCounts, kept_rows: int, ledger_rows: int) -> dict:
     }
 
 
-def build_manifest(config: JobConfig, segments, reports: list[list[dict]], started: float, units: int) -> dict:
+def build_manifest(config: JobConfig, segments, reports: list[list[dict]], started: float, units: int,
+                   thresholds: list[dict] | None = None) -> dict:
     counts = RunCounts()
     files, ledger, rejects = [], [], []
     for seg_reports in reports:
@@ -85,6 +86,7 @@ def build_manifest(config: JobConfig, segments, reports: list[list[dict]], start
         "stages": counts.to_list(),
         "totals": balance(counts, sum(f["rows"] for f in files), sum(f["rows"] for f in ledger)),
         "schema": [{"name": f.name, "type": str(f.type)} for f in segments[-1].schema],
+        "thresholds": thresholds or [],
         "files": sorted(files, key=lambda f: f["path"]),
         "ledger": sorted(ledger, key=lambda f: f["path"]),
         "rejects": sorted(rejects, key=lambda f: f["path"]),

@@ -26,7 +26,7 @@ from pipeline.progress import Progress
 from pipeline.schema import WORK_SCHEMA, public_schema
 from pipeline.segment import Segment, WriterSettings, run_unit
 from pipeline.source import Source
-from pipeline.stage import GlobalStage, Resources, Stage
+from pipeline.stage import Filter, GlobalStage, Resources, Stage
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,10 @@ class Runner:
                     self._run_global(step, steps[i - 1], units)
         segments = [s for s in steps if isinstance(s, Segment)]
         reports = [[json.loads(s.report_path(u).read_text()) for u in range(len(units))] for s in segments]
-        manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units))
+        thresholds = [{"stage": s.name, "column": c, "op": op, "value": v}
+                      for s in self.job.stages if isinstance(s, Filter) for c, op, v in s.thresholds()]
+        manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units),
+                                  thresholds=thresholds)
         write_manifest(self.root, manifest)
         if not self.job.config.keep_work:
             shutil.rmtree(self.root / "_work", ignore_errors=True)
