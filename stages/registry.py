@@ -15,13 +15,14 @@ from stages.dedupe.exact import ExactDedupe
 from stages.ingest.crawl import CrawlSource
 from stages.ingest.files import FilesSource
 from stages.ingest.jsonl import JsonlSource
+from stages.ingest.logs import LogSource
 from stages.ingest.man import ManSource
 from stages.ingest.parquet import ParquetSource
 from stages.ingest.warc import WarcSource
 from stages.quality.basic import BasicFilter
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
-                                                        WarcSource, CrawlSource)}
+                                                        WarcSource, CrawlSource, LogSource)}
 STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe)}
 
 
