@@ -85,7 +85,7 @@ FORMATS = [
     _f("proxifier", r"^\[(?P<ts>\d\d\.\d\d \d\d:\d\d:\d\d)\] \S+(?: \*\d+)? - (?P<msg>.*)$", "%m.%d %H:%M:%S"),
     _f("syslog_rfc5424", rf"^<\d+>\d (?P<ts>{ISO}|-) \S+ \S+ \S+ \S+ (?:-|(?:\[[^\]]*\])+) ?(?P<msg>.*)$",
        "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"),
-    _f("syslog", rf"^(?:<\d+>)?(?P<ts>{MONTH} [ \d]\d \d\d:\d\d:\d\d) \S+ (?:[^:\[\s]+(?: [\d.]+)?(?:\[\d+\])?: )?(?P<msg>.*)$",
+    _f("syslog", rf"^(?:<\d+>)?(?P<ts>{MONTH} [ \d]\d \d\d:\d\d:\d\d) \S+\s+(?:(?:--\s+)?[^:\[\s]+(?: [\d.]+)?(?:\[\d+\])?: )?(?P<msg>.*)$",
        "%b %d %H:%M:%S"),
     _f("syslog_iso", rf"^(?P<ts>{ISO}) \S+ [^:\[\s]+(?:\[\d+\])?: (?P<msg>.*)$",
        "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"),

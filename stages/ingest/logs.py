@@ -166,22 +166,24 @@ class LogSource(Source):
     # -- documents --------------------------------------------------------------------------
 
     def _documents(self, records: list[LogRecord]) -> Iterator[list[int]]:
-        """Consecutive records, cut where the text would pass `max_chars` or the time span would
-        reach `window_s`; a record larger than `max_chars` is a document of its own."""
+        """Consecutive records, cut where the text would pass `max_chars` or the span of log time
+        would reach `window_s` (logs are not always in time order: the span is max - min); a
+        record larger than `max_chars` is a document of its own."""
         part: list[int] = []
-        chars, first_time = 0, None
+        chars, low, high = 0, None, None
         for i, record in enumerate(records):
             size = sum(len(line) + 1 for line in record.lines)
+            t = record.time
             too_big = part and chars + size > self.max_chars
-            too_late = (part and self.window_s is not None and record.time is not None and first_time is not None
-                        and record.time - first_time >= self.window_s)
-            if too_big or too_late:
+            too_long = (part and self.window_s is not None and t is not None and low is not None
+                        and max(high, t) - min(low, t) >= self.window_s)
+            if too_big or too_long:
                 yield part
-                part, chars, first_time = [], 0, None
+                part, chars, low, high = [], 0, None, None
             part.append(i)
             chars += size
-            if first_time is None:
-                first_time = record.time
+            if t is not None:
+                low, high = (t, t) if low is None else (min(low, t), max(high, t))
         if part:
             yield part
 
