@@ -15,6 +15,7 @@ from stages.dedupe.exact import ExactDedupe
 from stages.ingest.configs import ConfigParse
 from stages.ingest.crawl import CrawlSource
 from stages.ingest.files import FilesSource
+from stages.ingest.git import GitSource
 from stages.ingest.jsonl import JsonlSource
 from stages.ingest.logs import LogSource
 from stages.ingest.man import ManSource
@@ -23,7 +24,7 @@ from stages.ingest.warc import WarcSource
 from stages.quality.basic import BasicFilter
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
-                                                        WarcSource, CrawlSource, LogSource)}
+                                                        WarcSource, CrawlSource, LogSource, GitSource)}
 STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe, ConfigParse)}
 
 
