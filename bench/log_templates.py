@@ -156,9 +156,9 @@ def main() -> None:
         values = {k: v for (g, k), v in totals.items() if g == group}
         if values:
             mean = {k: sum(v) / len(v) for k, v in values.items()}
-            print(f"{'mean ' + group:<12} {'':>5} {'':<12} {mean.get('own content', 0):>11.3f} "
-                  f"{mean.get('drain3 content', 0):>14.3f} {mean.get('own raw', 0):>8.3f} "
-                  f"{mean.get('drain3 raw', 0):>10.3f} {mean.get('published', 0):>11.3f}")
+            cells = [f"{mean[k]:>{w}.3f}" if k in mean else f"{'-':>{w}}" for k, w in
+                     (("own content", 11), ("drain3 content", 14), ("own raw", 8), ("drain3 raw", 10), ("published", 11))]
+            print(f"{'mean ' + group:<12} {'':>5} {'':<12} " + " ".join(cells))
     print("* held out: not used when choosing the miner's settings; labelled from templates where marked so")
 
 
