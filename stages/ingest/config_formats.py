@@ -159,7 +159,7 @@ def _nginx_tokens(text: str):
 
 
 def parse_nginx(text: str) -> list[str]:
-    depth, words, keys, saw_block = 0, [], [], False
+    depth, words, keys = 0, [], []
     line = 1
     for token, line in _nginx_tokens(text):
         if token == ";":
@@ -173,7 +173,7 @@ def parse_nginx(text: str) -> list[str]:
                 raise ConfigError(f"line {line}: a block without a name")
             if depth == 0:
                 keys.append(words[0])
-            depth, words, saw_block = depth + 1, [], True
+            depth, words = depth + 1, []
         elif token == "}":
             if words:
                 raise ConfigError(f"line {line}: {' '.join(words)[:60]!r} is missing its ';'")

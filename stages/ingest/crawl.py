@@ -15,6 +15,10 @@ Every URL the crawler decides about and that yields no document is a ledger entr
 `redirect_loop`, `too_many_redirects`, `redirect_out_of_scope`, `duplicate_url`,
 `duplicate_canonical`, `wrong_content_type`, `too_large`, `no_text`, `address_refused:<class>`,
 `fetch_error:<what>`. Links out of scope or past the depth cap are not followed and not recorded.
+
+A document's id names its capture (a hash of its WARC record id, itself derived from the URL and
+the fetch time), so a crawl of the same site on another day gives new ids: the web is the input,
+and it changes. Re-reading the WARC of a crawl gives that crawl's ids again.
 """
 
 from __future__ import annotations

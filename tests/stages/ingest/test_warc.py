@@ -120,3 +120,10 @@ def test_plan_lists_warc_files_only(tmp_path, name):
     (tmp_path / name).write_bytes(b"")
     plan = WarcSource("w", [str(tmp_path)]).plan()
     assert plan == ([[str(tmp_path / name)]] if name.endswith(".warc.gz") else [])
+
+
+def test_quick_form_reads_warc_files():
+    from jobs.curate import input_for_path
+
+    assert input_for_path("crawl.warc.gz") == {"type": "warc", "paths": ["crawl.warc.gz"]}
+    assert input_for_path("CC-MAIN-1.warc.wet.gz")["type"] == "warc"
