@@ -1,7 +1,8 @@
 """Log template mining: grouping accuracy on Loghub, beside drain3 (run here) and Drain (published).
 
     python bench/log_templates.py                          # the 12 systems in ../shared/data/loghub
-    python bench/log_templates.py --extra /tmp/loghub-more # more systems, same layout
+    python bench/log_templates.py --extra DIR              # more systems, same layout
+    python bench/log_templates.py --drain3-python PEER/bin/python   # drain3 from its own venv
 
 Grouping accuracy (GA) as defined by Zhu et al., "Tools and Benchmarks for Automated Log Parsing",
 ICSE-SEIP 2019: a message is parsed correctly when the set of messages the parser put in its group
@@ -25,7 +26,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
+import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -98,22 +102,36 @@ def run_own(messages: list[str]) -> tuple[list, float]:
     return groups, time.perf_counter() - started
 
 
-def run_drain3(messages: list[str]) -> tuple[list, float]:
-    from drain3 import TemplateMiner as Drain3
-    from drain3.template_miner_config import TemplateMinerConfig
+DRAIN3 = """
+import json, sys, time
+from drain3 import TemplateMiner
+from drain3.template_miner_config import TemplateMinerConfig
+config = TemplateMinerConfig()
+config.profiling_enabled = False
+miner = TemplateMiner(config=config)
+messages = json.load(sys.stdin)
+started = time.perf_counter()
+groups = [miner.add_log_message(m)["cluster_id"] for m in messages]
+json.dump({"groups": groups, "seconds": time.perf_counter() - started}, sys.stdout)
+"""
 
-    config = TemplateMinerConfig()
-    config.profiling_enabled = False
-    miner = Drain3(config=config)
-    started = time.perf_counter()
-    groups = [miner.add_log_message(m)["cluster_id"] for m in messages]
-    return groups, time.perf_counter() - started
+
+def run_drain3(messages: list[str], python: str) -> tuple[list, float]:
+    """drain3 in its own interpreter (a peer tool lives in its own environment); only the
+    mining loop is timed."""
+    out = subprocess.run([python, "-c", DRAIN3], input=json.dumps(messages), capture_output=True, text=True,
+                         check=True)
+    result = json.loads(out.stdout)
+    return result["groups"], result["seconds"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loghub", type=Path, default=LOGHUB)
     parser.add_argument("--extra", type=Path, nargs="*", default=[], help="folders of more Loghub systems")
+    parser.add_argument("--repeat", type=int, default=3, help="timing runs per input (median)")
+    parser.add_argument("--drain3-python", default=sys.executable,
+                        help="a Python with drain3 installed (python -m venv peer && peer/bin/pip install drain3)")
     args = parser.parse_args()
     systems = []
     for root, held_out in [(args.loghub, False)] + [(e, True) for e in args.extra]:
@@ -125,6 +143,7 @@ def main() -> None:
               f"{'own raw':>8} {'drain3 raw':>10} {'Drain publ.':>11} {'own/drain3 time':>15}")
     print(header)
     totals = defaultdict(list)
+    speed = defaultdict(float)
     for s in systems:
         row = {}
         times = []
@@ -133,10 +152,15 @@ def main() -> None:
             if messages is None:
                 row[mode] = (None, None)
                 continue
-            own, own_t = run_own(messages)
-            d3, d3_t = run_drain3(messages)
+            runs = [(run_own(messages), run_drain3(messages, args.drain3_python)) for _ in range(args.repeat)]
+            (own, _), (d3, _) = runs[0]
+            own_t = statistics.median(r[0][1] for r in runs)
+            d3_t = statistics.median(r[1][1] for r in runs)
             row[mode] = (grouping_accuracy(s["truth"], own), grouping_accuracy(s["truth"], d3))
             times.append((own_t, d3_t))
+            speed["messages"] += len(messages)
+            speed["own"] += own_t
+            speed["drain3"] += d3_t
         published = PUBLISHED_DRAIN.get(s["name"])
         group = "held_out" if s["held_out"] else "shared"
         for key, value in (("own content", row["content"][0]), ("drain3 content", row["content"][1]),
@@ -160,6 +184,9 @@ def main() -> None:
                      (("own content", 11), ("drain3 content", 14), ("own raw", 8), ("drain3 raw", 10), ("published", 11))]
             print(f"{'mean ' + group:<12} {'':>5} {'':<12} " + " ".join(cells))
     print("* held out: not used when choosing the miner's settings; labelled from templates where marked so")
+    print(f"speed over all inputs ({int(speed['messages'])} messages, median of {args.repeat}): own "
+          f"{speed['messages'] / speed['own']:,.0f} msg/s, drain3 {speed['messages'] / speed['drain3']:,.0f} msg/s, "
+          f"own/drain3 time {speed['own'] / speed['drain3']:.2f}")
 
 
 if __name__ == "__main__":
