@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
@@ -40,6 +41,8 @@ def _repo(root, loghub):
 
 
 def test_one_job_file_runs_every_new_source(tmp_path, loghub, doc_site, apache_manual, ray_local, capsys):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
     (tmp_path / "logs").mkdir()
     shutil.copy(loghub / "HDFS" / "HDFS_2k.log", tmp_path / "logs" / "hdfs.log")
     (tmp_path / "logs" / "core.log").write_bytes(b"\x00ELF" * 64)
