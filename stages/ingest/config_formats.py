@@ -14,8 +14,12 @@ import configparser
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 FORMATS = ("json", "yaml", "toml", "ini", "systemd", "nginx", "apache", "xml", "keyvalue", "directives")
 SYSTEMD_EXT = {".service", ".socket", ".timer", ".target", ".mount", ".automount", ".swap", ".path", ".slice",
