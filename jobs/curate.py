@@ -46,6 +46,8 @@ def input_for_path(path: str) -> dict:
         return {"type": "jsonl", "paths": [path]}
     if lower.endswith(".parquet"):
         return {"type": "parquet", "paths": [path]}
+    if lower.endswith((".warc", ".warc.gz", ".wet", ".wet.gz")):
+        return {"type": "warc", "paths": [path]}
     if os.path.isdir(path):
         entries = os.listdir(path)
         if any(d.startswith("man") and d[3:4].isdigit() for d in entries):
