@@ -12,14 +12,20 @@ from pipeline.config import ConfigError, InputConfig, StageConfig
 from pipeline.source import Source
 from pipeline.stage import GlobalStage, Stage
 from stages.dedupe.exact import ExactDedupe
+from stages.ingest.configs import ConfigParse
+from stages.ingest.crawl import CrawlSource
 from stages.ingest.files import FilesSource
+from stages.ingest.git import GitSource
 from stages.ingest.jsonl import JsonlSource
+from stages.ingest.logs import LogSource
 from stages.ingest.man import ManSource
 from stages.ingest.parquet import ParquetSource
+from stages.ingest.warc import WarcSource
 from stages.quality.basic import BasicFilter
 
-SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource)}
-STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe)}
+SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
+                                                        WarcSource, CrawlSource, LogSource, GitSource)}
+STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe, ConfigParse)}
 
 
 def construct(cls: type, options: dict, where: str, fixed: dict | None = None):

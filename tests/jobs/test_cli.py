@@ -62,3 +62,31 @@ def test_curate_man_pages_and_loghub_then_stats(tmp_path, loghub, man_root):
     assert sum(h["documents"] for h in stats["length_histogram"]) == stats["documents"]
     names = [s["name"] for s in stats["stages"]]
     assert names == ["ingest", "basic_filter", "exact_dedupe"]
+
+
+def test_verify_finds_changed_bytes(tmp_path, loghub):
+    r = sigma("curate", "--input", str(loghub / "Apache"), "--output", str(tmp_path / "out"), "--quiet")
+    assert r.returncode == 0
+    assert sigma("verify", str(tmp_path / "out")).returncode == 0
+    shard = next((tmp_path / "out" / "shards").glob("*.parquet"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    r = sigma("verify", str(tmp_path / "out"), check=False)
+    assert r.returncode == 1 and "checksum differs" in r.stderr
+
+
+def test_quick_form_guesses_input_types(tmp_path, man_root):
+    from jobs.curate import input_for_path
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.jsonl").write_text("{}\n")
+    (tmp_path / "corpus" / "b.jsonl.gz").write_bytes(b"")
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "x.parquet").write_bytes(b"")
+    assert input_for_path(str(tmp_path / "corpus"))["type"] == "jsonl"
+    assert input_for_path(str(tmp_path / "tables"))["type"] == "parquet"
+    assert input_for_path(str(tmp_path / "corpus" / "a.jsonl"))["type"] == "jsonl"
+    assert input_for_path(str(man_root.parent))["type"] == "man"
+    (tmp_path / "corpus" / "notes.txt").write_text("x")
+    assert input_for_path(str(tmp_path / "corpus"))["type"] == "files"

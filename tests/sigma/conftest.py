@@ -76,7 +76,7 @@ def curated_logs(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
             lines = log.read_text(errors="replace").splitlines(keepends=True)
             for start in range(0, len(lines), LOG_LINES_PER_DOCUMENT):
                 text = "".join(lines[start : start + LOG_LINES_PER_DOCUMENT])
-                f.write(json.dumps({"text": text, "kind": "log", "source": "file", "system": log.parent.name,
+                f.write(json.dumps({"id": f"{log.parent.name}-L{start + 1}", "text": text, "kind": "log", "source": "file", "system": log.parent.name,
                                     "uri": f"{log.parent.name}/{log.name}#L{start + 1}"}) + "\n")
     job = {"inputs": [{"type": "jsonl", "paths": [str(base / "logs.jsonl")]}],
            "stages": ["basic_filter", "exact_dedupe"], "writer": {"row_group_rows": 16, "shard_max_rows": 200}}
