@@ -276,12 +276,17 @@ def measure_kernels(name: str, config: ModelConfig, batch: int, prefix: int, dev
     rows.append({"model": name, "kernel": f"{label} ({backend})", "batch": batch, "prefix": prefix,
                  "ket_s": seconds / layers, "bytes": per_layer_bytes})
 
-    if use_triton and device.type == "cuda" and prefix == 32768:  # the kernels agree at the bench shape too
-        want = torch_decode_attention(q, cache.k[0], cache.v[0], cache.lengths, n_v).double()
-        got = td.split_kv_attention(q, cache.k[0], cache.v[0], cache.lengths, n_v).double()
-        error = ((got - want).abs().max() / want.abs().max()).item()
-        if not error < 2e-2:
-            raise RuntimeError(f"the Triton kernel disagrees with the torch path at {batch} x {prefix}: {error:.3g}")
+    if use_triton and device.type == "cuda":  # the tuned launch agrees with the torch path at this shape
+        checks = [(None, lambda: td.split_kv_attention(q, cache.k[0], cache.v[0], cache.lengths, n_v))]
+        if diff and prefix == 32768:
+            checks.append((top_k, lambda: td.selective_v_attention(q, cache.k[0], cache.v[0], cache.lengths, n_v, top_k)))
+        for k_rows, kernel in checks:
+            want = torch_decode_attention(q, cache.k[0], cache.v[0], cache.lengths, n_v, k_rows).double()
+            error = ((kernel().double() - want).abs().max() / want.abs().max()).item()
+            rows[0].setdefault("check_errors", []).append(error)
+            if not error < 2e-2:
+                raise RuntimeError(f"the Triton kernel (top_k={k_rows}) disagrees with the torch path at {batch} x {prefix}: {error:.3g}")
+            del want
     del cache
     if device.type == "cuda":
         torch.cuda.empty_cache()
