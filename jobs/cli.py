@@ -9,6 +9,9 @@ EPILOG = """examples:
   sigma curate local-system                       curate this machine's man pages, docs, configs and logs
   sigma curate --input corpus.jsonl --output out/ curate your own corpus with the default stages
   sigma stats out/local-system                    what is in the shards, and what was dropped why
+  sigma verify out/local-system                   every file against the manifest's checksums
+  sigma inspect out/local-system --reason exact_duplicate    dropped duplicates beside what was kept
+  sigma diff out/run-a out/run-b                  what changed between two runs
 """
 
 
@@ -25,20 +28,50 @@ def _stats(args) -> int:
 
     from pipeline.stats import compute_stats, render_stats
 
+    tokenizer = None
     try:
-        stats = compute_stats(args.dir)
+        if args.tokenizer:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(args.tokenizer)
+        stats = compute_stats(args.dir, tokenizer=tokenizer)
     except FileNotFoundError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         return 2
+    if args.html:
+        from pipeline.report import write_html
+
+        write_html(stats, args.html)
+        Console(stderr=True).print(f"report: {args.html}")
     if args.json:
         print(json.dumps(stats, indent=1))
-    else:
+    elif not args.html:
         render_stats(stats, Console())
     return 0 if stats["balance"]["balanced"] else 1
 
 
+def _verify(args) -> int:
+    from rich.console import Console
+
+    from pipeline.verify import verify_output
+
+    console = Console(stderr=True)
+    try:
+        problems = verify_output(args.dir)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    if not problems:
+        console.print(f"[green]{args.dir}: every file matches the manifest; the ledger balances[/green]")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jobs.curate import add_arguments
+    from jobs.inspect import add_diff, add_inspect
+    from sigma.cli import register as register_model_commands
 
     parser = argparse.ArgumentParser(prog="sigma", description="Curate system data on Ray into Parquet shards, "
                                      "and train DiffQKV language models on them.", epilog=EPILOG,
@@ -56,23 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="statistics of a curate output",
                        description="Documents and bytes by source, kind and shard; drops by stage and reason; "
                        "the ledger balance; a length histogram. Streams over the shards.",
-                       epilog="example:\n  sigma stats out/local-system --json",
+                       epilog="examples:\n  sigma stats out/local-system --json\n"
+                       "  sigma stats out/local-system --html report.html",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="a curate output folder (holding manifest.json)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
+    p.add_argument("--tokenizer", metavar="FILE", help="a tokenizer.json to count tokens with (words are always counted)")
     p.set_defaults(func=_stats)
+    add_inspect(sub)
+    add_diff(sub)
+    p = sub.add_parser("verify", help="check a curate output against its manifest",
+                       description="Check that every shard, ledger and rejects file is present and has the size, "
+                       "row count and sha256 the manifest records, that no unlisted file is there, and that the "
+                       "ledger balances. Exit status 1 when anything is off.",
+                       epilog="example:\n  sigma verify out/local-system",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="a curate output folder (holding manifest.json)")
+    p.set_defaults(func=_verify)
     from jobs.classifier import register as register_classifier
-
-    register_classifier(sub)
     from jobs.refilter import register as register_refilter
 
+    register_classifier(sub)
     register_refilter(sub)
-    try:
-        from sigma.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    register_model_commands(sub)
     return parser
 
 

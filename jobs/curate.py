@@ -34,15 +34,29 @@ def resolve_job_file(name: str) -> Path:
     raise ConfigError(f"no job file {name!r}" + (f"; jobs in configs/: {', '.join(known)}" if known else ""))
 
 
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json")
+
+
 def input_for_path(path: str) -> dict:
-    """Guess an input's type from its path, for the quick form `sigma curate --input PATH`."""
+    """Guess an input's type from its path, for the quick form `sigma curate --input PATH`: a
+    record file, or a folder holding only record files, is a corpus; a man tree is man pages;
+    anything else is a tree of files."""
     lower = path.lower()
-    if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
+    if lower.endswith(JSONL_SUFFIXES):
         return {"type": "jsonl", "paths": [path]}
     if lower.endswith(".parquet"):
         return {"type": "parquet", "paths": [path]}
-    if os.path.isdir(path) and any(d.startswith("man") and d[3:4].isdigit() for d in os.listdir(path)):
-        return {"type": "man", "roots": [path]}
+    if lower.endswith((".warc", ".warc.gz", ".wet", ".wet.gz")):
+        return {"type": "warc", "paths": [path]}
+    if os.path.isdir(path):
+        entries = os.listdir(path)
+        if any(d.startswith("man") and d[3:4].isdigit() for d in entries):
+            return {"type": "man", "roots": [path]}
+        files = [e.lower() for e in entries if os.path.isfile(os.path.join(path, e)) and not e.startswith(".")]
+        if files and all(f.endswith(JSONL_SUFFIXES) for f in files):
+            return {"type": "jsonl", "paths": [path]}
+        if files and all(f.endswith(".parquet") for f in files):
+            return {"type": "parquet", "paths": [path]}
     return {"type": "files", "roots": [path]}
 
 

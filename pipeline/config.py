@@ -39,6 +39,7 @@ class WriterConfig(Strict):
     shard_max_rows: int = Field(1_000_000, gt=0)
     shard_max_mb: float = Field(256, gt=0, description="in-memory Arrow size of a shard, about 3x its file")
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    row_group_rows: int = Field(1024, gt=0, description="documents per Parquet row group")
     rejects: Literal["all", "sample", "none"] = "all"
     rejects_rate: float = Field(0.1, ge=0, le=1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import time
 from collections import Counter
@@ -30,6 +31,24 @@ def code_version() -> str:
     return f"{version}+{commit}" if commit else version
 
 
+SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|access[_-]?key|credential|auth", re.I)
+URL_PASSWORD = re.compile(r"(?<=://)([^/:@\s]+):([^/@\s]+)@")
+
+
+def scrub_secrets(value, key: str = ""):
+    """The job config as the manifest keeps it: values under secret-looking keys, and passwords in
+    URLs, replaced, so a manifest can be shared without leaking what the job was given."""
+    if isinstance(value, dict):
+        return {k: scrub_secrets(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_secrets(v, key) for v in value]
+    if isinstance(value, str):
+        if SECRET_KEY.search(key) and value:
+            return "<redacted>"
+        return URL_PASSWORD.sub(r"\1:<redacted>@", value)
+    return value
+
+
 def balance(counts: RunCounts, kept_rows: int, ledger_rows: int) -> dict:
     dropped = Counter()
     for c in counts.values():
@@ -43,7 +62,8 @@ def balance(counts: RunCounts, kept_rows: int, ledger_rows: int) -> dict:
     }
 
 
-def build_manifest(config: JobConfig, segments, reports: list[list[dict]], started: float, units: int) -> dict:
+def build_manifest(config: JobConfig, segments, reports: list[list[dict]], started: float, units: int,
+                   thresholds: list[dict] | None = None) -> dict:
     counts = RunCounts()
     files, ledger, rejects = [], [], []
     for seg_reports in reports:
@@ -57,15 +77,17 @@ def build_manifest(config: JobConfig, segments, reports: list[list[dict]], start
         "schema_version": SCHEMA_VERSION,
         "code_version": code_version(),
         "name": config.name,
-        "config": config.model_dump(mode="json"),
+        "config": scrub_secrets(config.model_dump(mode="json")),
         "config_hash": config.output_hash(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)),
         "seconds": round(finished - started, 2),
         "units": units,
+        "unit_tasks_by_node": dict(Counter(r.get("node") or "local" for seg in reports for r in seg).most_common()),
         "stages": counts.to_list(),
         "totals": balance(counts, sum(f["rows"] for f in files), sum(f["rows"] for f in ledger)),
         "schema": [{"name": f.name, "type": str(f.type)} for f in segments[-1].schema],
+        "thresholds": thresholds or [],
         "files": sorted(files, key=lambda f: f["path"]),
         "ledger": sorted(ledger, key=lambda f: f["path"]),
         "rejects": sorted(rejects, key=lambda f: f["path"]),

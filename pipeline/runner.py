@@ -26,7 +26,7 @@ from pipeline.progress import Progress
 from pipeline.schema import WORK_SCHEMA, public_schema
 from pipeline.segment import Segment, WriterSettings, run_unit
 from pipeline.source import Source
-from pipeline.stage import GlobalStage, Resources, Stage
+from pipeline.stage import Filter, GlobalStage, Resources, Stage
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def _run_units_task(batch: dict, segment: Segment) -> dict:
 
 def plan_segments(job: Job) -> list[Segment | GlobalStage]:
     """Cut the stage list into map segments, with each global stage between two of them."""
-    settings = WriterSettings(job.config.writer.shard_max_rows, int(job.config.writer.shard_max_mb * (1 << 20)),
-                              job.config.writer.compression, job.config.writer.rejects,
-                              job.config.writer.rejects_rate)
+    w = job.config.writer
+    settings = WriterSettings(w.shard_max_rows, int(w.shard_max_mb * (1 << 20)), w.compression, w.row_group_rows,
+                              w.rejects, w.rejects_rate)
     plan: list[Segment | GlobalStage] = []
     fields = list(WORK_SCHEMA)
     current: list[Stage] = []
@@ -157,7 +157,10 @@ class Runner:
                     self._run_global(step, steps[i - 1], units)
         segments = [s for s in steps if isinstance(s, Segment)]
         reports = [[json.loads(s.report_path(u).read_text()) for u in range(len(units))] for s in segments]
-        manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units))
+        thresholds = [{"stage": s.name, "column": c, "op": op, "value": v}
+                      for s in self.job.stages if isinstance(s, Filter) for c, op, v in s.thresholds()]
+        manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units),
+                                  thresholds=thresholds)
         write_manifest(self.root, manifest)
         if not self.job.config.keep_work:
             shutil.rmtree(self.root / "_work", ignore_errors=True)
@@ -167,12 +170,13 @@ class Runner:
 
     def _run_segment(self, segment: Segment, units: list[list]) -> None:
         pending = [u for u in range(len(units)) if not segment.report_path(u).exists()]
-        names = [s.name for s in segment.stages] + ([f"{segment.signal_of.name}.signal"] if segment.signal_of else [])
-        title = ", ".join((["ingest"] if segment.sources else []) + names) or "write"
+        names = [s.name for s in segment.stages] + ([f"{segment.signal_of.name} (signal)"] if segment.signal_of else [])
+        steps = " -> ".join((["ingest"] if segment.sources else []) + names + ["shards" if segment.final else "work files"])
         done = len(units) - len(pending)
         if not pending:
-            self.progress.note(f"{title}: all {len(units)} units done earlier")
+            self.progress.note(f"{steps}: all {len(units)} units done earlier")
             return
+        self.progress.note(steps + (f" ({done} of {len(units)} units done earlier)" if done else ""))
         import ray.data
 
         res = segment_resources(segment)
@@ -184,7 +188,7 @@ class Runner:
                                 concurrency=(1, res.concurrency or _cluster_cpus()), **common)
         else:
             ds = ds.map_batches(_run_units_task, fn_args=(segment,), concurrency=res.concurrency, **common)
-        with self.progress.units(title, total=len(units), done=done) as bar:
+        with self.progress.units(f"segment {segment.index + 1}", total=len(units), done=done) as bar:
             for row in ds.iter_rows():
                 bar.advance(json.loads(row["report"]))
 
@@ -206,7 +210,7 @@ class Runner:
         tmp.mkdir(parents=True)
         with self.progress.status(f"{stage.name}: deciding over {rows:,} documents"):
             if files:
-                ds = ray.data.read_parquet(files, columns=["id", "_unit", "_row", *stage.signal_columns()])
+                ds = ray.data.read_parquet(files).select_columns(["id", "_unit", "_row", *stage.signal_columns()])
                 drops = stage.decide(ds, rows)
                 drops.groupby("_unit", num_partitions=min(len(units), 2 * _cluster_cpus())).map_groups(write_unit_decisions, fn_args=(str(tmp),),
                                                   batch_format="pyarrow").materialize()

@@ -35,6 +35,7 @@ class WriterSettings:
     max_rows: int = 1_000_000
     max_bytes: int = 256 << 20
     compression: str = "zstd"
+    row_group_rows: int = 1024
     rejects: str = "all"  # all | sample | none
     rejects_rate: float = 1.0
 
@@ -136,7 +137,8 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
     started = time.time()
     _clean_stale(segment, unit)
     out = ShardWriter(segment.root, segment.output_path(unit), segment.output_prefix(unit), segment.schema,
-                      segment.writer.max_rows, segment.writer.max_bytes, segment.writer.compression)
+                      segment.writer.max_rows, segment.writer.max_bytes, segment.writer.compression,
+                      segment.writer.row_group_rows)
     ledger = LedgerWriter(segment.root, f"s{segment.index}-u{unit:05d}", segment.writer.rejects,
                           segment.writer.rejects_rate)
     counts = RunCounts()
@@ -168,7 +170,7 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
         ledger.abort()
         raise
     report = {
-        "unit": unit, "segment": segment.index, "seconds": round(time.time() - started, 3),
+        "unit": unit, "segment": segment.index, "seconds": round(time.time() - started, 3), "node": _node_id(),
         "counts": counts.to_list(), "files": [f.to_dict() for f in files],
         "ledger": [f.to_dict() for f in ledger_files], "rejects": [f.to_dict() for f in rejects_files],
     }
@@ -195,6 +197,16 @@ def _run_stage(stage: Stage, batches: list[pa.Table], counts: RunCounts, ledger:
                 if result.kept.num_rows:
                     yield result.kept
             counts.add(stage.name, c)
+
+
+def _node_id() -> str | None:
+    """The Ray node that ran the unit (a run's manifest counts units per node)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # outside Ray, or a Ray without a runtime context
+        return None
 
 
 def _write_json_atomic(path: Path, obj) -> None:

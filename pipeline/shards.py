@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from pipeline.schema import conform
 
-ROW_GROUP_ROWS = 8192
+ROW_GROUP_ROWS = 1024  # documents are large; small groups let readers stream and shard finely
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,10 @@ class ShardWriter:
     `max_bytes` bytes of in-memory Arrow data each."""
 
     def __init__(self, root: Path, directory: str, prefix: str, schema: pa.Schema,
-                 max_rows: int = 1_000_000, max_bytes: int = 256 << 20, compression: str = "zstd"):
+                 max_rows: int = 1_000_000, max_bytes: int = 256 << 20, compression: str = "zstd",
+                 row_group_rows: int = ROW_GROUP_ROWS):
         self.root, self.dir, self.prefix, self.schema = root, root / directory, prefix, schema
+        self.row_group_rows = row_group_rows
         self.max_rows, self.max_bytes, self.compression = max_rows, max_bytes, compression
         self.records: list[FileRecord] = []
         self._writer: pq.ParquetWriter | None = None
@@ -95,7 +97,7 @@ class ShardWriter:
             per_row = max(1, table.nbytes // table.num_rows)
             room = min(self.max_rows - self._rows, max(1, (self.max_bytes - self._bytes) // per_row))
             part, table = table.slice(0, room), table.slice(room)
-            self._writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+            self._writer.write_table(part, row_group_size=self.row_group_rows)
             self._rows += part.num_rows
             self._bytes += part.nbytes
             if self._rows >= self.max_rows or self._bytes >= self.max_bytes:

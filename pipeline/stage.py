@@ -83,6 +83,10 @@ class Stage:
 class Filter(Stage):
     """A stage that computes signal columns, then decides per row: keep, or drop with a reason."""
 
+    def thresholds(self) -> list[tuple[str, str, float]]:
+        """(column, "min" or "max", value) for each active threshold, for reports to draw."""
+        return []
+
     def signal(self, batch: pa.Table) -> pa.Table:
         return batch
 

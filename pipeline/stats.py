@@ -1,11 +1,12 @@
-"""Statistics of a curate output, from its shards and manifest in one streaming pass."""
+"""Statistics of a curate output, computed from its shards, ledger and manifest in one streaming
+pass with Arrow compute (no corpus-sized frame in memory)."""
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -13,48 +14,105 @@ import pyarrow.parquet as pq
 from pipeline.manifest import read_manifest
 
 BATCH_ROWS = 8192
+LENGTH_BUCKETS = 32  # powers of two of characters
+SCORE_BINS = 20
+SCORE_PREFIXES = ("quality.", "domain.", "lang.", "stats.printable")
+COUNT_PREFIXES = ("redact.",)
 
 
-def _length_bucket(chars: int) -> int:
-    """Powers of two: bucket k holds lengths in [2^k, 2^(k+1))."""
-    return 0 if chars < 1 else int(math.log2(chars))
+def _numeric(field: pa.Field) -> bool:
+    return pa.types.is_floating(field.type) or pa.types.is_integer(field.type)
 
 
-def compute_stats(root: str | Path) -> dict:
+def _columns(schema: pa.Schema, prefixes: tuple[str, ...], floating: bool) -> list[str]:
+    return [f.name for f in schema if f.name.startswith(prefixes) and _numeric(f)
+            and pa.types.is_floating(f.type) == floating]
+
+
+class _Scores:
+    """Histograms of score columns over [0, 1] (or their running range), merged batch by batch."""
+
+    def __init__(self):
+        self.counts: dict[str, np.ndarray] = {}
+        self.low: dict[str, float] = {}
+        self.high: dict[str, float] = {}
+
+    def add(self, name: str, values: pa.Array) -> None:
+        v = values.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            return
+        self.low[name] = min(self.low.get(name, 0.0), float(v.min()))
+        self.high[name] = max(self.high.get(name, 1.0), float(v.max()))
+        hist, _ = np.histogram(np.clip(v, 0.0, 1.0), bins=SCORE_BINS, range=(0.0, 1.0))
+        self.counts[name] = self.counts.get(name, 0) + hist
+
+    def to_dict(self, thresholds: list[dict]) -> dict:
+        edges = np.linspace(0.0, 1.0, SCORE_BINS + 1).round(4).tolist()
+        return {name: {"edges": edges, "counts": counts.tolist(), "min": self.low[name], "max": self.high[name],
+                       "thresholds": [t for t in thresholds if t["column"] == name]}
+                for name, counts in sorted(self.counts.items())}
+
+
+def compute_stats(root: str | Path, tokenizer=None) -> dict:
+    """`tokenizer`: a Hugging Face `tokenizers.Tokenizer` to count tokens; words are always counted."""
     root = Path(root)
     manifest = read_manifest(root)
-    by_source = defaultdict(lambda: [0, 0])
-    by_kind = defaultdict(lambda: [0, 0])
-    histogram = defaultdict(int)
-    shards = []
+    thresholds = manifest.get("thresholds", [])
+    groups: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros(4, np.int64))  # docs, bytes, words, tokens
+    lengths: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(LENGTH_BUCKETS, np.int64))
+    scores, counts, shards = _Scores(), Counter(), []
     for record in manifest["files"]:
-        path = root / record["path"]
-        f = pq.ParquetFile(path)
+        f = pq.ParquetFile(root / record["path"])
+        score_cols = _columns(f.schema_arrow, SCORE_PREFIXES, True)
+        count_cols = _columns(f.schema_arrow, COUNT_PREFIXES, False)
         rows = nbytes = 0
-        for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=["source", "kind", "text"]):
-            sizes = pc.binary_length(batch.column("text").cast(pa.large_binary())).to_numpy(zero_copy_only=False)
-            chars = pc.utf8_length(batch.column("text")).to_numpy(zero_copy_only=False)
-            for source, kind, size, n in zip(batch.column("source").to_pylist(), batch.column("kind").to_pylist(),
-                                             sizes, chars):
-                by_source[source][0] += 1
-                by_source[source][1] += int(size)
-                by_kind[kind][0] += 1
-                by_kind[kind][1] += int(size)
-                histogram[_length_bucket(int(n))] += 1
+        for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=["source", "kind", "text", *score_cols, *count_cols]):
+            text = batch.column("text")
+            size = pc.binary_length(text.cast(pa.large_binary())).cast(pa.int64())
+            chars = pc.utf8_length(text).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            words = pc.count_substring_regex(text, r"\S+").cast(pa.int64())
+            tokens = (pa.array([len(e.ids) for e in tokenizer.encode_batch(text.to_pylist())], pa.int64())
+                      if tokenizer is not None else pa.nulls(batch.num_rows, pa.int64()))
+            table = pa.table({"source": batch.column("source"), "kind": batch.column("kind"), "bytes": size,
+                              "words": words, "tokens": tokens})
+            agg = table.group_by(["source", "kind"]).aggregate(
+                [("bytes", "count"), ("bytes", "sum"), ("words", "sum"), ("tokens", "sum")]).to_pylist()
+            for a in agg:
+                groups[(a["source"], a["kind"])] += [a["bytes_count"], a["bytes_sum"] or 0, a["words_sum"] or 0,
+                                                     a["tokens_sum"] or 0]
+            buckets = np.minimum(np.log2(np.maximum(chars, 1)).astype(np.int64), LENGTH_BUCKETS - 1)
+            for kind in set(batch.column("kind").to_pylist()):
+                mask = (batch.column("kind").to_numpy(zero_copy_only=False) == kind)
+                lengths[kind] += np.bincount(buckets[mask], minlength=LENGTH_BUCKETS)
+            for name in score_cols:
+                scores.add(name, batch.column(name))
+            for name in count_cols:
+                counts[name[len("redact."):]] += pc.sum(batch.column(name)).as_py() or 0
             rows += batch.num_rows
-            nbytes += int(sizes.sum())
+            nbytes += pc.sum(size).as_py() or 0
         shards.append({"path": record["path"], "rows": rows, "text_bytes": nbytes, "file_bytes": record["bytes"]})
-    ledger_rows = sum(pq.ParquetFile(root / r["path"]).metadata.num_rows for r in manifest["ledger"])
+    clusters, ledger_rows = _near_duplicate_clusters(root, manifest)
     kept = sum(s["rows"] for s in shards)
     totals = manifest["totals"]
+
+    def by(index: int) -> dict:
+        out = defaultdict(lambda: np.zeros(4, np.int64))
+        for key, v in groups.items():
+            out[key[index]] += v
+        return {k: _group_dict(v, tokenizer) for k, v in sorted(out.items(), key=lambda kv: str(kv[0]))}
+
+    all_lengths = sum(lengths.values(), np.zeros(LENGTH_BUCKETS, np.int64))
     return {
         "output": str(root),
         "name": manifest.get("name"),
         "config_hash": manifest.get("config_hash"),
         "documents": kept,
-        "text_bytes": sum(s["text_bytes"] for s in shards),
-        "by_source": {k: {"documents": v[0], "bytes": v[1]} for k, v in sorted(by_source.items())},
-        "by_kind": {k: {"documents": v[0], "bytes": v[1]} for k, v in sorted(by_kind.items())},
+        "text_bytes": int(sum(v[1] for v in groups.values())),
+        "words": int(sum(v[2] for v in groups.values())),
+        "tokens": int(sum(v[3] for v in groups.values())) if tokenizer is not None else None,
+        "by_source": by(0),
+        "by_kind": by(1),
         "shards": shards,
         "stages": manifest["stages"],
         "balance": {
@@ -62,10 +120,39 @@ def compute_stats(root: str | Path) -> dict:
             "balanced": totals["input"] == kept + totals["dropped"] and ledger_rows == totals["dropped"],
         },
         "dropped_by_reason": totals["dropped_by_reason"],
-        "length_histogram": [{"min_chars": 2 ** k if k else 0, "max_chars": 2 ** (k + 1) - 1, "documents": n}
-                             for k, n in sorted(histogram.items())],
+        "length_histogram": _histogram(all_lengths),
+        "length_histogram_by_kind": {k: _histogram(v) for k, v in sorted(lengths.items(), key=lambda kv: str(kv[0]))},
+        "scores": scores.to_dict(thresholds),
+        "redactions": dict(sorted(counts.items())),
+        "near_duplicate_clusters": clusters,
         "seconds": manifest.get("seconds"),
     }
+
+
+def _group_dict(v: np.ndarray, tokenizer) -> dict:
+    out = {"documents": int(v[0]), "bytes": int(v[1]), "words": int(v[2])}
+    if tokenizer is not None:
+        out["tokens"] = int(v[3])
+    return out
+
+
+def _histogram(counts: np.ndarray) -> list[dict]:
+    return [{"min_chars": 2 ** k if k else 0, "max_chars": 2 ** (k + 1) - 1, "documents": int(n)}
+            for k, n in enumerate(counts) if n]
+
+
+def _near_duplicate_clusters(root: Path, manifest: dict) -> tuple[list[dict], int]:
+    """Sizes of near-duplicate clusters (the keeper plus the documents dropped for it), from the ledger."""
+    per_keeper: Counter = Counter()
+    rows = 0
+    for record in manifest["ledger"]:
+        f = pq.ParquetFile(root / record["path"])
+        rows += f.metadata.num_rows
+        for batch in f.iter_batches(batch_size=BATCH_ROWS * 8, columns=["reason", "detail"]):
+            near = batch.filter(pc.equal(batch.column("reason"), "near_duplicate"))
+            per_keeper.update(near.column("detail").to_pylist())
+    sizes = Counter(n + 1 for n in per_keeper.values())
+    return [{"size": s, "clusters": n} for s, n in sorted(sizes.items())], rows
 
 
 def render_stats(stats: dict, console) -> None:
@@ -80,17 +167,19 @@ def render_stats(stats: dict, console) -> None:
     def mb(n: int) -> str:
         return f"{n / 1e6:,.1f}"
 
+    tokens = stats["tokens"] is not None
     for title, key in (("documents by source", "by_source"), ("documents by kind", "by_kind")):
-        t = table(title, key[3:], "documents", "MB")
+        t = table(title, key[3:], "documents", "MB", "words", *(["tokens"] if tokens else []))
         for name, v in stats[key].items():
-            t.add_row(str(name), f"{v['documents']:,}", mb(v["bytes"]))
-        t.add_row("[bold]total", f"[bold]{stats['documents']:,}", f"[bold]{mb(stats['text_bytes'])}")
+            t.add_row(str(name), f"{v['documents']:,}", mb(v["bytes"]), f"{v['words']:,}",
+                      *([f"{v['tokens']:,}"] if tokens else []))
+        t.add_row("[bold]total", f"[bold]{stats['documents']:,}", f"[bold]{mb(stats['text_bytes'])}",
+                  f"[bold]{stats['words']:,}", *([f"[bold]{stats['tokens']:,}"] if tokens else []))
         console.print(t)
     t = table("stages", "stage", "in", "out", "dropped", "reasons")
     for s in stats["stages"]:
         reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(s["dropped"].items(), key=lambda x: -x[1]))
-        t.add_row(s["name"], f"{s['docs_in']:,}", f"{s['docs_out']:,}",
-                  f"{sum(s['dropped'].values()):,}", reasons)
+        t.add_row(s["name"], f"{s['docs_in']:,}", f"{s['docs_out']:,}", f"{sum(s['dropped'].values()):,}", reasons)
     console.print(t)
     shards = stats["shards"]
     t = table(f"shards ({len(shards)})", "shard", "documents", "MB text", "MB file")
@@ -106,6 +195,11 @@ def render_stats(stats: dict, console) -> None:
         for h in hist:
             t.add_row(f"{h['min_chars']:,}-{h['max_chars']:,}", f"{h['documents']:,}",
                       "[cyan]" + "█" * max(1, round(30 * h["documents"] / top)))
+        console.print(t)
+    if stats["redactions"]:
+        t = table("redactions", "type", "count")
+        for name, n in stats["redactions"].items():
+            t.add_row(name, f"{n:,}")
         console.print(t)
     b = stats["balance"]
     mark = "[green]balanced[/green]" if b["balanced"] else "[red]NOT BALANCED[/red]"

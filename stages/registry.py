@@ -12,10 +12,15 @@ from pipeline.config import ConfigError, InputConfig, StageConfig
 from pipeline.source import Source
 from pipeline.stage import GlobalStage, Stage
 from stages.dedupe.exact import ExactDedupe
+from stages.ingest.configs import ConfigParse
+from stages.ingest.crawl import CrawlSource
 from stages.ingest.files import FilesSource
+from stages.ingest.git import GitSource
 from stages.ingest.jsonl import JsonlSource
+from stages.ingest.logs import LogSource
 from stages.ingest.man import ManSource
 from stages.ingest.parquet import ParquetSource
+from stages.ingest.warc import WarcSource
 from stages.presets import expand_presets
 from stages.quality.basic import BasicFilter
 from stages.quality.c4 import C4Filter
@@ -28,10 +33,11 @@ from stages.quality.system_checks import SystemChecks
 from stages.safety.decontaminate import Decontaminate
 from stages.safety.redact import Redact
 
-SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource)}
+SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
+                                                        WarcSource, CrawlSource, LogSource, GitSource)}
 STAGES: dict[str, type] = {c.name: c for c in (
-    Redact, Decontaminate, BasicFilter, ExactDedupe, SystemChecks, LanguageFilter, GopherQuality, GopherRepetition,
-    C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,
+    Redact, Decontaminate, BasicFilter, ExactDedupe, ConfigParse, SystemChecks, LanguageFilter, GopherQuality,
+    GopherRepetition, C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,
 )}
 
 

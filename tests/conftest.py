@@ -40,3 +40,8 @@ def loghub() -> Path:
 @pytest.fixture
 def man_root() -> Path:
     return need(MAN_ROOT / "man1")
+
+
+@pytest.fixture
+def nl2bash() -> Path:
+    return need(NL2BASH)

@@ -45,6 +45,8 @@ def _share(lines: list[str], pattern: re.Pattern) -> float:
 
 def classify(path: str, text: str) -> str:
     name, ext = _base(path)
+    if "/etc/" in path and ext not in CODE_EXT and not text.startswith("#!"):
+        return "config"
     if ext in LOG_EXT or LOG_NAMES.match(name):
         return "log"
     if ext in CODE_EXT or name in CODE_NAMES:

@@ -57,7 +57,7 @@ class FilesSource(Source):
                    if isinstance(exc, PermissionError) else "unreadable:io_error", "detail": str(exc)}, 0
 
     def plan(self) -> list:
-        items = [item for root in self.roots for item in self._walk(root)]
+        items = [item for root in self.roots for item in sorted(self._walk(root), key=lambda i: i[0]["path"])]
         return group_by_size(items, self.unit_bytes, self.unit_files)
 
     def read(self, payload: list[dict]) -> Iterator[Result]:

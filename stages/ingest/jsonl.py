@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 import os
@@ -11,39 +10,18 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from pipeline.schema import BASE_SCHEMA
-from pipeline.source import Source, unreadable, unreadable_table
+from pipeline.source import unreadable, unreadable_table
 from pipeline.stage import Result
-from stages.ingest.records import BadRecord, RecordMapper
+from stages.ingest.records import BadRecord, RecordSource, expand
 
 BATCH_DOCS = 1024
 
 
-def expand(paths: list[str], patterns: tuple[str, ...]) -> list[str]:
-    """Files named directly, matched by a glob, or found under a directory (by `patterns`), sorted."""
-    out = []
-    for p in paths:
-        p = os.path.expanduser(p)
-        if os.path.isdir(p):
-            out += [os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs if f.endswith(patterns)]
-        elif any(c in p for c in "*?["):
-            out += glob.glob(p, recursive=True)
-        else:
-            out.append(p)
-    return sorted(set(os.path.abspath(p) for p in out))
-
-
-class JsonlSource(Source):
+class JsonlSource(RecordSource):
     """JSON Lines files (`.jsonl`, `.json`, `.jsonl.gz`), one document per line. Lines that are not
     JSON, not UTF-8, not objects or have no text are ledger entries; blank lines are skipped."""
 
     kind = "jsonl"
-
-    def __init__(self, name: str, paths: list[str], text_field: str = "text", id_field: str = "id",
-                 kind: str = "other", source: str = "jsonl", unit_mb: float = 64):
-        super().__init__(name)
-        self.paths = paths
-        self.mapper = RecordMapper(source, text_field, id_field, kind)
-        self.unit_bytes = int(unit_mb * (1 << 20))
 
     def plan(self) -> list:
         units = []

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +29,14 @@ PREPROCESSORS = {"t": ("-t", "tbl"), "e": ("-e", "eqn"), "p": ("-p", "pic"), "r"
                  "g": ("-g", "grn")}
 PREPROCESSOR_LINE = re.compile(rb"^['.]\\\" ([tepgrv]+)\s*$")  # `'\" te`: run tbl and eqn
 BATCH_DOCS = 256
+RENDER_BATCH = 50
+BREAK_MARK = "ZZSIGMAPAGEBREAKZZ"
+PAGE_BREAK = f"\n.br\n{BREAK_MARK}\n.br\n".encode()
+# Ragged right (no spaces added to justify lines) and no hyphenation: words stay whole for training,
+# and a page renders the same whatever pages share its groff run.
+PAGE_START = b".ad l\n.nh\n"
+BREAK_LINE = re.compile(rf"^[ \t]*{BREAK_MARK}[ \t]*$", re.M)
+TH_FIELDS = ("date", "source_package", "manual")
 
 
 def page_name(filename: str) -> tuple[str, str]:
@@ -93,7 +102,7 @@ class ManSource(Source):
         return [pages[i:i + self.unit_pages] for i in range(0, len(pages), self.unit_pages)]
 
     def read(self, payload: list) -> Iterator[Result]:
-        docs, bad = [], []
+        pages, bad = [], []
         for root, locale, path in payload:
             uri = f"file://{path}"
             try:
@@ -101,18 +110,62 @@ class ManSource(Source):
                 if alias is not None:
                     bad.append(unreadable("man", uri, "man_alias", doc_id("man", f"file://{alias}"), "doc"))
                     continue
-                text = self._render(root, path)
+                source = _inline_so(root, read_bytes(path, self.max_bytes)[0], self.max_bytes)
             except Unreadable as exc:
                 bad.append(unreadable("man", uri, exc.reason, str(exc), "doc"))
                 continue
+            pages.append((root, locale, path, uri, source))
+        texts = self._render_pages(pages)
+        docs = []
+        for (root, locale, path, uri, source), text in zip(pages, texts):
+            if isinstance(text, Unreadable):
+                bad.append(unreadable("man", uri, text.reason, str(text), "doc"))
+                continue
             name, section = page_name(os.path.basename(path))
-            meta = {"name": name, "section": section, "locale": locale, "path": path, "title": _title(text)}
+            meta = {"name": name, "section": section, "locale": locale, "path": path, "title": _title(text),
+                    **_th_fields(source)}
             docs.append({"id": doc_id("man", uri), "text": text, "source": "man", "uri": uri, "kind": "doc",
                          "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False)})
             if len(docs) >= BATCH_DOCS:
                 yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
                 docs = []
         yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+
+    def _render_pages(self, pages: list) -> list[str | Unreadable]:
+        """Render pages in batches of one groff run each (troff's start-up is most of a page's cost),
+        grouped by the preprocessors they ask for; results in the input order."""
+        out: list[str | Unreadable | None] = [None] * len(pages)
+        groups: dict[tuple, list[int]] = {}
+        for i, (root, _, _, _, source) in enumerate(pages):
+            hint = PREPROCESSOR_LINE.match(source.split(b"\n", 1)[0])
+            flags = tuple(_preprocessor_flags(hint.group(1).decode() if hint else "t"))
+            groups.setdefault((root, flags), []).append(i)
+        for (root, flags), members in groups.items():
+            for start in range(0, len(members), RENDER_BATCH):
+                batch = members[start:start + RENDER_BATCH]
+                for i, text in zip(batch, self._render_batch(root, [pages[i][4] for i in batch], list(flags))):
+                    out[i] = text
+        return out
+
+    def _render_batch(self, root: str, sources: list[bytes], flags: list[str]) -> list[str | Unreadable]:
+        """One groff run over several pages, each followed by a break marker; if the run fails or a
+        page swallows its marker (an unclosed table, say), each page is rendered alone instead."""
+        cmd = ["groff", "-mandoc", "-Tutf8", "-Kutf-8", *flags, f"-rLL={self.width}n", f"-rLT={self.width}n", "-rHY=0",
+               "-P", "-cbou"]
+        try:
+            out = subprocess.run(cmd, input=b"".join(PAGE_START + s + PAGE_BREAK for s in sources), capture_output=True,
+                                 timeout=self.timeout_s * len(sources), cwd=root,
+                                 env={**os.environ, "LC_ALL": "C.UTF-8"})
+            failure = None if out.returncode == 0 else Unreadable(
+                "render_failed", out.stderr.decode(errors="replace")[:500])
+        except subprocess.TimeoutExpired:
+            out, failure = None, Unreadable("render_timeout", f"groff took over {self.timeout_s} s a page")
+        parts = BREAK_LINE.split(out.stdout.decode("utf-8", errors="replace")) if failure is None else []
+        if failure is None and len(parts) == len(sources) + 1:
+            return [_clean(part) for part in parts[:-1]]  # after the last marker: the footer
+        if len(sources) == 1:
+            return [failure or Unreadable("render_failed", "the page did not end where it should")]
+        return [r for source in sources for r in self._render_batch(root, [source], flags)]
 
     def _alias_of(self, root: str, path: str) -> str | None:
         """The page this one only points at (a symlink, or a one-line `.so` stub), if any."""
@@ -126,26 +179,6 @@ class ManSource(Source):
         if len(lines) == 1 and SO_LINE.match(lines[0]):
             return _resolve_so(root, SO_LINE.match(lines[0]).group(1).decode(errors="replace"))
         return None
-
-    def _render(self, root: str, path: str) -> str:
-        source, _ = read_bytes(path, self.max_bytes)
-        source = _inline_so(root, source, self.max_bytes)
-        hint = PREPROCESSOR_LINE.match(source.split(b"\n", 1)[0])
-        flags = _preprocessor_flags(hint.group(1).decode() if hint else "t")
-        cmd = ["groff", "-mandoc", "-Tutf8", "-Kutf-8", *flags, f"-rLL={self.width}n", f"-rLT={self.width}n",
-               "-P", "-cbou"]
-        try:
-            out = subprocess.run(cmd, input=source, capture_output=True, timeout=self.timeout_s, cwd=root,
-                                 env={**os.environ, "LC_ALL": "C.UTF-8"})
-        except subprocess.TimeoutExpired:
-            raise Unreadable("render_timeout", f"groff took over {self.timeout_s} s") from None
-        if out.returncode != 0:
-            raise Unreadable("render_failed", out.stderr.decode(errors="replace")[:500])
-        text = out.stdout.decode("utf-8", errors="replace")
-        text = "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
-        if not text.strip():
-            raise Unreadable("render_empty", "groff rendered no text")
-        return text + "\n"
 
 
 @functools.cache
@@ -175,6 +208,25 @@ def _inline_so(root: str, source: bytes, max_bytes: int, depth: int = 0) -> byte
         return _inline_so(root, data, max_bytes, depth + 1)
 
     return SO_LINE.sub(include, source)
+
+
+def _clean(rendered: str) -> str | Unreadable:
+    text = "\n".join(line.rstrip() for line in rendered.split("\n")).strip("\n")
+    if not text.strip():
+        return Unreadable("render_empty", "groff rendered no text")
+    return text + "\n"
+
+
+def _th_fields(source: bytes) -> dict:
+    """Date, source and manual from the page's `.TH title section date source manual` line."""
+    match = re.search(rb"^\.TH\s+(.*)$", source, re.M)
+    if not match:
+        return {}
+    try:
+        args = shlex.split(match.group(1).decode("utf-8", errors="replace").replace("\\", "\\\\"))
+    except ValueError:
+        return {}
+    return {k: v for k, v in zip(TH_FIELDS, args[2:]) if v}
 
 
 def _title(text: str) -> str:

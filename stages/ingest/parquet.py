@@ -8,23 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.schema import BASE_SCHEMA
-from pipeline.source import Source, unreadable, unreadable_table
+from pipeline.source import unreadable, unreadable_table
 from pipeline.stage import Result
-from stages.ingest.jsonl import expand
-from stages.ingest.records import BadRecord, RecordMapper
+from stages.ingest.records import BadRecord, RecordSource, expand
 
 
-class ParquetSource(Source):
+class ParquetSource(RecordSource):
     """Parquet files, one document per row; rows without usable text are ledger entries."""
 
     kind = "parquet"
-
-    def __init__(self, name: str, paths: list[str], text_field: str = "text", id_field: str = "id",
-                 kind: str = "other", source: str = "parquet", unit_mb: float = 64):
-        super().__init__(name)
-        self.paths = paths
-        self.mapper = RecordMapper(source, text_field, id_field, kind)
-        self.unit_bytes = int(unit_mb * (1 << 20))
 
     def plan(self) -> list:
         units = []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 
 from pipeline.schema import KINDS, doc_id
+from pipeline.source import Source
 
 DOC_FIELDS = ("id", "text", "source", "uri", "kind", "meta")
 
@@ -48,3 +51,29 @@ class RecordMapper:
             "kind": kind if kind in KINDS else self.kind,
             "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str),
         }
+
+
+def expand(paths: list[str], patterns: tuple[str, ...]) -> list[str]:
+    """Files named directly, matched by a glob, or found under a directory (by `patterns`), sorted."""
+    out = []
+    for p in paths:
+        p = os.path.expanduser(p)
+        if os.path.isdir(p):
+            out += [os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs if f.endswith(patterns)]
+        elif any(c in p for c in "*?["):
+            out += glob.glob(p, recursive=True)
+        else:
+            out.append(p)
+    return sorted(set(os.path.abspath(p) for p in out))
+
+
+class RecordSource(Source):
+    """A source of records from files (`paths`: files, globs or directories) split into units of
+    about `unit_mb`; `source` labels documents without a `source` field (default: the input type)."""
+
+    def __init__(self, name: str, paths: list[str], text_field: str = "text", id_field: str = "id",
+                 kind: str = "other", source: str | None = None, unit_mb: float = 64):
+        super().__init__(name)
+        self.paths = paths
+        self.mapper = RecordMapper(source or self.kind, text_field, id_field, kind)
+        self.unit_bytes = int(unit_mb * (1 << 20))

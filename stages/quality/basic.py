@@ -26,6 +26,11 @@ class BasicFilter(Filter):
     def columns(self) -> dict[str, pa.DataType]:
         return {CHARS: pa.int64(), LINES: pa.int64(), PRINTABLE: pa.float32()}
 
+    def thresholds(self) -> list[tuple[str, str, float]]:
+        candidates = [(CHARS, "min", self.min_chars), (CHARS, "max", self.max_chars),
+                      (PRINTABLE, "min", self.min_printable)]
+        return [(c, op, v) for c, op, v in candidates if v is not None]
+
     def signal(self, batch: pa.Table) -> pa.Table:
         text = batch["text"]
         chars = pc.utf8_length(text).cast(pa.int64())

@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import LOGHUB, need
 from jobs.cli import main
 from jobs.curate import curate
 from jobs.refilter import parse_sets, refilter
@@ -28,10 +27,10 @@ def test_parse_sets():
         parse_sets(["min_words=3"])
 
 
-def test_refilter_uses_stored_scores_only(ray_local, tmp_path):
+def test_refilter_uses_stored_scores_only(ray_local, tmp_path, loghub):
     entries = [e for e in PROSE.read_text().split("\n\n") if e.strip() and not e.startswith("#")]
     prose = [Seed("\n\n".join(entries[i:i + 5]), f"prose#{i}") for i in range(0, len(entries), 5)]
-    logs = [Seed(p.read_text(), p.name) for p in sorted(need(LOGHUB).glob("*/*_2k.log"))]
+    logs = [Seed(p.read_text(), p.name) for p in sorted(loghub.glob("*/*_2k.log"))]
     train(logs, prose, tmp_path / "model", TrainParams(epoch=5, dim=16, passage_chars=400, holdout=0.2))
     rows = [{"id": f"log{i}", "text": s.text[:3000], "kind": "doc"} for i, s in enumerate(logs)]
     rows += [{"id": f"prose{i}", "text": s.text, "kind": "doc"} for i, s in enumerate(prose[:10])]

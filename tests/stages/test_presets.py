@@ -10,7 +10,6 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import LOGHUB, MAN_ROOT, need
 from jobs.curate import curate
 from pipeline.config import ConfigError, parse_job
 from stages.ingest.files import FilesSource
@@ -39,14 +38,14 @@ def junk(rng: random.Random) -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+@pytest.fixture
+def corpus(tmp_path_factory, man_root, loghub):
     rows = []
-    man = ManSource("man", roots=[str(need(MAN_ROOT))], sections=["1", "8"], include=PAGES)
+    man = ManSource("man", roots=[str(man_root.parent)], sections=["1", "8"], include=PAGES)
     for unit in man.plan():
         for result in man.read(unit):
             rows += result.kept.to_pylist()
-    logs = FilesSource("logs", [str(need(LOGHUB))], include=["*_2k.log"])
+    logs = FilesSource("logs", [str(loghub)], include=["*_2k.log"])
     for unit in logs.plan():
         for result in logs.read(unit):
             rows += result.kept.to_pylist()

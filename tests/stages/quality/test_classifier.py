@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import LOGHUB, MAN_ROOT, need
 from jobs.classifier import read_seeds
 from jobs.curate import curate
 from stages.ingest.man import ManSource
@@ -29,13 +28,13 @@ def prose_seeds() -> list[Seed]:
     return [Seed("\n\n".join(entries[i:i + 6]), f"prose#{i}", "prose") for i in range(0, len(entries), 6)]
 
 
-@pytest.fixture(scope="module")
-def seeds(tmp_path_factory):
+@pytest.fixture
+def seeds(tmp_path_factory, man_root, loghub):
     root = tmp_path_factory.mktemp("seeds")
-    man = ManSource("man", roots=[str(need(MAN_ROOT))], sections=["1", "8"], include=PAGES)
+    man = ManSource("man", roots=[str(man_root.parent)], sections=["1", "8"], include=PAGES)
     positives = [Seed(r["text"], r["uri"], "man") for unit in man.plan() for res in man.read(unit)
                  for r in res.kept.to_pylist()]
-    positives += read_seeds([str(need(LOGHUB))], max_docs=None)
+    positives += read_seeds([str(loghub)], max_docs=None)
     negatives = prose_seeds()
     assert len(positives) >= 30 and len(negatives) >= 20
     return positives, negatives, root

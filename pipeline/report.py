@@ -1,0 +1,237 @@
+"""A self-contained HTML report of a curate output: inline SVG plots (matplotlib), no network
+needed to view it. Each plot is a `<figure data-plot>`; a small script marks on the page how many
+drew, so a headless browser can check the report as a person would see it."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import time
+
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+h1 {{ font-size: 1.6em; margin-bottom: .2em; }} h2 {{ margin-top: 1.8em; border-bottom: 1px solid #ddd; }}
+.meta {{ color: #666; }} table {{ border-collapse: collapse; margin: .6em 0; }}
+td, th {{ padding: .2em .7em; border-bottom: 1px solid #eee; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.ok {{ color: #2a7d2a; font-weight: 600; }} .bad {{ color: #b22; font-weight: 600; }}
+figure {{ margin: 1em 0; }} figcaption {{ color: #555; font-size: .92em; }}
+.grid {{ display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="meta">{meta}</p>
+{body}
+<script>
+(function () {{
+  var figures = document.querySelectorAll("figure[data-plot]"), drawn = 0;
+  figures.forEach(function (f) {{
+    var svg = f.querySelector("svg");
+    if (svg && svg.getBBox().width > 0 && svg.getBBox().height > 0) {{ drawn++; f.dataset.drawn = "yes"; }}
+  }});
+  document.body.dataset.plotsExpected = figures.length;
+  document.body.dataset.plotsDrawn = drawn;
+}})();
+</script>
+</body></html>
+"""
+
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(name: str, caption: str, fig) -> str:
+    return (f'<figure data-plot="{html.escape(name)}">{_svg(fig)}'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _bars(labels, values, xlabel: str, title: str, log: bool = False):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 0.35 * len(labels) + 1.2))
+    ax.barh([str(x) for x in labels][::-1], list(values)[::-1], color=PALETTE[0])
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=11)
+    if log:
+        ax.set_xscale("log")
+    ax.grid(axis="x", alpha=.3)
+    return fig
+
+
+def by_group_plots(stats: dict) -> list[str]:
+    out = []
+    for key, what in (("by_source", "source"), ("by_kind", "kind")):
+        groups = stats[key]
+        if not groups:
+            continue
+        names = list(groups)
+        out.append(_figure(f"documents-by-{what}", f"Documents by {what}.",
+                           _bars(names, [groups[n]["documents"] for n in names], "documents", f"documents by {what}")))
+        unit = "tokens" if stats.get("tokens") is not None else "words"
+        out.append(_figure(f"{unit}-by-{what}", f"{unit.capitalize()} by {what}.",
+                           _bars(names, [groups[n][unit] for n in names], unit, f"{unit} by {what}")))
+    return out
+
+
+def length_plot(stats: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    for i, (kind, hist) in enumerate(stats["length_histogram_by_kind"].items()):
+        xs = [max(1, h["min_chars"]) for h in hist]
+        ax.step(xs, [h["documents"] for h in hist], where="post", label=str(kind), color=PALETTE[i % len(PALETTE)])
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("characters (log2 bins)")
+    ax.set_ylabel("documents")
+    ax.set_title("length distribution by kind", fontsize=11)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=.3)
+    return _figure("length-distribution", "Document length by kind (powers of two of characters).", fig)
+
+
+def waterfall_plot(stats: dict) -> str:
+    """Input; for each stage what remains (grey) and what it dropped (stacked by reason); kept."""
+    import matplotlib.pyplot as plt
+
+    stages = stats["stages"]
+    fig, ax = plt.subplots(figsize=(10, 0.5 * (len(stages) + 2) + 1.2))
+    reasons = sorted({r for s in stages for r in s["dropped"]})
+    colour = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(reasons)}
+    labels, level = ["input"], stats["balance"]["input"]
+    ax.barh(0, level, color="#bbb")
+    seen = set()
+    for i, s in enumerate(stages, start=1):
+        labels.append(s["name"])
+        dropped = sum(s["dropped"].values())
+        ax.barh(i, level - dropped, color="#e4e4e4")
+        left = level - dropped
+        for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1]):
+            ax.barh(i, n, left=left, color=colour[reason], label=None if reason in seen else reason)
+            left += n
+            seen.add(reason)
+        if dropped:
+            ax.annotate(f"-{dropped:,}", (level, i), xytext=(4, 0), textcoords="offset points", va="center",
+                        fontsize=8)
+        level -= dropped
+    labels.append("kept")
+    ax.barh(len(labels) - 1, stats["balance"]["kept"], color=PALETTE[2])
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("documents")
+    ax.set_title("drop waterfall: what each stage removed, by reason", fontsize=11)
+    if reasons:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="x", alpha=.3)
+    return _figure("drop-waterfall", "Documents in; what each stage dropped (colour: reason) and what it passed on "
+                   "(grey); documents kept.", fig)
+
+
+def score_plots(stats: dict) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    out = []
+    for name, s in stats["scores"].items():
+        fig, ax = plt.subplots(figsize=(5.2, 2.8))
+        edges = s["edges"]
+        ax.bar(edges[:-1], s["counts"], width=edges[1] - edges[0], align="edge", color=PALETTE[0])
+        for t in s["thresholds"]:
+            ax.axvline(t["value"], color=PALETTE[3], linestyle="--")
+            ax.annotate(f"{t['op']} {t['value']}", (t["value"], max(s["counts"]) * .9), color=PALETTE[3],
+                        fontsize=8, ha="left")
+        ax.set_title(name, fontsize=11)
+        ax.set_xlabel("score")
+        ax.set_ylabel("documents")
+        out.append(_figure(f"score-{name}", f"Distribution of {name}" +
+                           (" with its thresholds (dashed)." if s["thresholds"] else "."), fig))
+    return out
+
+
+def cluster_plot(stats: dict) -> str | None:
+    clusters = stats["near_duplicate_clusters"]
+    if not clusters:
+        return None
+    return _figure("near-duplicate-clusters", "Near-duplicate clusters by size (the keeper and its duplicates).",
+                   _bars([c["size"] for c in clusters], [c["clusters"] for c in clusters], "clusters",
+                         "near-duplicate cluster sizes", log=True))
+
+
+def redaction_plot(stats: dict) -> str | None:
+    r = stats["redactions"]
+    if not r:
+        return None
+    return _figure("redactions", "Redactions by type.", _bars(list(r), list(r.values()), "count", "redactions"))
+
+
+def rounds_plot(rounds: list[dict]) -> str | None:
+    """Loss and eval scores by round of a loop (each dict: round, and numeric metrics)."""
+    import matplotlib.pyplot as plt
+
+    if not rounds:
+        return None
+    metrics = sorted({k for r in rounds for k, v in r.items() if k != "round" and isinstance(v, (int, float))})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        xs = [r["round"] for r in rounds if metric in r]
+        ax.plot(xs, [r[metric] for r in rounds if metric in r], marker="o", color=PALETTE[0])
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("round")
+    return _figure("rounds", "Loss and evaluation scores by round.", fig)
+
+
+def render_html(stats: dict, rounds: list[dict] | None = None) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    b = stats["balance"]
+    mark = '<span class="ok">balanced</span>' if b["balanced"] else '<span class="bad">NOT balanced</span>'
+    summary = _table(["", ""], [
+        ["documents kept", f"{stats['documents']:,}"], ["text", f"{stats['text_bytes'] / 1e6:,.1f} MB"],
+        ["words", f"{stats['words']:,}"],
+        *([["tokens", f"{stats['tokens']:,}"]] if stats.get("tokens") is not None else []),
+        ["shards", f"{len(stats['shards']):,}"],
+        ["ledger", f"input {b['input']:,} = kept {b['kept']:,} + dropped {b['dropped']:,} &nbsp; {mark}"],
+    ])
+    drops = _table(["reason", "documents"], [[html.escape(r), f"{n:,}"] for r, n in stats["dropped_by_reason"].items()])
+    sections = [("Summary", summary),
+                ("Documents and words by source and kind", '<div class="grid">' + "".join(by_group_plots(stats)) + "</div>"),
+                ("Lengths", length_plot(stats)),
+                ("Drops", waterfall_plot(stats) + drops)]
+    scores = score_plots(stats)
+    if scores:
+        sections.append(("Scores", '<div class="grid">' + "".join(scores) + "</div>"))
+    for title, part in (("Near-duplicate clusters", cluster_plot(stats)), ("Redactions", redaction_plot(stats)),
+                        ("Rounds", rounds_plot(rounds or []))):
+        if part:
+            sections.append((title, part))
+    body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections)
+    meta = (f"{html.escape(stats['output'])} · job {html.escape(str(stats.get('name')))} · config "
+            f"{html.escape(str(stats.get('config_hash')))} · report made {time.strftime('%Y-%m-%d %H:%M')}")
+    return PAGE.format(title=f"Sigma curate report: {html.escape(str(stats.get('name')))}", meta=meta, body=body)
+
+
+def write_html(stats: dict, path, rounds: list[dict] | None = None) -> None:
+    from pathlib import Path
+
+    Path(path).write_text(render_html(stats, rounds), encoding="utf-8")
+
+
+def stats_json(stats: dict) -> str:
+    return json.dumps(stats, indent=1)

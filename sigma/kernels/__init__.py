@@ -1,0 +1,1 @@
+"""Inference kernels: decode attention over the asymmetric KV cache."""

@@ -1,0 +1,419 @@
+"""The training loop: shards in, checkpoints and metrics out.
+
+One screen of loop (nanoGPT) with resumable state (torchtitan): the model, the optimizer, the
+data position of every rank, the RNG states and the step are all in the checkpoint, and the
+schedule is a function of the step, so a resumed run computes the same losses as an
+uninterrupted one. Several GPUs: launch with ``torchrun``; each rank reads its own row groups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.distributed as dist
+import yaml
+from pydantic import ConfigDict, TypeAdapter
+from torch import Tensor, nn
+
+from sigma.attention import check_attention_kernel, sdpa_attention
+from sigma.checkpoint import find_checkpoint, load_training_state, load_weights, read_checkpoint, save_checkpoint
+from sigma.config import PRESETS, ModelConfig, resolve_model_config
+from sigma.flops import peak_flops, training_flops_per_token
+from sigma.metrics import MetricsLog, TrainingProgress
+from sigma.model import Transformer
+from sigma.optimizer import build_optimizer, learning_rate
+from sigma.packing import HELD_OUT, TRAIN, DataMixture, SequenceStream, document_layout
+from sigma.shards import ShardSet
+from sigma.tokenizer import TOKENIZER_FILE, end_of_text_id, load_tokenizer, train_on_shards
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    model: str | dict[str, Any] = "sigma-tiny"  # a preset, or {preset: NAME, <field>: <override>}
+    seq_len: int | None = None  # default: the model's max_seq_len, at most 2048
+    batch_size: int = 8  # sequences per micro-batch and rank
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    decay_fraction: float = 0.2  # WSD only
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    seed: int = 0
+    data_weights: tuple[float, ...] | None = None  # one per --data folder; default equal
+    held_out_fraction: float = 0.01  # of documents, chosen by id hash
+    lanes: int = 8  # row groups each data folder reads side by side, to mix documents in a batch
+    eval_every: int = 250
+    eval_sequences: int = 64
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    doc_mask: bool = False  # keep attention (and RoPE positions) inside documents
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA
+    compile: bool | None = None  # default: on CUDA
+
+    def model_config(self) -> ModelConfig:
+        return resolve_model_config(self.model)
+
+    def sequence_length(self) -> int:
+        return self.seq_len or min(2048, self.model_config().max_seq_len)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        return TypeAdapter(cls).validate_python(values)
+
+    @classmethod
+    def load(cls, spec: str | Path) -> "TrainConfig":
+        """A YAML file of TrainConfig fields, or a model preset name with default training settings."""
+        path = Path(spec)
+        if path.suffix in (".yaml", ".yml") or path.is_file():
+            return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        if str(spec) in PRESETS:
+            return cls(model=str(spec))
+        raise ValueError(f"{spec!r} is neither a YAML file nor a model preset ({', '.join(PRESETS)})")
+
+    def override(self, **changes: Any) -> "TrainConfig":
+        return self.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> Distributed:
+    """Join the process group torchrun describes in the environment (a no-op for one process)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(requested: str | None, distributed: Distributed) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(distributed.local_rank)
+        return torch.device("cuda", distributed.local_rank)
+    return torch.device("cpu")
+
+
+def _resolve_tokenizer(
+    explicit: str | Path | None, checkpoint_tokenizer: Path | None, data_dirs: Sequence[Path], out: Path,
+    vocab_size: int, distributed: Distributed, say: Any,
+) -> Path:
+    """The checkpoint's tokenizer, else the one given, else one beside the first shards, else train one."""
+    if checkpoint_tokenizer is not None:
+        return checkpoint_tokenizer
+    if explicit is not None:
+        path = Path(explicit)
+        return path / TOKENIZER_FILE if path.is_dir() else path
+    beside_data = data_dirs[0] / TOKENIZER_FILE
+    if beside_data.exists():
+        return beside_data
+    trained = out / TOKENIZER_FILE
+    if distributed.is_main and not trained.exists():
+        say(f"training a byte-level BPE tokenizer (vocab {vocab_size}) on {', '.join(map(str, data_dirs))}")
+        train_on_shards(data_dirs, vocab_size, out)
+    if distributed.enabled:
+        dist.barrier()
+    return trained
+
+
+def _check_resumable(state: dict[str, Any], config: TrainConfig, distributed: Distributed) -> None:
+    """The data position only means the same thing under the same model, sequences, seed and ranks.
+
+    Steps, learning rate and mixture weights may change on resume (to extend a run, say).
+    """
+    saved = TrainConfig.from_dict(state["train_config"])
+    changed = [
+        name for name, old, new in (
+            ("model", saved.model_config(), config.model_config()),
+            ("seq_len", saved.sequence_length(), config.sequence_length()),
+            ("seed", saved.seed, config.seed),
+            ("held_out_fraction", saved.held_out_fraction, config.held_out_fraction),
+            ("lanes", saved.lanes, config.lanes),
+            ("world_size", state["world_size"], distributed.world_size),
+        ) if old != new
+    ]
+    if changed:
+        raise ValueError(f"cannot resume: {', '.join(changed)} differ from the checkpoint's")
+
+
+def _held_out_sets(
+    shard_sets: Sequence[ShardSet], tokenizer: Any, seq_len: int, config: TrainConfig
+) -> list[tuple[str, Tensor]]:
+    """The first windows of each folder's held-out documents, one pass at most; fixed for the run."""
+    per_set = max(1, config.eval_sequences // len(shard_sets))
+    sets = []
+    for shard_set in shard_sets:
+        try:
+            stream = SequenceStream(
+                shard_set, tokenizer, seq_len, split=HELD_OUT,
+                held_out_fraction=config.held_out_fraction, seed=config.seed,
+            )
+            windows = []
+            while len(windows) < per_set and stream.epoch == 0:
+                windows.append(torch.from_numpy(next(stream)))
+        except ValueError:  # no held-out documents in this folder
+            continue
+        if windows:
+            sets.append((shard_set.root.name, torch.stack(windows)))
+    return sets
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, held_out: Sequence[tuple[str, Tensor]], batch_size: int, device: torch.device,
+    autocast: Any, eos_id: int | None, distributed: Distributed,
+) -> dict[str, float]:
+    """Mean held-out loss per folder and over all; ranks split the windows and sum."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(len(held_out), 2, dtype=torch.float64, device=device)  # loss sum, windows
+    for index, (_, windows) in enumerate(held_out):
+        mine = windows[distributed.rank :: distributed.world_size]
+        for start in range(0, len(mine), batch_size):
+            batch = mine[start : start + batch_size].to(device)
+            with autocast:
+                loss = model(batch[:, :-1], batch[:, 1:], **_document_kwargs(batch[:, :-1], eos_id))
+            totals[index, 0] += loss.double() * len(batch)
+            totals[index, 1] += len(batch)
+    if distributed.enabled:
+        dist.all_reduce(totals)
+    model.train(was_training)
+    result = {f"eval_loss/{name}": (totals[i, 0] / totals[i, 1]).item() for i, (name, _) in enumerate(held_out)}
+    result["eval_loss"] = (totals[:, 0].sum() / totals[:, 1].sum()).item()
+    result["eval_ppl"] = math.exp(min(result["eval_loss"], 50.0))
+    return result
+
+
+def _document_kwargs(inputs: Tensor, eos_id: int | None) -> dict[str, Tensor]:
+    if eos_id is None:
+        return {}
+    doc_ids, positions = document_layout(inputs, eos_id)
+    return {"doc_ids": doc_ids, "positions": positions}
+
+
+def train(
+    config: TrainConfig,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    tokenizer: str | Path | None = None,
+    stop_at: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``config`` on the shard folders ``data_dirs``; write checkpoints and metrics to ``out_dir``.
+
+    ``stop_at`` ends the run early at that step, with a checkpoint, as if it were interrupted
+    there (the schedule still spans ``max_steps``). Returns the last logged metrics.
+    """
+    distributed = init_distributed()
+    device_ = pick_device(device, distributed)
+    model_config = config.model_config()
+    seq_len = config.sequence_length()
+    if seq_len > model_config.max_seq_len:
+        raise ValueError(f"seq_len {seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")
+    data_paths = [Path(d) for d in data_dirs]
+    if config.data_weights is not None and len(config.data_weights) != len(data_paths):
+        raise ValueError(f"{len(config.data_weights)} data weights for {len(data_paths)} data folders")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def say(message: str) -> None:
+        if distributed.is_main and progress:
+            print(message, flush=True)
+
+    checkpoint = None
+    if resume and find_checkpoint(out) is None:
+        say(f"no checkpoint in {out}: starting from step 0")
+    if find_checkpoint(out) is not None:
+        if not resume:
+            raise FileExistsError(f"{out} already has checkpoints: pass --resume to continue, or choose another --out")
+        checkpoint = read_checkpoint(out)
+        say(f"resuming from {checkpoint.path} (step {checkpoint.step})")
+        _check_resumable(checkpoint.state, config, distributed)
+
+    tokenizer_file = _resolve_tokenizer(
+        tokenizer, checkpoint.path / TOKENIZER_FILE if checkpoint else None, data_paths, out,
+        model_config.vocab_size, distributed, say,
+    )
+    tok = load_tokenizer(tokenizer_file)
+    tokenizer_json = Path(tokenizer_file).read_text()
+    if tok.get_vocab_size() > model_config.vocab_size:
+        raise ValueError(f"tokenizer has {tok.get_vocab_size()} tokens, more than the model's vocab_size {model_config.vocab_size}")
+    eos_id = end_of_text_id(tok)
+
+    if device_.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    torch.manual_seed(config.seed)
+    model = Transformer(model_config).to(device_)
+    if checkpoint:
+        load_weights(checkpoint, model)
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device_.type == "cuda")
+    compile_model = config.compile if config.compile is not None else device_.type == "cuda"
+    if device_.type == "cuda":  # the kernel as training will run it, compiled or not
+        kernel = torch.compile(sdpa_attention) if compile_model else sdpa_attention
+        check_attention_kernel(model_config, device_, torch.bfloat16 if use_bf16 else torch.float32, kernel=kernel)
+    optimizer = build_optimizer(
+        model, config.lr, config.weight_decay, config.betas, config.adam_eps, fused=device_.type == "cuda"
+    )
+    if checkpoint:
+        load_training_state(checkpoint, optimizer, device_)
+
+    train_model: nn.Module = model
+    if distributed.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device_.index] if device_.type == "cuda" else None)
+    if compile_model:  # after DDP, so that compile splits graphs at DDP's gradient buckets
+        train_model = torch.compile(train_model)
+
+    shard_sets = [ShardSet.open(p) for p in data_paths]
+    streams = [
+        SequenceStream(
+            s, tok, seq_len, split=TRAIN, held_out_fraction=config.held_out_fraction, seed=config.seed,
+            rank=distributed.rank, world_size=distributed.world_size, lanes=config.lanes,
+        )
+        for s in shard_sets
+    ]
+    mixture = DataMixture(streams, config.data_weights)
+    if checkpoint:
+        mixture.load_state_dict(checkpoint.state["data"][distributed.rank])
+    held_out = _held_out_sets(shard_sets, tok, seq_len, config) if config.held_out_fraction > 0 else []
+
+    autocast = torch.autocast(device_.type, dtype=torch.bfloat16, enabled=use_bf16)
+    doc_eos = eos_id if config.doc_mask else None
+    start_step = checkpoint.step if checkpoint else 0
+    tokens_seen = checkpoint.state["tokens"] if checkpoint else 0
+    tokens_per_step = config.batch_size * seq_len * config.grad_accum * distributed.world_size
+    flops_per_token = training_flops_per_token(model_config, seq_len)
+    peak = peak_flops(torch.cuda.get_device_name(device_)) if device_.type == "cuda" else None
+    last_step = min(config.max_steps, stop_at) if stop_at is not None else config.max_steps
+
+    metrics = MetricsLog(out, resume_step=start_step if checkpoint else None) if distributed.is_main else None
+    record: dict[str, Any] = {}
+
+    def log(values: dict[str, Any]) -> None:
+        record.update(values)
+        if metrics is not None:
+            metrics.write(values)
+
+    def run_eval(step: int) -> None:
+        if held_out:
+            log({"step": step, **evaluate(model, held_out, config.batch_size, device_, autocast, doc_eos, distributed)})
+
+    def save(step: int) -> None:
+        data_states = [mixture.state_dict()]
+        if distributed.enabled:
+            data_states = [None] * distributed.world_size
+            dist.all_gather_object(data_states, mixture.state_dict())
+        if distributed.is_main:
+            state = {
+                "step": step, "tokens": tokens_seen, "world_size": distributed.world_size, "data": data_states,
+                "data_dirs": [str(p) for p in data_paths], "model_config": model_config.to_dict(),
+                "train_config": config.to_dict(),
+            }
+            save_checkpoint(out, model, optimizer, state, tokenizer_json, keep=config.keep_checkpoints)
+        if distributed.enabled:
+            dist.barrier()
+
+    say(
+        f"{model_config.attention_kind} model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+        f"{tokens_per_step:,} tokens/step on {distributed.world_size} x {device_}"
+    )
+    if not checkpoint:
+        run_eval(0)
+    step = start_step
+    model.train()
+    with TrainingProgress(config.max_steps, start_step, enabled=progress and distributed.is_main) as bar:
+        window_start, window_steps = time.perf_counter(), 0
+        while step < last_step:
+            lr = learning_rate(
+                step, lr=config.lr, max_steps=config.max_steps, warmup_steps=config.warmup_steps,
+                min_lr_ratio=config.min_lr_ratio, schedule=config.schedule, decay_fraction=config.decay_fraction,
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = torch.zeros((), device=device_)
+            for micro in range(config.grad_accum):
+                batch = mixture.next_batch(config.batch_size)
+                if device_.type == "cuda":  # tokenizing the next batch overlaps this copy and the GPU's work
+                    batch = batch.pin_memory()
+                batch = batch.to(device_, non_blocking=True)
+                inputs, targets = batch[:, :-1], batch[:, 1:]
+                last_micro = micro == config.grad_accum - 1
+                no_sync = train_model.no_sync() if distributed.enabled and not last_micro else contextlib.nullcontext()
+                with no_sync:
+                    with autocast:
+                        loss = train_model(inputs, targets, **_document_kwargs(inputs, doc_eos))
+                    (loss / config.grad_accum).backward()
+                loss_sum += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += tokens_per_step
+            window_steps += 1
+
+            if step % config.log_every == 0 or step == last_step:
+                loss_mean = loss_sum / config.grad_accum
+                if distributed.enabled:  # gloo has no AVG
+                    dist.all_reduce(loss_mean)
+                    loss_mean /= distributed.world_size
+                loss_value = loss_mean.item()
+                elapsed = time.perf_counter() - window_start
+                tokens_per_s = window_steps * tokens_per_step / elapsed
+                mfu = flops_per_token * tokens_per_s / (peak * distributed.world_size) if peak else None
+                log({
+                    "step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),
+                    "tokens": tokens_seen, "tokens_per_s": tokens_per_s, **({"mfu": mfu} if mfu else {}),
+                })
+                bar.update(step, loss_value, tokens_per_s, mfu)
+                window_start, window_steps = time.perf_counter(), 0
+            else:
+                bar.update(step)
+            paused = time.perf_counter()
+            if step % config.eval_every == 0 or step == config.max_steps:
+                run_eval(step)
+            if step % config.save_every == 0 or step == last_step:
+                save(step)
+            window_start += time.perf_counter() - paused  # eval and saving are not training speed
+
+    if metrics is not None:
+        metrics.close()
+    if distributed.is_main and progress:
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k in ("loss", "eval_loss", "eval_ppl"))
+        say(f"step {step}: {summary}; checkpoint in {find_checkpoint(out)}")
+    return record

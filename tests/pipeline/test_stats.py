@@ -1,0 +1,111 @@
+"""Statistics, the HTML report (checked in headless Chromium), inspect and diff on real runs."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from jobs.curate import curate
+from pipeline.config import parse_job
+from pipeline.diff import diff_runs
+from pipeline.inspect import sample
+from pipeline.report import write_html
+from pipeline.stats import compute_stats
+
+
+def _job(loghub: Path, man_root: Path, min_chars: int) -> dict:
+    return {"name": f"min{min_chars}",
+            "inputs": [{"type": "man", "roots": [str(man_root.parent)], "sections": ["1"],
+                        "include": ["ls", "cp", "grep", "tar", "gzip", "sed", "ssh", "df", "du"]},
+                       {"type": "files", "roots": [str(loghub)], "include": ["*_2k.log", "*templates.csv"]}],
+            "stages": [{"basic_filter": {"min_chars": min_chars}}, "exact_dedupe"]}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, ray_local):
+    loghub = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loghub"
+    man_root = Path("/usr/share/man/man1")
+    if not loghub.exists() or not man_root.exists():
+        pytest.skip("needs ../shared/data/loghub and /usr/share/man")
+    base = tmp_path_factory.mktemp("runs")
+    lenient, strict = base / "lenient", base / "strict"
+    curate(parse_job(_job(loghub, man_root, 20)), str(lenient))
+    curate(parse_job(_job(loghub, man_root, 40_000)), str(strict))
+    return lenient, strict
+
+
+def test_stats_match_a_full_read(two_runs):
+    lenient, _ = two_runs
+    stats = compute_stats(lenient)
+    df = pd.read_parquet(lenient / "shards")
+    assert stats["documents"] == len(df)
+    assert stats["text_bytes"] == int(df.text.str.encode("utf-8").str.len().sum())
+    assert stats["words"] == int(df.text.str.split().str.len().sum())
+    for kind, n in df.kind.value_counts().items():
+        assert stats["by_kind"][kind]["documents"] == n
+    assert sum(h["documents"] for h in stats["length_histogram"]) == len(df)
+    assert stats["balance"]["balanced"]
+    printable = stats["scores"]["stats.printable"]
+    assert sum(printable["counts"]) == len(df)
+    assert printable["thresholds"] == [{"stage": "basic_filter", "column": "stats.printable", "op": "min", "value": 0.95}]
+
+
+def test_html_report_renders_every_plot_in_chromium(two_runs, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    _, strict = two_runs
+    report = tmp_path / "report.html"
+    write_html(compute_stats(strict), report)
+    html = report.read_text()
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing to fetch: it opens offline
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(flags + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    expected = int(dom.split('data-plots-expected="')[1].split('"')[0])
+    drawn = int(dom.split('data-plots-drawn="')[1].split('"')[0])
+    for plot in ("documents-by-source", "documents-by-kind", "length-distribution", "drop-waterfall",
+                 "score-stats.printable"):
+        assert f'data-plot="{plot}"' in dom
+    assert expected >= 7 and drawn == expected
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,3000", report.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 50_000  # a page of plots, not a blank one
+
+
+def test_inspect_finds_what_a_threshold_dropped(two_runs):
+    _, strict = two_runs
+    dropped = sample(strict, reason="too_short", limit=3, seed=1)
+    assert len(dropped) == 3 and all(s.doc["reason"] == "too_short" and s.doc["text"] for s in dropped)
+    assert [s.doc["id"] for s in sample(strict, reason="too_short", limit=3, seed=1)] == [s.doc["id"] for s in dropped]
+    logs = sample(strict, kind="log", where="stats.chars > 100000", limit=2)
+    assert logs and all(s.doc["kind"] == "log" and s.doc["stats.chars"] > 100000 for s in logs)
+
+
+def test_diff_explains_the_threshold_change(two_runs):
+    lenient, strict = two_runs
+    d = diff_runs(lenient, strict)
+    assert d["config"]["stages[0].options.min_chars"] == {"a": 20, "b": 40000}
+    removed = d["ids"]["removed"]
+    assert removed["count"] == d["dropped_by_reason"]["too_short"]["delta"] > 0
+    assert set(removed["by_reason_in_other_run"]) == {"too_short"}
+    assert d["ids"]["added"]["count"] == 0
+    assert d["totals"]["kept"]["delta"] == -removed["count"]
+
+
+def test_cli_inspect_and_diff(two_runs):
+    lenient, strict = two_runs
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "diff", str(lenient), str(strict), "--json"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["ids"]["removed"]["count"] > 0
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "inspect", str(strict), "--reason", "too_short", "-n", "1"],
+                         cwd=root, capture_output=True, text=True, check=True).stdout
+    assert "too_short" in out

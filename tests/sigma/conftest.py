@@ -1,0 +1,90 @@
+"""Curated shard folders made by the curate job itself from real text: rendered man pages and
+Loghub logs, written with small row groups so that shuffling and rank splitting have units to
+work with."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = PROJECT_ROOT / ".." / "shared" / "data"
+MAN_PAGES = [
+    "ls", "cp", "mv", "rm", "ln", "mkdir", "cat", "head", "tail", "less", "grep", "find", "xargs",
+    "sort", "uniq", "cut", "sed", "awk", "tar", "gzip", "chmod", "chown", "ps", "kill", "top", "df",
+    "du", "mount", "ssh", "ip", "ss", "systemctl", "journalctl", "useradd", "curl",
+]
+LOG_LINES_PER_DOCUMENT = 40
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """sigma-tiny's matrices are too small to gain from threads, and on a busy 2-core machine
+    competing OpenMP threads make the suite several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def subprocess_env() -> dict[str, str]:
+    """The environment for command-line runs in tests: one OpenMP thread, like the suite."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def curate_rows(out: Path, job: dict) -> Path:
+    """Run the real curate job (embedded Ray, real Parquet) into `out`."""
+    from jobs.curate import curate
+    from pipeline.config import parse_job
+
+    manifest = curate(parse_job(job), str(out))
+    assert manifest["totals"]["balanced"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def curated_man(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
+    """Real man pages through the spine's curate job, in small row groups so that shuffling and
+    rank splitting have units to work with."""
+    if shutil.which("groff") is None or not Path("/usr/share/man/man1").is_dir():
+        pytest.skip("groff or /usr/share/man is missing: cannot render man pages for test shards")
+    job = {"inputs": [{"type": "man", "roots": ["/usr/share/man"], "include": MAN_PAGES, "sections": ["1", "8"]}],
+           "stages": ["basic_filter", "exact_dedupe"], "writer": {"row_group_rows": 4, "shard_max_rows": 20}}
+    out = curate_rows(tmp_path_factory.mktemp("curated") / "man", job)
+    if len(pq.read_table(out / "shards", columns=["id"])) < 10:
+        pytest.skip("fewer than 10 of the test's man pages are installed here")
+    return out
+
+
+@pytest.fixture(scope="session")
+def curated_logs(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
+    """Loghub logs cut into 40-line documents, through the curate job."""
+    logs = sorted(SHARED_DATA.glob("loghub/*/*_2k.log"))
+    if not logs:
+        pytest.skip("../shared/data/loghub (relative to the project root) is absent: no real logs for test shards")
+    base = tmp_path_factory.mktemp("curated")
+    with open(base / "logs.jsonl", "w") as f:
+        for log in logs:
+            lines = log.read_text(errors="replace").splitlines(keepends=True)
+            for start in range(0, len(lines), LOG_LINES_PER_DOCUMENT):
+                text = "".join(lines[start : start + LOG_LINES_PER_DOCUMENT])
+                f.write(json.dumps({"id": f"{log.parent.name}-L{start + 1}", "text": text, "kind": "log", "source": "file", "system": log.parent.name,
+                                    "uri": f"{log.parent.name}/{log.name}#L{start + 1}"}) + "\n")
+    job = {"inputs": [{"type": "jsonl", "paths": [str(base / "logs.jsonl")]}],
+           "stages": ["basic_filter", "exact_dedupe"], "writer": {"row_group_rows": 16, "shard_max_rows": 200}}
+    return curate_rows(base / "logs", job)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_file(curated_man: Path, curated_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sigma.tokenizer import train_on_shards
+
+    return train_on_shards([curated_man, curated_logs], vocab_size=512, out_dir=tmp_path_factory.mktemp("tokenizer"))

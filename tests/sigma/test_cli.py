@@ -1,0 +1,69 @@
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sigma.cli import main, register
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_register_adds_the_model_commands():
+    parser = argparse.ArgumentParser(prog="sigma")
+    register(parser.add_subparsers(dest="command"))
+    for argv in (["model", "info", "sigma-tiny"], ["tokenizer", "train", "--data", "d", "--vocab-size", "9"],
+                 ["train", "sigma-tiny", "--data", "d", "--out", "o"], ["export", "ckpt", "--out", "o"]):
+        assert callable(parser.parse_args(argv).func)
+
+
+@pytest.mark.parametrize("command", [["model", "info"], ["tokenizer", "train"], ["train"], ["export"]])
+def test_help_explains_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+def test_model_info(capsys):
+    assert main(["model", "info", "sigma-1.5b"]) == 0
+    out = capsys.readouterr().out
+    assert "32 / 4 / 16" in out and "sigma-1.5b-gqa" in out and "1,280" in out and "2,048" in out
+
+
+def test_train_then_export_from_the_command_line(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
+    run, export = tmp_path / "run", tmp_path / "hf"
+    common = [sys.executable, "-m", "sigma.cli"]
+    subprocess.run(
+        [*common, "train", str(PROJECT_ROOT / "configs/train/sigma-tiny.yaml"), "--data", str(curated_man), str(curated_logs),
+         "--weights", "1", "2", "--out", str(run), "--tokenizer", str(tokenizer_file), "--steps", "4", "--seq-len", "64",
+         "--eval-every", "2", "--log-every", "2", "--no-progress"],
+        check=True, cwd=PROJECT_ROOT, env=subprocess_env,
+    )
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [2, 4]
+    state = json.loads((run / "checkpoints" / "step_00000004" / "state.json").read_text())
+    assert state["train_config"]["data_weights"] == [1.0, 2.0] and state["train_config"]["max_steps"] == 4
+    done = subprocess.run([*common, "export", str(run), "--out", str(export)], check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=subprocess_env)
+    assert (export / "modeling_sigma.py").exists() and str(export) in done.stdout
+
+
+def test_sigma_imports_without_ray_or_the_pipeline(subprocess_env):
+    code = (
+        "import sys, sigma.cli, sigma.train, sigma.export, sigma.packing, sigma.shards, sigma.tokenizer;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'pipeline', 'stages', 'jobs')];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT, env=subprocess_env)
+
+
+def test_bench_smoke_runs_on_cpu(tmp_path, subprocess_env):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "bench/train.py", "--smoke", "--json", str(out)], check=True,
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, env=subprocess_env)
+    assert done.stdout.rstrip().splitlines()[-1].startswith("└")  # the table comes last
+    results = {r["preset"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"sigma-tiny", "sigma-tiny-gqa"}
+    assert results["sigma-tiny"]["tokens_per_s"] > 0 and results["sigma-tiny"]["step_vs_gqa"] > 0

@@ -1,0 +1,136 @@
+"""Real training steps of sigma-tiny on the CPU over curated man pages and logs."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sigma.checkpoint import find_checkpoint
+from sigma.train import TrainConfig, train
+
+TINY = TrainConfig(
+    model="sigma-tiny", seq_len=128, batch_size=8, max_steps=150, lr=3e-3, warmup_steps=10,
+    held_out_fraction=0.05, eval_every=50, eval_sequences=32, save_every=50, log_every=10,
+)
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(curated_man, curated_logs, tokenizer_file, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    train(TINY, [curated_man, curated_logs], run, tokenizer=tokenizer_file, progress=False)
+    return run
+
+
+def test_held_out_loss_falls(trained):
+    evals = [m for m in _metrics(trained) if "eval_loss" in m]
+    assert [m["step"] for m in evals] == [0, 50, 100, 150]
+    assert evals[0]["eval_loss"] == pytest.approx(6.24, abs=0.1)  # ln(512): an untrained model
+    losses = [m["eval_loss"] for m in evals]
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.6 * losses[0]
+    assert {"eval_loss/man", "eval_loss/logs", "eval_ppl"} <= set(evals[-1])
+
+
+def test_training_metrics(trained):
+    steps = [m for m in _metrics(trained) if "loss" in m]
+    assert [m["step"] for m in steps] == list(range(10, 151, 10))
+    assert steps[-1]["tokens"] == 150 * 8 * 128
+    assert all(m["tokens_per_s"] > 0 and m["grad_norm"] > 0 for m in steps)
+    assert steps[-1]["loss"] < steps[0]["loss"]
+
+
+def test_checkpoint_layout(trained):
+    latest = find_checkpoint(trained)
+    assert latest.name == "step_00000150"
+    assert sorted(p.name for p in (trained / "checkpoints").glob("step_*")) == ["step_00000100", "step_00000150"]
+    assert not list((trained / "checkpoints").glob(".*tmp*"))
+    weights = load_file(latest / "model.safetensors")
+    assert "layers.0.attention.q_gate.weight" in weights
+    optimizer = torch.load(latest / "optimizer.pt", weights_only=True)
+    assert optimizer["state"] and optimizer["param_groups"]
+    assert torch.load(latest / "rng.pt", weights_only=True)["cpu"].dtype == torch.uint8
+    state = json.loads((latest / "state.json").read_text())
+    assert state["step"] == 150 and state["world_size"] == 1
+    assert len(state["data"][0]["streams"]) == 2 and state["data"][0]["counts"] == [600, 600]
+    assert (latest / "tokenizer.json").exists()
+
+
+def test_refuses_to_overwrite_a_run(trained, curated_man, tokenizer_file):
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(TINY, [curated_man], trained, tokenizer=tokenizer_file, progress=False)
+
+
+def test_resume_equals_uninterrupted(curated_man, curated_logs, tokenizer_file, tmp_path):
+    """Stopped at step 13 (a checkpoint at 10 and 13) and resumed, the run logs the same numbers."""
+    config = TrainConfig(
+        model="sigma-tiny", seq_len=64, batch_size=4, grad_accum=2, max_steps=24, lr=3e-3, warmup_steps=4,
+        held_out_fraction=0.05, eval_every=8, eval_sequences=8, save_every=5, log_every=1,
+        data_weights=(1.0, 2.0), schedule="wsd", decay_fraction=0.5,
+    )
+    data = [curated_man, curated_logs]
+    train(config, data, tmp_path / "whole", tokenizer=tokenizer_file, progress=False)
+    train(config, data, tmp_path / "split", tokenizer=tokenizer_file, progress=False, stop_at=13)
+    interrupted = _metrics(tmp_path / "split")
+    assert interrupted[-1]["step"] == 13
+    # A crash after step 13's checkpoint would have left lines past it; resuming drops them.
+    with (tmp_path / "split" / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 14, "loss": 123.0}) + "\n")
+    train(config, data, tmp_path / "split", tokenizer=tokenizer_file, progress=False, resume=True)
+
+    whole, split = _metrics(tmp_path / "whole"), _metrics(tmp_path / "split")
+    assert [m["step"] for m in whole] == [m["step"] for m in split]
+    for a, b in zip(whole, split):
+        for key in ("loss", "eval_loss", "grad_norm", "lr"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], abs=1e-6), (a["step"], key)
+    final_whole = load_file(find_checkpoint(tmp_path / "whole") / "model.safetensors")
+    final_split = load_file(find_checkpoint(tmp_path / "split") / "model.safetensors")
+    for name, tensor in final_whole.items():
+        torch.testing.assert_close(final_split[name], tensor, atol=1e-6, rtol=0)
+
+
+def test_doc_mask_trains(curated_logs, tokenizer_file, tmp_path):
+    config = TrainConfig(model="sigma-tiny", seq_len=64, batch_size=4, max_steps=3, held_out_fraction=0.05,
+                         eval_sequences=4, eval_every=3, doc_mask=True, log_every=1)
+    result = train(config, [curated_logs], tmp_path, tokenizer=tokenizer_file, progress=False)
+    assert result["step"] == 3 and result["eval_loss"] == result["eval_loss"]
+
+
+def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
+    """torchrun with 2 CPU ranks: the data is split by rank and every rank's position is saved."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def run(out, *extra):
+        subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.cli", "train",
+             "sigma-tiny", "--data", str(curated_man), str(curated_logs), "--tokenizer", str(tokenizer_file),
+             "--out", str(out), "--steps", "6", "--seq-len", "64", "--batch-size", "2", "--eval-every", "3",
+             "--log-every", "1", "--save-every", "3", "--no-progress", *extra],
+            check=True, cwd=root, capture_output=True, env=subprocess_env,
+        )
+
+    run(tmp_path / "whole")
+    run(tmp_path / "split", "--stop-at", "3")
+    run(tmp_path / "split", "--resume")
+    state = json.loads((find_checkpoint(tmp_path / "split") / "state.json").read_text())
+    assert state["world_size"] == 2 and len(state["data"]) == 2 and state["data"][0] != state["data"][1]
+    whole, split = _metrics(tmp_path / "whole"), _metrics(tmp_path / "split")
+    assert [m["step"] for m in whole] == [m["step"] for m in split]
+    for a, b in zip(whole, split):
+        for key in ("loss", "eval_loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], abs=1e-6)
+
+
+def test_resume_refuses_a_different_data_layout(trained, curated_man, curated_logs, tokenizer_file):
+    with pytest.raises(ValueError, match="seq_len"):
+        train(TINY.override(seq_len=64), [curated_man, curated_logs], trained, tokenizer=tokenizer_file, resume=True, progress=False)

@@ -1,0 +1,47 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs.curate import curate
+from pipeline.config import parse_job
+from stages.dedupe.exact import HASH, ExactDedupe, _keepers, normalise
+
+
+def test_normalisation():
+    text = pa.array(["  Hello\n\tWorld  ", "hello world"])
+    assert normalise(text, lowercase=False).to_pylist() == ["Hello World", "hello world"]
+    assert normalise(text, lowercase=True).to_pylist() == ["hello world", "hello world"]
+
+
+def test_keeper_is_the_earliest_in_input_order():
+    group = pa.table({"id": ["c", "a", "b", "d"], "_unit": pa.array([2, 0, 1, 0], pa.int32()),
+                      "_row": pa.array([0, 5, 0, 1], pa.int64()), HASH: ["h", "h", "h", "k"]})
+    drops = _keepers(group).to_pylist()
+    assert [(d["_unit"], d["_row"], d["detail"]) for d in drops] == [(1, 0, "a"), (2, 0, "a")]
+    assert {d["reason"] for d in drops} == {"exact_duplicate"}
+
+
+def test_duplicates_across_many_units(tmp_path, loghub, ray_local):
+    """Copies far apart in the input, in different work units, keep the first copy."""
+    lines = (loghub / "HDFS" / "HDFS_2k.log").read_text().splitlines()
+    docs = [{"id": f"h{i}", "text": "\n".join(lines[i * 10:(i + 1) * 10])} for i in range(150)]
+    docs += [{"id": f"copy{i}", "text": docs[i]["text"].upper() if i % 2 else docs[i]["text"]} for i in range(0, 150, 7)]
+    path = tmp_path / "hdfs.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    job = parse_job({"inputs": [{"type": "jsonl", "paths": [str(path)], "unit_mb": 0.02}],
+                     "stages": [{"exact_dedupe": {"lowercase": True, "rows_per_partition": 40}}]})
+    manifest = curate(job, str(tmp_path / "out"))
+    assert manifest["units"] > 5 and manifest["totals"]["balanced"]
+    ledger = pq.read_table(tmp_path / "out" / "ledger").to_pylist()
+    assert {r["id"]: r["detail"] for r in ledger} == {f"copy{i}": f"h{i}" for i in range(0, 150, 7)}
+    kept = pq.read_table(tmp_path / "out" / "shards").column("id").to_pylist()
+    assert sorted(kept) == sorted(f"h{i}" for i in range(150))
+    assert HASH in pq.read_schema(next((tmp_path / "out" / "shards").glob("*.parquet"))).names
+
+
+def test_signal_is_stable():
+    stage = ExactDedupe()
+    batch = pa.table({"text": ["a  b", "a b", "A b"]})
+    hashes = stage.signal(batch)[HASH].to_pylist()
+    assert hashes[0] == hashes[1] != hashes[2] and len(hashes[0]) == 32
