@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -34,6 +35,12 @@ from pipeline.shards import ShardWriter
 from pipeline.stage import Filter, split_dropped
 from stages.presets import expand_presets
 from stages.registry import build_stage
+
+
+def _text_bytes(table: pa.Table) -> int:
+    if table.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.binary_length(table["text"].cast(pa.large_binary()))).as_py() or 0)
 
 
 def parse_sets(items: list[str]) -> dict[str, dict]:
@@ -78,6 +85,7 @@ def refilter(parent: str | Path, output: str | Path, overrides: dict[str, dict],
     ledger = LedgerWriter(output, "refilter", settings.get("rejects", "all"), settings.get("rejects_rate", 1.0))
     stage_counts, inputs, kept = [], 0, 0
     dropped: dict[str, dict[str, int]] = {f.name: {} for f in filters}
+    flow = {f.name: [0, 0, 0, 0] for f in filters}  # docs in, docs out, bytes in, bytes out
     for record in manifest["files"]:
         for rb in pq.ParquetFile(parent / record["path"]).iter_batches(batch_size=8192):
             batch = pa.Table.from_batches([rb])
@@ -85,6 +93,10 @@ def refilter(parent: str | Path, output: str | Path, overrides: dict[str, dict],
             for f in filters:
                 reasons, details = f.decide(batch)
                 result = split_dropped(batch, reasons, details)
+                flow[f.name][0] += batch.num_rows
+                flow[f.name][1] += result.kept.num_rows
+                flow[f.name][2] += _text_bytes(batch)
+                flow[f.name][3] += _text_bytes(result.kept)
                 if result.dropped is not None:
                     ledger.write(f.name, result.dropped)
                     for r in result.dropped["reason"].to_pylist():
@@ -107,8 +119,9 @@ def refilter(parent: str | Path, output: str | Path, overrides: dict[str, dict],
                          "decided_by": [f.name for f in filters], "scores_recomputed": False},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 2), "units": len(manifest["files"]),
-        "stages": [{"name": f.name, "docs_in": None, "docs_out": None, "bytes_in": None, "bytes_out": None,
-                    "dropped": dropped[f.name]} for f in filters],
+        "stages": [{"name": f.name, "docs_in": flow[f.name][0], "docs_out": flow[f.name][1],
+                    "bytes_in": flow[f.name][2], "bytes_out": flow[f.name][3], "dropped": dropped[f.name]}
+                   for f in filters],
         "totals": {"input": inputs, "kept": kept, "dropped": total_dropped, "dropped_by_reason": by_reason,
                    "ledger_rows": sum(f.rows for f in ledger_files),
                    "balanced": inputs == kept + total_dropped and sum(f.rows for f in ledger_files) == total_dropped},

@@ -63,3 +63,4 @@ def test_refilter_uses_stored_scores_only(ray_local, tmp_path, loghub):
     words = json.loads((tmp_path / "words" / "manifest.json").read_text())
     n_short = sum(1 for w in original["quality.gopher.words"] if w < 400)
     assert words["totals"]["dropped_by_reason"] == {"gopher_short_doc": n_short} and n_short > 0
+    assert main(["stats", str(tmp_path / "words")]) == 0 and main(["verify", str(tmp_path / "words")]) == 0
