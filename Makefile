@@ -11,7 +11,7 @@ OUT ?= out/local-system
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e .
+	$(PIP) -e ".[quality]"
 	touch $@
 
 # the CPU build of torch first, so the model extra's range is met without a multi-GB CUDA build

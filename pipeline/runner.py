@@ -55,6 +55,17 @@ def _run_units_task(batch: dict, segment: Segment) -> dict:
     return UnitWorker(segment)(batch)
 
 
+def _worker_class(segment: Segment) -> type:
+    """A UnitWorker bound to `segment`, so the actor pool is given no constructor arguments: Ray
+    would keep them in the object store, where an actor restart cannot count on finding them."""
+
+    class SegmentWorker(UnitWorker):
+        def __init__(self):
+            super().__init__(segment)
+
+    return SegmentWorker
+
+
 def plan_segments(job: Job) -> list[Segment | GlobalStage]:
     """Cut the stage list into map segments, with each global stage between two of them."""
     w = job.config.writer
@@ -184,7 +195,7 @@ class Runner:
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         common = dict(batch_size=1, num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, batch_format="numpy")
         if res.actor:
-            ds = ds.map_batches(UnitWorker, fn_constructor_args=(segment,),
+            ds = ds.map_batches(_worker_class(segment),
                                 concurrency=(1, res.concurrency or _cluster_cpus()), **common)
         else:
             ds = ds.map_batches(_run_units_task, fn_args=(segment,), concurrency=res.concurrency, **common)

@@ -52,7 +52,7 @@ def test_jsonl_ids_kept_duplicates_dropped_with_keeper(tmp_path, loghub, ray_loc
     assert all(r["stage"] == "exact_dedupe" for r in ledger if r["reason"] == "exact_duplicate")
     assert not (tmp_path / "out" / "_work").exists()
     names = [s["name"] for s in manifest["stages"]]
-    assert names == ["ingest", "basic_filter", "exact_dedupe"]
+    assert names == ["ingest", "redact", "basic_filter", "exact_dedupe"]
     assert manifest["schema_version"] == 1 and len(manifest["config_hash"]) == 16
 
 
