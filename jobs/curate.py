@@ -9,6 +9,7 @@ Runs the same on an embedded local Ray (the default) and on a cluster:
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -114,6 +115,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    except Exception as exc:
+        if not _disk_full(exc):
+            raise
+        console.print(f"[red]error:[/red] no space left on the output device ({args.output or config.output}). "
+                      "Nothing half-written is visible to readers; free some space and run the same command "
+                      "again: it resumes where it stopped.")
+        return 3
     root = Path(args.output or config.output)
     if args.json:
         import json
@@ -127,6 +135,20 @@ def run_from_args(args: argparse.Namespace) -> int:
         console.print("[red]the ledger does not balance: input != kept + dropped (see manifest.json)[/red]")
         return 1
     return 0
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` comes from a full disk, in this process or in a Ray worker (whose error
+    reaches the driver as text: Ray Data's wrapping drops the exception chain)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "[Errno 28]" in str(exc) or "No space left on device" in str(exc):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
