@@ -12,6 +12,7 @@ from pipeline.config import ConfigError, InputConfig, StageConfig
 from pipeline.source import Source
 from pipeline.stage import GlobalStage, Stage
 from stages.dedupe.exact import ExactDedupe
+from stages.dedupe.near import NearDedupe
 from stages.ingest.files import FilesSource
 from stages.ingest.jsonl import JsonlSource
 from stages.ingest.man import ManSource
@@ -19,7 +20,7 @@ from stages.ingest.parquet import ParquetSource
 from stages.quality.basic import BasicFilter
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource)}
-STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe)}
+STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe, NearDedupe)}
 
 
 def construct(cls: type, options: dict, where: str, fixed: dict | None = None):
