@@ -57,6 +57,28 @@ def both_directions(u: np.ndarray, v: np.ndarray, partitions: int) -> pa.Table:
     return _edges(a, b, a, partitions)
 
 
+def local_stars(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The components of one partition's edges, as stars (node, smallest node of its local
+    component): the same components with fewer edges, so the distributed rounds are fewer.
+    Min-label propagation with pointer jumping, vectorised."""
+    if len(u) == 0:
+        return u, v
+    nodes, inverse = np.unique(np.concatenate([u, v]), return_inverse=True)
+    a, b = inverse[: len(u)], inverse[len(u):]
+    label = np.arange(len(nodes))
+    while True:
+        low = np.minimum(label[a], label[b])
+        new = label.copy()
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        new = new[new]
+        if np.array_equal(new, label):
+            break
+        label = new
+    leaf = label != np.arange(len(nodes))
+    return nodes[leaf], nodes[label[leaf]]
+
+
 def _fingerprint(u: np.ndarray, v: np.ndarray) -> int:
     """An order-free 64-bit digest of an edge set (with its size it tells rounds apart)."""
     mixed = fmix64(u.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ v.astype(np.uint64))

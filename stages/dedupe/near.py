@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from pipeline.stage import GlobalStage, Resources, partitions_for
 from stages.dedupe import minhash
-from stages.dedupe.components import both_directions, connected_components, unique_pairs
+from stages.dedupe.components import both_directions, connected_components, local_stars, unique_pairs
 from stages.dedupe.normalise import AUTO_KIND_MODES, MODES, modes_for, normalise
 from stages.dedupe.shuffle import PART, Parts, from_blocks, partition_of, step
 
@@ -46,6 +46,7 @@ BANDS, SIG, SHINGLES, SCORE = "_near.bands", "_near.sig", "_near.shingles", "_ne
 REASON = "near_duplicate"
 MAX_SIGNAL_BYTES = 32 << 20  # text normalised and hashed at once, to bound a worker's memory
 JACCARD_CHUNK = 4_000_000  # shingle hashes compared at once in verification
+PARTITION_BYTES = 128 << 20  # signals (bands, payloads) per shuffle partition, to bound a worker's memory
 
 
 class NearDedupe(GlobalStage):
@@ -65,11 +66,11 @@ class NearDedupe(GlobalStage):
     name = "near_dedupe"
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, bands: int | None = 16, rows: int | None = 8,
-                 ngram: int = 5, seed: int = 1, hashfunc: Literal["xxh", "sha1"] = "xxh",
+                 ngram: int = 3, seed: int = 1, hashfunc: Literal["xxh", "sha1"] = "xxh",
                  verify: Literal["jaccard", "signature"] | None = "jaccard",
                  normalise: str | dict[str, str] = "auto",
                  keep: Literal["earliest", "longest", "score"] = "earliest", score_column: str | None = None,
-                 existing: list[str] | None = None, bucket_window: int = 8, rows_per_partition: int = 250_000,
+                 existing: list[str] | None = None, bucket_window: int = 4, rows_per_partition: int = 250_000,
                  workers: int | None = None):
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], not {threshold}")
@@ -148,8 +149,12 @@ class NearDedupe(GlobalStage):
         import ray.data
 
         self.stats = {}
-        partitions = max(self.workers or _cluster_cpus(),
-                         partitions_for(rows + self._existing_rows(), self.rows_per_partition))
+        ds = ds.materialize()
+        existing_rows = self._existing_rows()
+        signal_bytes = ds.size_bytes() * (1 + existing_rows / max(rows, 1))
+        partitions = max(self.workers or _cluster_cpus(), partitions_for(rows + existing_rows, self.rows_per_partition),
+                         -(-int(signal_bytes) // PARTITION_BYTES))
+        self.stats["partitions"] = partitions
         payload = {"signature": SIG, "jaccard": SHINGLES}.get(self.verify)
         blocks = from_blocks(ds.to_arrow_refs())
         w = self.workers
@@ -231,15 +236,32 @@ def _byte_chunks(batch: pa.Table):
 
 
 def _shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    """Each document's distinct shingle hashes, sorted."""
-    docs = np.repeat(np.arange(len(offsets) - 1, dtype=np.uint64), np.diff(offsets))
-    keys = np.sort((docs << np.uint64(32)) | hashes.astype(np.uint64))
-    keep = np.ones(len(keys), bool)
-    keep[1:] = keys[1:] != keys[:-1]
-    keys = keys[keep]
-    counts = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=len(offsets) - 1)
-    new_offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(new_offsets), pa.array(keys.astype(np.uint32), pa.uint32()))
+    """Each document's distinct shingle hashes, sorted. Documents of similar length are sorted
+    together as the rows of one padded matrix (numpy's SIMD sort of short uint32 rows is ten
+    times faster than one sort of the whole batch)."""
+    counts = np.diff(offsets)
+    out_counts = np.zeros(len(counts), np.int64)
+    sorted_rows: list[tuple[np.ndarray, np.ndarray]] = []
+    width = np.maximum(16, 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64))
+    for w in np.unique(width[counts > 0]):
+        docs = np.flatnonzero((width == w) & (counts > 0))
+        n = counts[docs]
+        rows = np.full((len(docs), int(w)), minhash.U32_MAX, np.uint32)
+        row_of = np.repeat(np.arange(len(docs)), n)
+        col = np.arange(len(row_of)) - np.repeat(np.cumsum(n) - n, n)
+        rows[row_of, col] = hashes[np.repeat(offsets[:-1][docs], n) + col]
+        rows.sort(axis=1)
+        keep = np.arange(int(w))[None, :] < n[:, None]  # the pads sort last
+        keep[:, 1:] &= rows[:, 1:] != rows[:, :-1]
+        out_counts[docs] = keep.sum(axis=1)
+        sorted_rows.append((docs, rows[keep]))
+    values = np.empty(int(out_counts.sum()), np.uint32)
+    new_offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(out_counts, out=new_offsets[1:])
+    for docs, flat in sorted_rows:
+        n = out_counts[docs]
+        values[np.repeat(new_offsets[:-1][docs], n) + (np.arange(len(flat)) - np.repeat(np.cumsum(n) - n, n))] = flat
+    return pa.ListArray.from_arrays(pa.array(new_offsets.astype(np.int32)), pa.array(values, pa.uint32()))
 
 
 # -- the steps (each runs as Ray tasks, one per partition) --------------------------------------
@@ -311,7 +333,7 @@ def _bucket_pairs(buckets: pa.Table | None, partitions: int, window: int, both: 
     u, v = np.concatenate(us), np.concatenate(vs)
     keep = u != v  # a document repeats in a bucket only through a 64-bit key collision
     u, v = u[keep], v[keep]
-    return both_directions(u, v, partitions) if both else _pairs_table(u, v, partitions)
+    return both_directions(*local_stars(u, v), partitions) if both else _pairs_table(u, v, partitions)
 
 
 def _pairs_table(u: np.ndarray, v: np.ndarray, partitions: int) -> pa.Table:
@@ -355,7 +377,7 @@ def _verify(pairs: pa.Table | None, attrs: pa.Table | None, partitions: int, pay
     sim = _signature_similarity(mine, other) if payload == SIG else _jaccard(mine, other)
     keep = sim >= threshold
     stats = pa.table({"candidates": [len(u)], "verified": [int(keep.sum())]})
-    return both_directions(u[keep], v[keep], partitions), stats
+    return both_directions(*local_stars(u[keep], v[keep]), partitions), stats
 
 
 def _signature_similarity(a: pa.Array, b: pa.Array) -> np.ndarray:
@@ -366,7 +388,9 @@ def _signature_similarity(a: pa.Array, b: pa.Array) -> np.ndarray:
 
 
 def _jaccard(a: pa.Array, b: pa.Array) -> np.ndarray:
-    """Exact Jaccard of sorted distinct sets, pair by pair, vectorised over chunks of pairs."""
+    """Exact Jaccard of sorted distinct sets, pair by pair, vectorised over chunks of pairs: each
+    side's values keyed by pair are one sorted run, so a stable sort of both is a linear merge,
+    and the intersection is the equal neighbours."""
     la = pc.list_value_length(a).to_numpy(zero_copy_only=False).astype(np.int64)
     lb = pc.list_value_length(b).to_numpy(zero_copy_only=False).astype(np.int64)
     out = np.zeros(len(a))
@@ -378,11 +402,10 @@ def _jaccard(a: pa.Array, b: pa.Array) -> np.ndarray:
         ids = np.arange(n, dtype=np.uint64) << np.uint64(32)
         ka = np.repeat(ids, la[start:stop]) | pc.list_flatten(a.slice(start, n)).to_numpy().astype(np.uint64)
         kb = np.repeat(ids, lb[start:stop]) | pc.list_flatten(b.slice(start, n)).to_numpy().astype(np.uint64)
-        inter = np.zeros(n)
-        if len(ka) and len(kb):
-            pos = np.minimum(np.searchsorted(kb, ka), len(kb) - 1)
-            hit = kb[pos] == ka
-            inter = np.bincount((ka[hit] >> np.uint64(32)).astype(np.int64), minlength=n).astype(np.float64)
+        merged = np.concatenate([ka, kb])
+        merged.sort(kind="stable")
+        same = merged[1:][merged[1:] == merged[:-1]]
+        inter = np.bincount((same >> np.uint64(32)).astype(np.int64), minlength=n).astype(np.float64)
         union = la[start:stop] + lb[start:stop] - inter
         out[start:stop] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
         start = stop

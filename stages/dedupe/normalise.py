@@ -40,7 +40,7 @@ _LOG_RULES = [  # applied in order, on lower-cased text
     (r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", " mon "),
     (r"\b(?:mon|tue|wed|thu|fri|sat|sun)(?:day|sday|nesday|rsday|urday)?\b", " day "),
     (r"\b0x[0-9a-f]+\b", " hex "),
-    (r"[a-z0-9_]*[0-9][a-z0-9_]*", " num "),
+    (r"[a-z0-9_]*-?[0-9][a-z0-9_]*", " num "),
     (r"num(?:[^a-z0-9_\n]+num)+", "num"),
 ]
 
