@@ -6,6 +6,8 @@ documents dropped in their name; a pair is predicted a duplicate when both sit i
 
     python bench/dedupe_eval.py EVAL.jsonl[.gz] [--split test] [--curve] [--compare]
     python bench/dedupe_eval.py EVAL.jsonl --curate     # through `sigma curate`, as a user runs it
+    python bench/dedupe_eval.py EVAL.jsonl --ledger OUT  # score a finished curate output's ledger
+    python bench/dedupe_eval.py --loghub ../shared/data/loghub   # log lines, grouped by event template
 
 `--curve` sweeps the verification threshold; `--compare` runs the verification modes and shingle
 sizes side by side; `--curate` runs the whole curate job (ids kept, drops in the ledger with the
@@ -33,6 +35,24 @@ def load(path: str, split: str | None) -> list[dict]:
     with opener(path, "rt", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f if line.strip()]
     return [d for d in docs if not split or d.get("split") == split]
+
+
+def loghub_docs(root: str, per_system: int) -> list[dict]:
+    """Log lines labelled by loghub's ground-truth event templates: lines of one template of one
+    system form a group (what template-aware dedupe should merge)."""
+    import csv
+    import glob
+
+    docs = []
+    for log in sorted(glob.glob(os.path.join(root, "*", "*_2k.log"))):
+        system = os.path.basename(os.path.dirname(log))
+        lines = Path(log).read_text("utf-8", "replace").splitlines()
+        with open(log + "_structured.csv", encoding="utf-8", errors="replace") as f:
+            events = [row["EventId"] for row in csv.DictReader(f)]
+        for i, (line, event) in enumerate(list(zip(lines, events))[:per_system]):
+            docs.append({"id": f"{system}/{i}", "text": line, "kind": "log", "group": f"{system}/{event}",
+                         "edit": "", "split": "test"})
+    return docs
 
 
 def pairs(n: int) -> int:
@@ -103,8 +123,6 @@ def run_stage(docs: list[dict], options: dict) -> tuple[dict[str, str], dict]:
 
 def run_curate(docs: list[dict], options: dict) -> dict[str, str]:
     """The user's path: a JSONL file through `curate` with near_dedupe; drops from the ledger."""
-    import pyarrow.parquet as pq
-
     from jobs.curate import curate
     from pipeline.config import parse_job
 
@@ -117,9 +135,25 @@ def run_curate(docs: list[dict], options: dict) -> dict[str, str]:
                      "stages": [{"near_dedupe": options}]})
     manifest = curate(job, os.path.join(work, "out"))
     assert manifest["totals"]["balanced"], "the ledger does not balance"
-    ledger = pq.read_table(os.path.join(work, "out", "ledger"))
-    return {i: k for i, k, s in zip(ledger["id"].to_pylist(), ledger["detail"].to_pylist(), ledger["stage"].to_pylist())
-            if s == "near_dedupe"}
+    return ledger_keepers(os.path.join(work, "out"))
+
+
+def ledger_keepers(root: str) -> dict[str, str]:
+    """Dropped id -> keeper id from a curate output's ledger (dedupe stages name their keeper in
+    `detail`); a keeper that was itself dropped by a later stage leads on to its own keeper."""
+    import pyarrow.parquet as pq
+
+    if not os.path.isdir(os.path.join(root, "ledger")):
+        return {}
+    ledger = pq.read_table(os.path.join(root, "ledger"), columns=["id", "stage", "detail"])
+    keeper_of = {i: k for i, s, k in zip(*(ledger[c].to_pylist() for c in ("id", "stage", "detail")))
+                 if s.endswith("dedupe") and k}
+    for i in list(keeper_of):
+        seen = {i}
+        while keeper_of[i] in keeper_of and keeper_of[i] not in seen:
+            seen.add(keeper_of[i])
+            keeper_of[i] = keeper_of[keeper_of[i]]
+    return keeper_of
 
 
 def fmt(name: str, m: dict, seconds: float | None = None) -> str:
@@ -134,19 +168,29 @@ HEADER = (f"{'run':34s} {'precision':>9s} {'recall':>7s} {'F1':>7s} {'tp':>7s} {
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("eval", help="labelled JSONL (from bench/dedupe_evalset.py)")
+    ap.add_argument("eval", nargs="?", help="labelled JSONL (from bench/dedupe_evalset.py)")
+    ap.add_argument("--loghub", metavar="DIR", help="score log lines grouped by loghub's event templates instead")
+    ap.add_argument("--lines", type=int, default=500, help="with --loghub: lines per system")
     ap.add_argument("--split", choices=["dev", "test"], help="only this split")
     ap.add_argument("--curve", action="store_true", help="sweep the threshold")
     ap.add_argument("--compare", action="store_true", help="verification modes and shingle sizes side by side")
     ap.add_argument("--curate", action="store_true", help="run through the curate job and score its ledger")
+    ap.add_argument("--ledger", metavar="OUT", help="only score this curate output folder's ledger")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                     help="near_dedupe option for every run, e.g. --option threshold=0.75")
+    ap.add_argument("--no-kind", action="store_true", help="drop the kind labels (every document `other`)")
     ap.add_argument("--num-cpus", type=int, default=2)
     args = ap.parse_args()
-    docs = load(args.eval, args.split)
+    docs = loghub_docs(args.loghub, args.lines) if args.loghub else load(args.eval, args.split)
+    if args.no_kind:
+        docs = [{**d, "kind": None} for d in docs]
     base = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     groups = len({d["group"] for d in docs})
     print(f"{len(docs)} documents, {groups} groups" + (f" ({args.split})" if args.split else ""))
+    if args.ledger:
+        print(HEADER)
+        print(fmt(f"ledger of {os.path.basename(os.path.abspath(args.ledger))}", score(docs, ledger_keepers(args.ledger))))
+        return 0
 
     import ray
 
@@ -175,6 +219,8 @@ def main() -> int:
         keeper_of = run_curate(docs, base)
         print(fmt("sigma curate (ledger)", score(docs, keeper_of), time.perf_counter() - start))
         assert keeper_of == default_keepers, "curate and the stage alone disagree"
+    if args.loghub:
+        return 0
     print("\nrecall of (source, edited copy) pairs by edit:")
     for op, (hit, total) in sorted(recall.items()):
         print(f"  {op:18s} {hit:4d}/{total:<4d} {hit / total:.3f}")

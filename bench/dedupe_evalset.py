@@ -44,7 +44,7 @@ from stages.ingest.man import ManSource  # noqa: E402
 
 SPLIT_WORDS = re.compile(r"(\s+)")
 NUMBER = re.compile(r"\d+")
-HEX = re.compile(r"\b[0-9a-f]{6,}\b")
+VALUES = re.compile(r"0x[0-9a-fA-F]+|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b|\d+")  # hex, ids, numbers
 BOOL_WORDS = {"yes": "no", "no": "yes", "true": "false", "false": "true", "on": "off", "off": "on"}
 WORD_OPS = ("word_sub", "word_del", "word_ins")
 LINE_OPS = ("line_move", "line_del", "line_dup")
@@ -106,9 +106,15 @@ def edit_values(text: str, k: int, rng: random.Random) -> str:
 
 
 def revalue_log(text: str, rng: random.Random) -> str:
-    """The same events at another time with other ids: every digit run and hex id redrawn."""
-    text = HEX.sub(lambda m: "".join(rng.choice("0123456789abcdef") for _ in m.group(0)), text)
-    return NUMBER.sub(lambda m: "".join(rng.choice("0123456789") for _ in m.group(0)), text)
+    """The same events at another time with other ids: every number, hex number and hex id
+    redrawn, of the same length and form."""
+    def redraw(m: re.Match) -> str:
+        v = m.group(0)
+        if v.startswith("0x"):
+            return "0x" + "".join(rng.choice("0123456789abcdef") for _ in v[2:])
+        return "".join(rng.choice("0123456789" if v.isdigit() else "0123456789abcdef") for _ in v)
+
+    return VALUES.sub(redraw, text)
 
 
 def variant(text: str, kind: str, k: int, seed: str) -> tuple[str, str]:

@@ -144,7 +144,7 @@ def token_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     inner = inner[(inner > 0) & (inner < n)]
     if len(inner):  # a token never runs across two documents: cut the ones that would
         at = np.searchsorted(starts, inner, side="right") - 1
-        cut = inner[(at >= 0) & (ends[np.maximum(at, 0)] > inner) & (starts[np.maximum(at, 0)] < inner)]
+        cut = np.unique(inner[(at >= 0) & (ends[np.maximum(at, 0)] > inner) & (starts[np.maximum(at, 0)] < inner)])
         if len(cut):
             starts = np.insert(starts, np.searchsorted(starts, cut), cut)
             ends = np.insert(ends, np.searchsorted(ends, cut), cut)

@@ -39,11 +39,12 @@ import pyarrow.parquet as pq
 from pipeline.stage import GlobalStage, Resources, partitions_for
 from stages.dedupe import minhash
 from stages.dedupe.components import both_directions, connected_components, local_stars, unique_pairs
-from stages.dedupe.normalise import AUTO_KIND_MODES, MODES, modes_for, normalise
+from stages.dedupe.normalise import AUTO_KIND_MODES, MODES, detect_kinds, kinds_of, normalise
 from stages.dedupe.shuffle import PART, Parts, from_blocks, partition_of, step
 
 BANDS, SIG, SHINGLES, SCORE = "_near.bands", "_near.sig", "_near.shingles", "_near.score"
 REASON = "near_duplicate"
+DEFAULT_NGRAM = {"config": 2, "default": 3}
 MAX_SIGNAL_BYTES = 32 << 20  # text normalised and hashed at once, to bound a worker's memory
 JACCARD_CHUNK = 4_000_000  # shingle hashes compared at once in verification
 PARTITION_BYTES = 128 << 20  # signals (bands, payloads) per shuffle partition, to bound a worker's memory
@@ -55,10 +56,11 @@ class NearDedupe(GlobalStage):
 
     Options: `threshold` (Jaccard at which a verified pair is a duplicate; also picks bands x rows
     with datasketch's rule when `bands`/`rows` are null), `num_perm`, `bands`, `rows`, `ngram`
-    (word n-gram shingles), `seed` (datasketch's permutations for this seed), `hashfunc` (`xxh`,
+    (words per shingle: a number, or kind -> number with `default`; null: 2 for configs, whose
+    lines are short `key value` pairs, and 3 for everything else), `seed` (datasketch's permutations for this seed), `hashfunc` (`xxh`,
     or `sha1` for datasketch's default hash), `verify` (`jaccard`, `signature` or null),
-    `normalise` (`auto`: logs masked, other kinds `text`; or one mode for all; or a mapping
-    kind -> mode with `default`), `keep` (`earliest`, `longest`, `score`), `score_column`,
+    `normalise` (`auto`: logs masked, other kinds `text`, and documents of kind `other` typed
+    by their content first; or one mode for all; or a mapping kind -> mode with `default`), `keep` (`earliest`, `longest`, `score`), `score_column`,
     `existing` (curate output folders whose documents are kept and deduped against),
     `bucket_window`, `rows_per_partition` (shuffle partition size), `workers` (at most this many
     tasks at once, in the signal segment and in every step; null: as many as Ray runs)."""
@@ -66,7 +68,7 @@ class NearDedupe(GlobalStage):
     name = "near_dedupe"
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, bands: int | None = 16, rows: int | None = 8,
-                 ngram: int = 3, seed: int = 1, hashfunc: Literal["xxh", "sha1"] = "xxh",
+                 ngram: int | dict[str, int] | None = None, seed: int = 1, hashfunc: Literal["xxh", "sha1"] = "xxh",
                  verify: Literal["jaccard", "signature"] | None = "jaccard",
                  normalise: str | dict[str, str] = "auto",
                  keep: Literal["earliest", "longest", "score"] = "earliest", score_column: str | None = None,
@@ -82,11 +84,14 @@ class NearDedupe(GlobalStage):
             raise ValueError(f"bands x rows = {bands * rows} exceeds num_perm = {num_perm}")
         if keep == "score" and not score_column:
             raise ValueError("keep: score needs score_column")
-        if ngram < 1 or bucket_window < 0:
+        ngram_by_kind = dict(DEFAULT_NGRAM if ngram is None else ngram if isinstance(ngram, dict) else {"default": ngram})
+        self.default_ngram = ngram_by_kind.pop("default", DEFAULT_NGRAM["default"])
+        if min([self.default_ngram, *ngram_by_kind.values()]) < 1 or bucket_window < 0:
             raise ValueError("ngram must be >= 1 and bucket_window >= 0")
         self.threshold, self.num_perm, self.bands, self.rows = threshold, num_perm, bands, rows
-        self.ngram, self.seed, self.hashfunc, self.verify = ngram, seed, hashfunc, verify
+        self.ngram_by_kind, self.seed, self.hashfunc, self.verify = ngram_by_kind, seed, hashfunc, verify
         self.mode_by_kind, self.default_mode = _modes(normalise)
+        self.detect = normalise == "auto"
         self.keep, self.score_column = keep, score_column
         self.existing = list(existing or [])
         self.bucket_window, self.rows_per_partition = bucket_window, rows_per_partition
@@ -114,12 +119,13 @@ class NearDedupe(GlobalStage):
         return batch
 
     def _signal_columns(self, batch: pa.Table) -> dict[str, pa.Array]:
-        kinds = batch["kind"] if "kind" in batch.column_names else pa.nulls(batch.num_rows, pa.string())
-        text = normalise(batch["text"].fill_null(""), modes_for(kinds, self.mode_by_kind, self.default_mode))
-        if self.hashfunc == "sha1":
-            hashes, offsets = minhash.sha1_shingle_hashes(text.to_pylist(), self.ngram)
-        else:
-            hashes, offsets = minhash.shingle_hashes(text, self.ngram)
+        raw = batch["text"].fill_null("")
+        raw = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
+        kinds = kinds_of(batch["kind"] if "kind" in batch.column_names else pa.nulls(batch.num_rows, pa.string()))
+        if self.detect:
+            kinds = detect_kinds(raw.cast(pa.large_string()), kinds)
+        modes = np.array([self.mode_by_kind.get(k, self.default_mode) for k in kinds], dtype=object)
+        hashes, offsets = self._shingles(normalise(raw, modes), kinds)
         sigs = minhash.signatures(hashes, offsets, self.num_perm, self.seed)
         empty = np.diff(offsets) == 0
         keys = minhash.band_hashes(sigs, self.bands, self.rows)
@@ -131,6 +137,30 @@ class NearDedupe(GlobalStage):
         elif self.verify == "jaccard":
             out[SHINGLES] = _shingle_sets(hashes, offsets)
         return out
+
+    def _shingles(self, text: pa.Array, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shingle hashes and per-document offsets, each document with its kind's shingle size."""
+        sizes = np.array([self.ngram_by_kind.get(k, self.default_ngram) for k in kinds], np.int64)
+        parts = []
+        for n in np.unique(sizes) if len(sizes) else [self.default_ngram]:
+            rows = np.flatnonzero(sizes == n) if len(sizes) else np.zeros(0, np.int64)
+            subset = text if len(rows) == len(text) else text.take(pa.array(rows))
+            if self.hashfunc == "sha1":
+                parts.append((rows, *minhash.sha1_shingle_hashes(subset.to_pylist(), int(n))))
+            else:
+                parts.append((rows, *minhash.shingle_hashes(subset, int(n))))
+        if len(parts) == 1:
+            return parts[0][1], parts[0][2]
+        counts = np.zeros(len(text), np.int64)
+        for rows, _, offsets in parts:
+            counts[rows] = np.diff(offsets)
+        offsets = np.zeros(len(text) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        hashes = np.empty(int(offsets[-1]), np.uint32)
+        for rows, h, off in parts:
+            n = np.diff(off)
+            hashes[np.repeat(offsets[:-1][rows], n) + np.arange(len(h)) - np.repeat(off[:-1], n)] = h
+        return hashes, offsets
 
     def _scores(self, batch: pa.Table) -> np.ndarray:
         if self.keep == "longest":

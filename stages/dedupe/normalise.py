@@ -2,13 +2,15 @@
 
 - `text` (configs, docs, code, web): lower-case. Shingles are made of words only
   (`stages/dedupe/minhash.py`), so whitespace, punctuation and case never make two documents differ.
-- `detect` (kind `other`, or none): `log` for a document most of whose first lines hold a time of
-  day or a Unix epoch near their start, else `text`.
 - `log`: `text`, after masking what varies between lines of one event template: UUIDs,
   IPv4 addresses, timestamps, IPv6 addresses, month and weekday names, hex numbers, and every word that holds
   a digit (numbers, ids, paths' variable parts such as `blk_-1608999687919862906` or
   `/tmp/job_0012`); a run of masked numbers becomes one. The lines of one template then shingle
   alike (template-aware dedupe, in the spirit of log parsers such as Drain, He et al. 2017).
+
+Documents of kind `other` (or none) get a kind from their content first (`detect_kinds`): `log`
+when most of their first lines hold a time of day or a Unix epoch near the start, `config` when
+most are `key = value`, `key: value` or `[section]` lines.
 
 All of it runs over whole Arrow arrays (RE2, or numpy over the UTF-8 bytes), with no Python loop per
 document.
@@ -22,12 +24,15 @@ import pyarrow.compute as pc
 
 from stages.dedupe.minhash import text_bytes
 
-MODES = ("text", "log", "detect")
-AUTO_KIND_MODES = {"log": "log", "other": "detect", "": "detect"}  # every other kind: text
+MODES = ("text", "log")
+AUTO_KIND_MODES = {"log": "log"}  # every other kind: text
+UNKNOWN_KINDS = ("other", "")  # kinds that `detect_kinds` may replace
 # Whole lines: Arrow's regex count restarts each search where the last match ended, and `^` matches there.
 # a line with a time of day or a Unix epoch near its start
 _STAMPED_LINE = r"(?m)^[^\n]{0,64}?(?:\d{1,2}:\d\d:\d\d|\b1\d{9}\b|\b\d{6} \d{6}\b)[^\n]*"
 _LINE = r"(?m)^[ \t]*\S[^\n]*"
+_CODE_LINE = r"(?m)^[ \t]*[^\s#;][^\n]*"  # not blank, not a comment
+_KEYED_LINE = r"(?m)^[ \t]*(?:[\w.\-/@]+[ \t]*[=:][^\n]*|\[[^\]\n]+\][ \t]*$)"
 _DETECT_CHARS = 1000
 
 _LOG_RULES = [  # applied in order, on lower-cased text
@@ -89,13 +94,34 @@ def looks_like_log(text: pa.Array) -> np.ndarray:
     return (lines > 0) & (2 * stamped >= lines)
 
 
+def looks_like_config(text: pa.Array) -> np.ndarray:
+    """Whether at least 60% of the lines in a document's head that are neither blank nor comments
+    are `key = value`, `key: value` or `[section]` lines (and there are two or more)."""
+    head = pc.utf8_slice_codeunits(text, 0, _DETECT_CHARS)
+    lines = pc.count_substring_regex(head, _CODE_LINE).to_numpy(zero_copy_only=False)
+    keyed = pc.count_substring_regex(head, _KEYED_LINE).to_numpy(zero_copy_only=False)
+    return (keyed >= 2) & (10 * keyed >= 6 * lines)
+
+
+def detect_kinds(text: pa.Array, kinds: np.ndarray) -> np.ndarray:
+    """Kinds for the documents of an unknown kind (`other` or none), from their content: `log`,
+    `config`, or as they were."""
+    unknown = np.flatnonzero(np.isin(kinds, UNKNOWN_KINDS))
+    if len(unknown) == 0:
+        return kinds
+    subset = text.take(pa.array(unknown))
+    found = np.where(looks_like_log(subset), "log", np.where(looks_like_config(subset), "config", kinds[unknown]))
+    kinds = kinds.copy()
+    kinds[unknown] = found
+    return kinds
+
+
 NORMALISERS = {"text": text_mode, "log": log_mode}
 
 
-def modes_for(kinds: pa.Array, mode_by_kind: dict[str, str], default: str) -> np.ndarray:
-    """The normalisation mode of every row, by its kind."""
-    kinds = np.asarray(kinds.fill_null("").to_numpy(zero_copy_only=False), dtype=object)
-    return np.array([mode_by_kind.get(k, default) for k in kinds], dtype=object) if len(kinds) else np.zeros(0, object)
+def kinds_of(kinds: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A kind column as strings, null as ""."""
+    return np.asarray(kinds.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False), dtype=object)
 
 
 def normalise(text: pa.Array, modes: np.ndarray) -> pa.Array:
@@ -103,11 +129,6 @@ def normalise(text: pa.Array, modes: np.ndarray) -> pa.Array:
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     text = text.cast(pa.large_string())
-    detect = modes == "detect"
-    if detect.any():
-        modes = modes.copy()
-        idx = np.flatnonzero(detect)
-        modes[idx] = np.where(looks_like_log(text.take(pa.array(idx))), "log", "text")
     names = set(modes.tolist())
     if not names:
         return text

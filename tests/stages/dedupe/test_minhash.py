@@ -70,6 +70,10 @@ def test_empty_document_has_datasketchs_empty_signature():
 
 
 def test_tokens_never_cross_documents():
+    docs = ["x y z", "", "", "one two", "three", ""]  # word bytes meet across empty documents
+    hashes, offsets = M.shingle_hashes(pa.array(docs, pa.large_string()), 3)
+    assert [hashes[offsets[i]:offsets[i + 1]].tolist() for i in range(len(docs))] == [
+        [M.shingle_hash32(s) for s in M.python_shingles(d, 3)] for d in docs]
     a = M.token_hashes(pa.array(["alpha beta", "gamma"], pa.large_string()))
     b = M.token_hashes(pa.array(["alpha betagamma"], pa.large_string()))
     assert a[1].tolist() == [0, 2, 3]

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from stages.dedupe import minhash as M
-from stages.dedupe.normalise import log_mode, looks_like_log, lower, normalise, text_mode
+from stages.dedupe.normalise import detect_kinds, log_mode, looks_like_log, lower, normalise, text_mode
 
 
 def _structured(loghub, system):
@@ -53,15 +53,18 @@ def test_masked_lines_of_one_template_share_their_shingles(loghub):
     assert after > 0.9 > before
 
 
-def test_logs_are_detected_by_their_timestamps(loghub, man_root):
+def test_unknown_kinds_are_detected_from_the_content(loghub, man_root):
     heads = [p.read_text(errors="replace")[:5000] for p in sorted(loghub.glob("*/*_2k.log"))]
     assert len(heads) == 12 and looks_like_log(pa.array(heads)).all()
-    pages = ["NAME\n    ls - list directory contents\n\nSYNOPSIS\n    ls [OPTION]... [FILE]...\n",
-             "[Unit]\nDescription=OpenBSD Secure Shell server\nAfter=network.target\n", ""]
-    assert not looks_like_log(pa.array(pages)).any()
-    modes = np.array(["detect", "detect", "text"], dtype=object)
-    out = normalise(pa.array([heads[3], pages[0], heads[3]]), modes).to_pylist()
-    assert "num" in out[0].split() and out[1] == pages[0].lower() and out[2] == heads[3].lower()
+    page = "LS(1)\n\nNAME\n    ls - list directory contents\n\nSYNOPSIS\n    ls [OPTION]... [FILE]...\n"
+    unit = "# sshd\n[Unit]\nDescription=OpenBSD Secure Shell server\nAfter=network.target\n\n[Service]\nType=notify\n"
+    yaml = "name: web\nreplicas: 3\nimage: nginx:1.25\n"
+    texts = pa.array([heads[3], page, unit, yaml, "", heads[3]], pa.large_string())
+    kinds = np.array(["other", "", "other", "", "", "doc"], dtype=object)
+    assert detect_kinds(texts, kinds).tolist() == ["log", "", "config", "config", "", "doc"]
+    modes = np.array(["log", "text"], dtype=object)
+    out = normalise(pa.array([heads[3], page]), modes).to_pylist()
+    assert "num" in out[0].split() and out[1] == page.lower()
 
 
 def test_case_folds_beyond_ascii_and_punctuation_separates_words():
