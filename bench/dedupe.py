@@ -134,13 +134,10 @@ def run_ours(args) -> int:
     import pyarrow as pa
     import pyarrow.json as pj
     import ray
-    import ray.data
 
     from stages.dedupe.near import NearDedupe
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = ctx.print_on_execution_start = False
     ray_up = time.perf_counter()
     options = json.loads(args.options)
     stage = NearDedupe(**options)
@@ -166,9 +163,11 @@ def run_ours(args) -> int:
     signed = time.perf_counter()
     report = {"tool": "sigma near_dedupe", "docs": rows, "options": options, "signal_cpu_s": round(signal_cpu, 3)}
     if not args.signatures_only:
-        drops = stage.decide(ray.data.from_arrow_refs([r[0] for r in results]), rows)
+        # the stage's decision on the signal tables in the object store; inside `curate` the same
+        # runs behind `decide(dataset)`, whose Ray Data wrapping the runner's own steps pay for anyway
+        drops = stage.decide_blocks([r[0] for r in results], rows)
         removed, keepers = 0, set()
-        for ref in drops.to_arrow_refs():
+        for ref in drops:
             t = ray.get(ref)
             removed += t.num_rows
             keepers.update(t["detail"].to_pylist())
@@ -229,7 +228,8 @@ def run_tool(name: str, commands: list[list[str]], args) -> dict:
     env = {"PYTHONPATH": str(ROOT), "RAY_DEDUP_LOGS": "0"}
     logs = Path(args.work) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    parts = [measure(cmd, env, logs / f"{name.replace(' ', '_')}-{i}.log") for i, cmd in enumerate(commands)]
+    tag = "".join(c if c.isalnum() or c in "=-" else "_" for c in name)
+    parts = [measure(cmd, env, logs / f"{tag}-{i}.log") for i, cmd in enumerate(commands)]
     bad = [p for p in parts if p["rc"] != 0]
     if bad:
         raise RuntimeError(f"{name} failed: {bad[0]['cmd']} (see {logs})")
@@ -275,8 +275,8 @@ def compare(args) -> int:
                 continue  # three minutes a run: once is enough to place it
             run = run_tool(name, chosen[name], args)
             runs[name].append(run)
-            print(f"[{rep + 1}/{args.repeat}] {name}: {run['wall_s']:.1f} s, removed {run['result'].get('removed')}",
-                  file=sys.stderr, flush=True)
+            print(f"[{rep + 1}/{args.repeat}] {name}: {run['wall_s']:.1f} s, "
+                  f"removed {run['result'].get('removed')}", file=sys.stderr, flush=True)
     table = summarise(runs, docs, args)
     print(table)
     out = Path(args.work) / "results.json"
@@ -285,33 +285,45 @@ def compare(args) -> int:
     return 0
 
 
+def in_ray_s(run: dict) -> float:
+    """For this stage: the seconds after Ray is up (signals and decision); for a peer: its wall time."""
+    phases = run["result"].get("phases_s", {})
+    if "ray_start" in phases:
+        return phases["read_and_signal"] + phases["decide"]
+    return run["wall_s"]
+
+
 def summarise(runs: dict[str, list[dict]], docs: int, args) -> str:
     med = {n: statistics.median(r["wall_s"] for r in rs) for n, rs in runs.items() if rs}
+    up = {n: statistics.median(in_ray_s(r) for r in rs) for n, rs in runs.items() if rs}
     ref = "sigma verify=jaccard"
-    lines = [f"corpus: {docs:,} documents; wall = median of {args.repeat} (min-max); machine load "
-             f"{os.getloadavg()[0]:.1f} at the end", "",
-             "| run | n | wall s | docs/s | docs/s per core | signatures docs/s per core | CPU s | peak PSS MB "
-             "| largest process RSS MB | removed | clusters | sigma verify=jaccard is x faster |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"corpus: {docs:,} documents; times are medians of {args.repeat} runs (min-max); machine load "
+             f"{os.getloadavg()[0]:.1f} at the end; 'Ray up' = this stage's time once Ray has started", "",
+             "| run | n | wall s | Ray up s | docs/s | docs/s per core | signatures docs/s per core | CPU s "
+             "| peak PSS MB | largest process RSS MB | removed | clusters | x of sigma's wall | x of sigma's Ray up |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, rs in runs.items():
         if not rs:
             continue
         walls = [r["wall_s"] for r in rs]
         last = rs[-1]
         sig = signature_rate(name, last, docs)
-        ratio = med[name] / med[ref] if ref in med else float("nan")
         res = last["result"]
         lines.append(
-            f"| {name} | {len(rs)} | {med[name]:.1f} ({min(walls):.1f}-{max(walls):.1f}) | {docs / med[name]:,.0f} "
-            f"| {docs / med[name] / cores(name, args):,.0f} | {f'{sig:,.0f}' if sig else 'n/a'} "
-            f"| {statistics.median(r['cpu_s'] for r in rs):.0f} | {max(r['tree_pss_mb'] for r in rs):,.0f} "
-            f"| {max(r['max_proc_rss_mb'] for r in rs):,.0f} | {res.get('removed', 'n/a')} "
-            f"| {res.get('clusters', 'n/a')} "
-            f"| {ratio:.1f} |")
+            f"| {name} | {len(rs)} | {med[name]:.1f} ({min(walls):.1f}-{max(walls):.1f}) | {up[name]:.1f} "
+            f"| {docs / med[name]:,.0f} | {docs / med[name] / cores(name, args):,.0f} "
+            f"| {f'{sig:,.0f}' if sig else 'n/a'} | {statistics.median(r['cpu_s'] for r in rs):.0f} "
+            f"| {max(r['tree_pss_mb'] for r in rs):,.0f} | {max(r['max_proc_rss_mb'] for r in rs):,.0f} "
+            f"| {res.get('removed', 'n/a')} | {res.get('clusters', 'n/a')} "
+            f"| {med[name] / med[ref] if ref in med else float('nan'):.1f} "
+            f"| {up[name] / up[ref] if ref in up else float('nan'):.1f} |")
     return "\n".join(lines)
 
 
 # -- scaling --------------------------------------------------------------------------------------------
+
+
+RATES = (0.01, 0.03, 0.1, 0.3)  # copies cycle through these word-edit rates: near and not so near
 
 
 def mutate(text: str, rng: random.Random, rate: float) -> str:
@@ -323,8 +335,9 @@ def mutate(text: str, rng: random.Random, rate: float) -> str:
 
 
 def scaled_corpus(corpus: Path, size: int, out: Path, max_chars: int) -> Path:
-    """`size` documents: the corpus's documents (cut to `max_chars`), each followed by mutated
-    copies (1% of words replaced or deleted, seeded), in 64 MB JSONL shards."""
+    """`size` documents: the corpus's documents (cut to `max_chars`), then rounds of mutated
+    copies of each (words replaced or deleted at 1%, 3%, 10% or 30%, seeded), in 64 MB JSONL
+    shards."""
     if (out / "_done").exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
@@ -341,7 +354,7 @@ def scaled_corpus(corpus: Path, size: int, out: Path, max_chars: int) -> Path:
             if written >= size:
                 break
             rng = random.Random(zlib.crc32(f"{i}/{copy}".encode()))
-            doc = text if copy == 0 else mutate(text, rng, 0.01)
+            doc = text if copy == 0 else mutate(text, rng, RATES[(i + copy) % len(RATES)])
             line = json.dumps({"id": f"{i}#{copy}", "text": doc}, ensure_ascii=False) + "\n"
             f.write(line)
             written += 1
@@ -357,9 +370,11 @@ def scaled_corpus(corpus: Path, size: int, out: Path, max_chars: int) -> Path:
 
 
 def scale(args) -> int:
+    """The stage alone on growing mutated corpora."""
     corpus = build_corpus(args)
-    lines = ["| documents | MB of text | wall s | s per 10k docs | CPU s | peak PSS MB | largest process RSS MB "
-             "| partitions | removed |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| documents | MB of JSONL | wall s | Ray start s | signals s | decide s | s per 10k docs (signals + decide) "
+             "| CPU s | peak PSS MB | largest process RSS MB | partitions | candidate pairs | removed |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for size in args.sizes:
         data = scaled_corpus(corpus, size, Path(args.work) / f"scale-{size}", args.max_chars)
         mb = sum(os.path.getsize(p) for p in glob.glob(str(data / "*.jsonl"))) / 1e6
@@ -367,9 +382,12 @@ def scale(args) -> int:
                str(args.num_cpus), "--options", json.dumps({**PARITY, "verify": args.verify})]
         run = run_tool(f"scale {size}", [cmd], args)
         r = run["result"]
-        lines.append(f"| {size:,} | {mb:,.0f} | {run['wall_s']:.1f} | {run['wall_s'] / size * 1e4:.2f} "
-                     f"| {run['cpu_s']:.0f} | {run['tree_pss_mb']:,.0f} | {run['max_proc_rss_mb']:,.0f} "
-                     f"| {r.get('partitions')} | {r.get('removed')} |")
+        ph = r["phases_s"]
+        work = ph["read_and_signal"] + ph["decide"]
+        lines.append(f"| {size:,} | {mb:,.0f} | {run['wall_s']:.1f} | {ph['ray_start']:.1f} | {ph['read_and_signal']:.1f} "
+                     f"| {ph['decide']:.1f} | {work / size * 1e4:.2f} | {run['cpu_s']:.0f} | {run['tree_pss_mb']:,.0f} "
+                     f"| {run['max_proc_rss_mb']:,.0f} | {r.get('partitions')} | {r.get('candidates', 'n/a')} "
+                     f"| {r.get('removed')} |")
         print(lines[-1], file=sys.stderr, flush=True)
         (Path(args.work) / f"scale-{size}.json").write_text(json.dumps(run, indent=1))
     print("\n".join(lines))

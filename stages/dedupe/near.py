@@ -175,20 +175,28 @@ class NearDedupe(GlobalStage):
     # -- decide: over the whole corpus, on Ray ---------------------------------------------------
 
     def decide(self, ds, rows: int):
-        import ray
         import ray.data
 
-        self.stats = {}
         ds = ds.materialize()
+        drops = self.decide_blocks(ds.to_arrow_refs(), rows, ds.size_bytes())
+        return ray.data.from_arrow_refs(drops)
+
+    def decide_blocks(self, blocks: list, rows: int, signal_bytes: int | None = None) -> list:
+        """`decide` over Arrow tables in the object store (refs): returns refs of the drop tables."""
+        import ray
+
+        self.stats = {}
+        w = self.workers
+        if signal_bytes is None:
+            nbytes = ray.remote(_table_nbytes)
+            signal_bytes = sum(ray.get([nbytes.remote(b) for b in blocks]))
         existing_rows = self._existing_rows()
-        signal_bytes = ds.size_bytes() * (1 + existing_rows / max(rows, 1))
-        partitions = max(self.workers or _cluster_cpus(), partitions_for(rows + existing_rows, self.rows_per_partition),
+        signal_bytes *= 1 + existing_rows / max(rows, 1)
+        partitions = max(w or _cluster_cpus(), partitions_for(rows + existing_rows, self.rows_per_partition),
                          -(-int(signal_bytes) // PARTITION_BYTES))
         self.stats["partitions"] = partitions
         payload = {"signature": SIG, "jaccard": SHINGLES}.get(self.verify)
-        blocks = from_blocks(ds.to_arrow_refs())
-        w = self.workers
-        buckets, attrs = step(_explode, [blocks], [partitions, partitions], (partitions, payload, False),
+        buckets, attrs = step(_explode, [from_blocks(blocks)], [partitions, partitions], (partitions, payload, False),
                               max_in_flight=w)
         if self.existing:
             more_buckets, more_attrs = self._existing_signals(partitions, payload)
@@ -209,7 +217,7 @@ class NearDedupe(GlobalStage):
         members, self.stats["cc_rounds"] = connected_components(edges, partitions, max_in_flight=w)
         (members,) = step(_member_attrs, [members, attrs], [partitions], (partitions,), max_in_flight=w)
         (drops,) = step(_keepers, [members], [None], max_in_flight=w)
-        return ray.data.from_arrow_refs(drops)
+        return drops
 
     # -- dedupe against an existing corpus --------------------------------------------------------
 
@@ -244,6 +252,10 @@ def _modes(option: str | dict[str, str]) -> tuple[dict[str, str], str]:
     if bad:
         raise ValueError(f"normalise: unknown mode(s) {', '.join(bad)}; known: {', '.join(MODES)}")
     return by_kind, default
+
+
+def _table_nbytes(table: pa.Table) -> int:
+    return table.nbytes
 
 
 def _cluster_cpus() -> int:
