@@ -76,6 +76,14 @@ def _field_kb(pid: int, name: str, file: str) -> int:
     return 0
 
 
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:80]
+    except OSError:
+        return "?"
+
+
 def _cpu_s(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -90,7 +98,7 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
     start = time.perf_counter()
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env={**os.environ, **(env or {})}, text=True)
-    peak = {"pss": 0, "rss": 0}
+    peak = {"pss": 0, "rss": 0, "proc_pss": 0, "proc": "", "uss": 0}
     cpu: dict[int, float] = {}
     done = threading.Event()
 
@@ -102,7 +110,13 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
                 cpu[pid] = max(cpu.get(pid, 0.0), _cpu_s(pid))
                 peak["rss"] = max(peak["rss"], _field_kb(pid, "VmRSS:", "status"))
             if time.perf_counter() - last_pss >= 0.5:
-                peak["pss"] = max(peak["pss"], sum(_field_kb(p, "Pss:", "smaps_rollup") for p in pids))
+                pss = {p: _field_kb(p, "Pss:", "smaps_rollup") for p in pids}
+                peak["pss"] = max(peak["pss"], sum(pss.values()))
+                top = max(pss, key=pss.get)
+                if pss[top] > peak["proc_pss"]:
+                    peak["proc_pss"], peak["proc"] = pss[top], _name(top)
+                peak["uss"] = max([peak["uss"]] + [_field_kb(p, "Private_Clean:", "smaps_rollup")
+                                                   + _field_kb(p, "Private_Dirty:", "smaps_rollup") for p in pids])
                 last_pss = time.perf_counter()
             done.wait(0.1)
 
@@ -121,6 +135,7 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
             result = json.loads(line[7:])
     return {"cmd": " ".join(cmd), "rc": proc.returncode, "wall_s": time.perf_counter() - start,
             "cpu_s": sum(cpu.values()), "tree_pss_mb": peak["pss"] / 1024, "max_proc_rss_mb": peak["rss"] / 1024,
+            "max_proc_pss_mb": peak["proc_pss"] / 1024, "max_proc": peak["proc"], "max_proc_uss_mb": peak["uss"] / 1024,
             "result": result}
 
 
@@ -236,6 +251,9 @@ def run_tool(name: str, commands: list[list[str]], args) -> dict:
     out = {"wall_s": sum(p["wall_s"] for p in parts), "cpu_s": sum(p["cpu_s"] for p in parts),
            "tree_pss_mb": max(p["tree_pss_mb"] for p in parts),
            "max_proc_rss_mb": max(p["max_proc_rss_mb"] for p in parts),
+           "max_proc_pss_mb": max(p["max_proc_pss_mb"] for p in parts),
+           "max_proc_uss_mb": max(p["max_proc_uss_mb"] for p in parts),
+           "max_proc": max(parts, key=lambda p: p["max_proc_pss_mb"])["max_proc"],
            "result": parts[-1]["result"], "stage_wall_s": [round(p["wall_s"], 2) for p in parts]}
     if name == "sigma curate job":
         manifest = json.loads((Path(args.work) / "out_curate" / "manifest.json").read_text())
@@ -300,7 +318,8 @@ def summarise(runs: dict[str, list[dict]], docs: int, args) -> str:
     lines = [f"corpus: {docs:,} documents; times are medians of {args.repeat} runs (min-max); machine load "
              f"{os.getloadavg()[0]:.1f} at the end; 'Ray up' = this stage's time once Ray has started", "",
              "| run | n | wall s | Ray up s | docs/s | docs/s per core | signatures docs/s per core | CPU s "
-             "| peak PSS MB | largest process RSS MB | removed | clusters | x of sigma's wall | x of sigma's Ray up |",
+             "| peak PSS MB | largest process: private (PSS) MB | removed | clusters | x of sigma's wall "
+             "| x of sigma's Ray up |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, rs in runs.items():
         if not rs:
@@ -313,7 +332,8 @@ def summarise(runs: dict[str, list[dict]], docs: int, args) -> str:
             f"| {name} | {len(rs)} | {med[name]:.1f} ({min(walls):.1f}-{max(walls):.1f}) | {up[name]:.1f} "
             f"| {docs / med[name]:,.0f} | {docs / med[name] / cores(name, args):,.0f} "
             f"| {f'{sig:,.0f}' if sig else 'n/a'} | {statistics.median(r['cpu_s'] for r in rs):.0f} "
-            f"| {max(r['tree_pss_mb'] for r in rs):,.0f} | {max(r['max_proc_rss_mb'] for r in rs):,.0f} "
+            f"| {max(r['tree_pss_mb'] for r in rs):,.0f} | {max(r['max_proc_uss_mb'] for r in rs):,.0f} "
+            f"({max(r['max_proc_pss_mb'] for r in rs):,.0f}) "
             f"| {res.get('removed', 'n/a')} | {res.get('clusters', 'n/a')} "
             f"| {med[name] / med[ref] if ref in med else float('nan'):.1f} "
             f"| {up[name] / up[ref] if ref in up else float('nan'):.1f} |")
@@ -323,21 +343,22 @@ def summarise(runs: dict[str, list[dict]], docs: int, args) -> str:
 # -- scaling --------------------------------------------------------------------------------------------
 
 
-RATES = (0.01, 0.03, 0.1, 0.3)  # copies cycle through these word-edit rates: near and not so near
+FAMILY_RATES = (0.01, 0.03, 0.3)  # the copies of a family's base: two near duplicates and one that is not
 
 
-def mutate(text: str, rng: random.Random, rate: float) -> str:
-    parts = text.split(" ")
-    for _ in range(max(1, round(rate * len(parts)))):
-        i = rng.randrange(len(parts))
-        parts[i] = rng.choice(parts) if rng.random() < 0.5 else ""
-    return " ".join(parts)
+def mutate(words: list[str], rng: random.Random, rate: float, vocabulary: list[str]) -> list[str]:
+    """Replace (or, one time in four, delete) `rate` of the words, drawing from `vocabulary`."""
+    words = list(words)
+    for i in rng.sample(range(len(words)), min(len(words), max(1, round(rate * len(words))))):
+        words[i] = rng.choice(vocabulary) if rng.random() < 0.75 else ""
+    return words
 
 
 def scaled_corpus(corpus: Path, size: int, out: Path, max_chars: int) -> Path:
-    """`size` documents: the corpus's documents (cut to `max_chars`), then rounds of mutated
-    copies of each (words replaced or deleted at 1%, 3%, 10% or 30%, seeded), in 64 MB JSONL
-    shards."""
+    """`size` documents in families of four, so every size has the same duplicate structure: a
+    base (a real document, cut to `max_chars`, the first time; after that the real document with
+    half its words redrawn from the corpus vocabulary, which makes it a new document) and three
+    copies with 1%, 3% and 30% of the words replaced or deleted. Seeded; 64 MB JSONL shards."""
     if (out / "_done").exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
@@ -345,17 +366,17 @@ def scaled_corpus(corpus: Path, size: int, out: Path, max_chars: int) -> Path:
     real = []
     for path in sorted(glob.glob(str(corpus / "jsonl" / "*.jsonl"))):
         with open(path, encoding="utf-8") as f:
-            real += [json.loads(line)["text"][:max_chars] for line in f]
-    written, shard, size_now = 0, 0, 0
+            real += [json.loads(line)["text"][:max_chars].split(" ") for line in f]
+    vocabulary = sorted({w for words in real[::50] for w in words if w.strip()})
+    written, shard, size_now, family = 0, 0, 0, 0
     f = open(out / f"part-{shard:05d}.jsonl", "w", encoding="utf-8")
-    copy = 0
     while written < size:
-        for i, text in enumerate(real):
-            if written >= size:
-                break
-            rng = random.Random(zlib.crc32(f"{i}/{copy}".encode()))
-            doc = text if copy == 0 else mutate(text, rng, RATES[(i + copy) % len(RATES)])
-            line = json.dumps({"id": f"{i}#{copy}", "text": doc}, ensure_ascii=False) + "\n"
+        rng = random.Random(zlib.crc32(f"family/{family}".encode()))
+        words = real[family % len(real)]
+        base = words if family < len(real) else mutate(words, rng, 0.5, vocabulary)
+        members = [base] + [mutate(base, rng, rate, vocabulary) for rate in FAMILY_RATES]
+        for k, member in enumerate(members[: size - written]):
+            line = json.dumps({"id": f"{family}#{k}", "text": " ".join(member)}, ensure_ascii=False) + "\n"
             f.write(line)
             written += 1
             size_now += len(line)
@@ -363,7 +384,7 @@ def scaled_corpus(corpus: Path, size: int, out: Path, max_chars: int) -> Path:
                 f.close()
                 shard, size_now = shard + 1, 0
                 f = open(out / f"part-{shard:05d}.jsonl", "w", encoding="utf-8")
-        copy += 1
+        family += 1
     f.close()
     (out / "_done").write_text(str(written))
     return out
@@ -372,8 +393,9 @@ def scaled_corpus(corpus: Path, size: int, out: Path, max_chars: int) -> Path:
 def scale(args) -> int:
     """The stage alone on growing mutated corpora."""
     corpus = build_corpus(args)
-    lines = ["| documents | MB of JSONL | wall s | Ray start s | signals s | decide s | s per 10k docs (signals + decide) "
-             "| CPU s | peak PSS MB | largest process RSS MB | partitions | candidate pairs | removed |",
+    lines = ["| documents | MB of JSONL | wall s | Ray start s | signals s | decide s "
+             "| s per 10k docs (signals + decide) | CPU s | peak PSS MB | largest process: private (PSS) MB "
+             "| partitions | candidate pairs | removed |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for size in args.sizes:
         data = scaled_corpus(corpus, size, Path(args.work) / f"scale-{size}", args.max_chars)
@@ -384,9 +406,11 @@ def scale(args) -> int:
         r = run["result"]
         ph = r["phases_s"]
         work = ph["read_and_signal"] + ph["decide"]
-        lines.append(f"| {size:,} | {mb:,.0f} | {run['wall_s']:.1f} | {ph['ray_start']:.1f} | {ph['read_and_signal']:.1f} "
-                     f"| {ph['decide']:.1f} | {work / size * 1e4:.2f} | {run['cpu_s']:.0f} | {run['tree_pss_mb']:,.0f} "
-                     f"| {run['max_proc_rss_mb']:,.0f} | {r.get('partitions')} | {r.get('candidates', 'n/a')} "
+        lines.append(f"| {size:,} | {mb:,.0f} | {run['wall_s']:.1f} | {ph['ray_start']:.1f} "
+                     f"| {ph['read_and_signal']:.1f} | {ph['decide']:.1f} | {work / size * 1e4:.2f} "
+                     f"| {run['cpu_s']:.0f} | {run['tree_pss_mb']:,.0f} "
+                     f"| {run['max_proc_uss_mb']:,.0f} ({run['max_proc_pss_mb']:,.0f}) | {r.get('partitions')} "
+                     f"| {r.get('candidates', 'n/a')} "
                      f"| {r.get('removed')} |")
         print(lines[-1], file=sys.stderr, flush=True)
         (Path(args.work) / f"scale-{size}.json").write_text(json.dumps(run, indent=1))

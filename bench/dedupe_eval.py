@@ -189,7 +189,8 @@ def main() -> int:
     print(f"{len(docs)} documents, {groups} groups" + (f" ({args.split})" if args.split else ""))
     if args.ledger:
         print(HEADER)
-        print(fmt(f"ledger of {os.path.basename(os.path.abspath(args.ledger))}", score(docs, ledger_keepers(args.ledger))))
+        name = f"ledger of {os.path.basename(os.path.abspath(args.ledger))}"
+        print(fmt(name, score(docs, ledger_keepers(args.ledger))))
         return 0
 
     import ray

@@ -47,7 +47,7 @@ REASON = "near_duplicate"
 DEFAULT_NGRAM = {"config": 2, "default": 3}
 MAX_SIGNAL_BYTES = 32 << 20  # text normalised and hashed at once, to bound a worker's memory
 JACCARD_CHUNK = 4_000_000  # shingle hashes compared at once in verification
-PARTITION_BYTES = 128 << 20  # signals (bands, payloads) per shuffle partition, to bound a worker's memory
+PARTITION_BYTES = 64 << 20  # signals (bands, payloads) per shuffle partition, to bound a worker's memory
 
 
 class NearDedupe(GlobalStage):
@@ -57,13 +57,14 @@ class NearDedupe(GlobalStage):
     Options: `threshold` (Jaccard at which a verified pair is a duplicate; also picks bands x rows
     with datasketch's rule when `bands`/`rows` are null), `num_perm`, `bands`, `rows`, `ngram`
     (words per shingle: a number, or kind -> number with `default`; null: 2 for configs, whose
-    lines are short `key value` pairs, and 3 for everything else), `seed` (datasketch's permutations for this seed), `hashfunc` (`xxh`,
-    or `sha1` for datasketch's default hash), `verify` (`jaccard`, `signature` or null),
-    `normalise` (`auto`: logs masked, other kinds `text`, and documents of kind `other` typed
-    by their content first; or one mode for all; or a mapping kind -> mode with `default`), `keep` (`earliest`, `longest`, `score`), `score_column`,
-    `existing` (curate output folders whose documents are kept and deduped against),
-    `bucket_window`, `rows_per_partition` (shuffle partition size), `workers` (at most this many
-    tasks at once, in the signal segment and in every step; null: as many as Ray runs)."""
+    lines are short `key value` pairs, 3 for the rest), `seed` (datasketch's permutations for this
+    seed), `hashfunc` (`xxh`, or `sha1` for datasketch's default hash), `verify` (`jaccard`,
+    `signature` or null), `normalise` (`auto`: logs masked, other kinds `text`, and documents of
+    kind `other` typed by their content first; or one mode for all; or a mapping kind -> mode with
+    `default`), `keep` (`earliest`, `longest`, `score`), `score_column`, `existing` (curate output
+    folders whose documents are kept and deduped against), `bucket_window`, `rows_per_partition`
+    (shuffle partition size), `workers` (at most this many tasks at once, in the signal segment and
+    in every step; null: as many as Ray runs)."""
 
     name = "near_dedupe"
 
@@ -84,7 +85,9 @@ class NearDedupe(GlobalStage):
             raise ValueError(f"bands x rows = {bands * rows} exceeds num_perm = {num_perm}")
         if keep == "score" and not score_column:
             raise ValueError("keep: score needs score_column")
-        ngram_by_kind = dict(DEFAULT_NGRAM if ngram is None else ngram if isinstance(ngram, dict) else {"default": ngram})
+        if ngram is None:
+            ngram = DEFAULT_NGRAM
+        ngram_by_kind = dict(ngram) if isinstance(ngram, dict) else {"default": ngram}
         self.default_ngram = ngram_by_kind.pop("default", DEFAULT_NGRAM["default"])
         if min([self.default_ngram, *ngram_by_kind.values()]) < 1 or bucket_window < 0:
             raise ValueError("ngram must be >= 1 and bucket_window >= 0")
