@@ -12,6 +12,7 @@ from pipeline.config import ConfigError, InputConfig, StageConfig
 from pipeline.source import Source
 from pipeline.stage import GlobalStage, Stage
 from stages.dedupe.exact import ExactDedupe
+from stages.dedupe.near import NearDedupe
 from stages.ingest.configs import ConfigParse
 from stages.ingest.crawl import CrawlSource
 from stages.ingest.files import FilesSource
@@ -36,8 +37,8 @@ from stages.safety.redact import Redact
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
                                                         WarcSource, CrawlSource, LogSource, GitSource)}
 STAGES: dict[str, type] = {c.name: c for c in (
-    Redact, Decontaminate, BasicFilter, ExactDedupe, ConfigParse, SystemChecks, LanguageFilter, GopherQuality,
-    GopherRepetition, C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,
+    Redact, Decontaminate, BasicFilter, ExactDedupe, NearDedupe, ConfigParse, SystemChecks, LanguageFilter,
+    GopherQuality, GopherRepetition, C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,
 )}
 
 
