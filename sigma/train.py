@@ -173,8 +173,12 @@ def _held_out_sets(
 ) -> list[tuple[str, Tensor]]:
     """The first windows of each folder's held-out documents, one pass at most; fixed for the run."""
     per_set = max(1, config.eval_sequences // len(shard_sets))
+    names = [s.root.name for s in shard_sets]
     sets = []
     for shard_set in shard_sets:
+        name = shard_set.root.name
+        if names.count(name) > 1:  # round-1/curate, round-2/curate: tell them apart
+            name = f"{shard_set.root.parent.name}/{name}"
         try:
             stream = SequenceStream(
                 shard_set, tokenizer, seq_len, split=HELD_OUT,
@@ -186,7 +190,7 @@ def _held_out_sets(
         except ValueError:  # no held-out documents in this folder
             continue
         if windows:
-            sets.append((shard_set.root.name, torch.stack(windows)))
+            sets.append((name, torch.stack(windows)))
     return sets
 
 
