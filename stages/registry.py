@@ -22,10 +22,13 @@ from stages.ingest.man import ManSource
 from stages.ingest.parquet import ParquetSource
 from stages.ingest.warc import WarcSource
 from stages.quality.basic import BasicFilter
+from stages.rewrite.requests import SynthRequests
+from stages.rewrite.synthesize import Synthesize
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
-                                                        WarcSource, CrawlSource, LogSource, GitSource)}
-STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe, ConfigParse)}
+                                                        WarcSource, CrawlSource, LogSource, GitSource,
+                                                        SynthRequests)}
+STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe, ConfigParse, Synthesize)}
 
 
 def construct(cls: type, options: dict, where: str, fixed: dict | None = None):
