@@ -1,5 +1,5 @@
 """The model's commands for the ``sigma`` console script: model info, tokenizer train, train, export,
-generate.
+generate, eval.
 
 ``register(subparsers)`` adds them to an argparse subparsers object; every command sets
 ``func`` on its namespace, and ``args.func(args)`` runs it and returns an exit code. Heavy modules
@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_train(subparsers)
     _register_export(subparsers)
     _register_generate(subparsers)
+    from sigma.evals.command import register as register_eval
+
+    register_eval(subparsers)
 
 
 def _register_model(subparsers: argparse._SubParsersAction) -> None:
