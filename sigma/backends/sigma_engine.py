@@ -21,6 +21,7 @@ class SigmaBackend(Backend):
     name = "sigma"
 
     def __init__(self, spec: EngineSpec):
+        self.spec = spec
         dtype = getattr(torch, spec.dtype) if spec.dtype else None
         self.engine = Engine.load(spec.model, device=spec.device, dtype=dtype, max_batch_size=spec.max_batch_size)
         self.model_id = spec.model

@@ -39,6 +39,7 @@ class TransformersBackend(Backend):
     name = "transformers"
 
     def __init__(self, spec: EngineSpec):
+        self.spec = spec
         device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = getattr(torch, spec.dtype) if spec.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
         model, tokenizer, self.model_id = load_transformers(spec, dtype)

@@ -33,6 +33,7 @@ class VLLMBackend(Backend):
     name = "vllm"
 
     def __init__(self, spec: EngineSpec):
+        self.spec = spec
         try:
             from vllm import LLM
         except ImportError:
