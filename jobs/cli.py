@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="a curate output folder (holding manifest.json)")
     p.set_defaults(func=_verify)
+    from jobs.classifier import register as register_classifier
+    from jobs.refilter import register as register_refilter
+
+    register_classifier(sub)
+    register_refilter(sub)
     register_model_commands(sub)
     from jobs.loop import add_arguments as add_loop_arguments
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.config import ConfigError, JobConfig, load_job, parse_job
 from pipeline.progress import Progress
 from pipeline.runner import Job, Runner
-from stages.registry import build_source, build_stage
+from stages.registry import build_source, build_stages
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_STAGES = ["basic_filter", "exact_dedupe"]
@@ -70,7 +70,7 @@ def build_job(config: JobConfig, output: str | None = None) -> Job:
     if not output:
         raise ConfigError("no output: give --output DIR, or `output:` in the job file")
     sources = [build_source(c, i) for i, c in enumerate(config.inputs)]
-    stages = [build_stage(c, i) for i, c in enumerate(config.stages)]
+    stages = build_stages(config.stages)
     return Job(config.model_copy(update={"output": output}), sources, stages, Path(output).absolute())
 
 

@@ -13,19 +13,24 @@ class StageCounts:
     bytes_in: int = 0
     bytes_out: int = 0
     dropped: Counter = field(default_factory=Counter)
+    counts: Counter = field(default_factory=Counter)  # what a stage counts besides drops (`Result.counts`)
 
     def __add__(self, other: StageCounts) -> StageCounts:
         return StageCounts(self.docs_in + other.docs_in, self.docs_out + other.docs_out,
                            self.bytes_in + other.bytes_in, self.bytes_out + other.bytes_out,
-                           self.dropped + other.dropped)
+                           self.dropped + other.dropped, self.counts + other.counts)
 
     def to_dict(self) -> dict:
-        return {"docs_in": self.docs_in, "docs_out": self.docs_out, "bytes_in": self.bytes_in,
-                "bytes_out": self.bytes_out, "dropped": dict(sorted(self.dropped.items()))}
+        out = {"docs_in": self.docs_in, "docs_out": self.docs_out, "bytes_in": self.bytes_in,
+               "bytes_out": self.bytes_out, "dropped": dict(sorted(self.dropped.items()))}
+        if self.counts:
+            out["counts"] = dict(sorted(self.counts.items()))
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> StageCounts:
-        return cls(d["docs_in"], d["docs_out"], d["bytes_in"], d["bytes_out"], Counter(d["dropped"]))
+        return cls(d["docs_in"], d["docs_out"], d["bytes_in"], d["bytes_out"], Counter(d["dropped"]),
+                   Counter(d.get("counts", {})))
 
 
 class RunCounts(dict):

@@ -83,6 +83,7 @@ def build_manifest(config: JobConfig, segments, reports: list[list[dict]], start
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)),
         "seconds": round(finished - started, 2),
         "units": units,
+        "unit_tasks_by_node": dict(Counter(r.get("node") or "local" for seg in reports for r in seg).most_common()),
         "stages": counts.to_list(),
         "totals": balance(counts, sum(f["rows"] for f in files), sum(f["rows"] for f in ledger)),
         "schema": [{"name": f.name, "type": str(f.type)} for f in segments[-1].schema],

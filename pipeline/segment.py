@@ -170,7 +170,7 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
         ledger.abort()
         raise
     report = {
-        "unit": unit, "segment": segment.index, "seconds": round(time.time() - started, 3),
+        "unit": unit, "segment": segment.index, "seconds": round(time.time() - started, 3), "node": _node_id(),
         "counts": counts.to_list(), "files": [f.to_dict() for f in files],
         "ledger": [f.to_dict() for f in ledger_files], "rejects": [f.to_dict() for f in rejects_files],
     }
@@ -189,12 +189,24 @@ def _run_stage(stage: Stage, batches: list[pa.Table], counts: RunCounts, ledger:
             for result in _safe_process(stage, chunk):
                 c.docs_out += result.kept.num_rows
                 c.bytes_out += _text_bytes(result.kept)
+                if result.counts:
+                    c.counts.update(result.counts)
                 if result.dropped is not None and result.dropped.num_rows:
                     c.dropped.update(result.dropped["reason"].to_pylist())
                     ledger.write(stage.name, result.dropped)
                 if result.kept.num_rows:
                     yield result.kept
             counts.add(stage.name, c)
+
+
+def _node_id() -> str | None:
+    """The Ray node that ran the unit (a run's manifest counts units per node)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # outside Ray, or a Ray without a runtime context
+        return None
 
 
 def _write_json_atomic(path: Path, obj) -> None:

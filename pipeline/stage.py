@@ -40,6 +40,7 @@ class Resources:
 class Result:
     kept: pa.Table
     dropped: pa.Table | None = None  # the dropped rows plus `reason` and `detail` columns
+    counts: dict[str, int] | None = None  # stage-specific counters (e.g. redactions by type), summed in the manifest
 
 
 def split_dropped(batch: pa.Table, reasons, details=None) -> Result:

@@ -21,14 +21,27 @@ from stages.ingest.logs import LogSource
 from stages.ingest.man import ManSource
 from stages.ingest.parquet import ParquetSource
 from stages.ingest.warc import WarcSource
+from stages.presets import expand_presets
 from stages.quality.basic import BasicFilter
+from stages.quality.c4 import C4Filter
+from stages.quality.classifier_filter import DomainClassifier, QualityClassifier
+from stages.quality.composite import CompositeScore
+from stages.quality.fineweb import FineWebFilter
+from stages.quality.gopher import GopherQuality, GopherRepetition
+from stages.quality.langid import LanguageFilter
+from stages.quality.system_checks import SystemChecks
 from stages.rewrite.requests import SynthRequests
 from stages.rewrite.synthesize import Synthesize
+from stages.safety.decontaminate import Decontaminate
+from stages.safety.redact import Redact
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
                                                         WarcSource, CrawlSource, LogSource, GitSource,
                                                         SynthRequests)}
-STAGES: dict[str, type] = {c.name: c for c in (BasicFilter, ExactDedupe, ConfigParse, Synthesize)}
+STAGES: dict[str, type] = {c.name: c for c in (
+    Redact, Decontaminate, BasicFilter, ExactDedupe, ConfigParse, SystemChecks, LanguageFilter, GopherQuality,
+    GopherRepetition, C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore, Synthesize,
+)}
 
 
 def construct(cls: type, options: dict, where: str, fixed: dict | None = None):
@@ -59,6 +72,11 @@ def build_source(config: InputConfig, index: int) -> Source:
         raise ConfigError(f"inputs[{index}]: unknown type {config.type!r}; known: {', '.join(sorted(SOURCES))}")
     name = config.name or f"{config.type}-{index}"
     return construct(SOURCES[config.type], config.options(), f"inputs[{index}] ({config.type})", {"name": name})
+
+
+def build_stages(configs: list[StageConfig]) -> list[Stage | GlobalStage]:
+    """The job's stages, with filter presets (`- preset: {name: system}`) expanded in place."""
+    return [build_stage(c, i) for i, c in enumerate(expand_presets(configs))]
 
 
 def build_stage(config: StageConfig, index: int) -> Stage | GlobalStage:

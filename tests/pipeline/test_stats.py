@@ -109,3 +109,19 @@ def test_cli_inspect_and_diff(two_runs):
     out = subprocess.run([sys.executable, "-m", "jobs.cli", "inspect", str(strict), "--reason", "too_short", "-n", "1"],
                          cwd=root, capture_output=True, text=True, check=True).stdout
     assert "too_short" in out
+
+
+def test_text_measures_match_python():
+    import pyarrow as pa
+
+    from pipeline.stats import text_measures
+
+    texts = ["", "one", "  two words ", "héllo wörld\n\tnext", None, "x" * 5, "a\nb\n", "日本語 テキスト"]
+    arr = pa.chunked_array([pa.array(texts[:3]), pa.array(texts[3:])])
+    nbytes, chars, words = text_measures(arr)
+    expect = [t or "" for t in texts]
+    assert nbytes.tolist() == [len(t.encode()) for t in expect]
+    assert chars.tolist() == [len(t) for t in expect]
+    assert words.tolist() == [len(t.split()) for t in expect]
+    sliced = pa.array(texts).slice(2, 3)
+    assert text_measures(sliced)[2].tolist() == [len((t or "").split()) for t in texts[2:5]]

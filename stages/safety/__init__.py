@@ -1,0 +1,1 @@
+"""Safety stages: secret and PII redaction, decontamination against evaluation sets."""

@@ -1,0 +1,297 @@
+"""Secret and PII redaction for logs, configs and docs.
+
+Each finding is replaced by a typed placeholder (`<SECRET:aws_access_key>`, `<EMAIL>`, `<IPV4>`,
+...) and counted per type in a column (`redact.<type>`, plus `redact.total`), so the shards say
+what was removed and the manifest sums the counts. Detectors are regular expressions for
+formats with a known shape (cloud keys and tokens as their issuers document them: AWS access key
+ids, Google API keys, GitHub and Slack tokens, JWTs, PEM private keys), assignments whose key
+names a secret (`password = ...` in INI, YAML, JSON, env files, XML, URLs, command lines), and
+PII (emails, IPv4 and IPv6 addresses, MAC addresses, configured host names). Hashes, UUIDs and
+version strings are left alone: no detector fires on entropy alone (detect-secrets' high-entropy
+plugins do, which is where its false positives on checksums come from; see bench/redaction.py).
+
+Redaction runs first in a job: the rejects dataset keeps dropped rows with their text, so a
+filter that ran before it could write a secret there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from pipeline.stage import Result, Stage, Resources
+
+SECRET_WORDS = (r"pass(?:word|wd|phrase)?|pwd|secret(?:[_\-]?key)?|token|api[_\-]?key|apikey|access[_\-]?key|"
+                r"auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?|requirepass|masterauth|"
+                r"secret[_\-]?access[_\-]?key|session[_\-]?key|signing[_\-]?key|encryption[_\-]?key")
+VALUE = r"""(?:"(?P<v1>[^"\n]+)"|'(?P<v2>[^'\n]+)'|(?P<v3>[^\s"',;<>{}\[\]()]+))"""
+NOT_A_SECRET = re.compile(
+    r"""^(\$\{?[\w.:\-]+\}?|%\(\w+\)[sd]|%[sd]|%\w+%|files|systemd|compat|sss|ldap|nis|winbind|\{\{.*\}\}|<[^>]*>|\*+|x+|X+|\.+|-+|_+|
+    none|null|nil|true|false|yes|no|on|off|empty|required|optional|string|str|int|bool|
+    password|passwd|pass|secret|token|command|file|value|prompt|ask|\.\w+|
+    \d{1,3}|\w+\(\)|[\w.]+\.(txt|pem|key|crt|json|yaml|yml|conf|cfg)|(/[\w.\-]+)+/?)$""", re.X | re.I)
+PLACEHOLDER = re.compile(r"<(SECRET:\w+|EMAIL|IPV4|IPV6|MAC|HOSTNAME)>")
+IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+VERSION_CONTEXT = re.compile(r"(?i)(version|release|build|\bver|\bv|upgraded\b.*\bto|->)[\s\"'=:>]*$")
+IPV6 = re.compile(r"(?:[0-9A-Fa-f]{1,4}:|:)(?:[0-9A-Fa-f]{0,4}:){1,6}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})")
+
+
+@dataclass(frozen=True)
+class Detector:
+    """`pattern` finds a finding; the group `secret` (or the whole match) is what gets replaced."""
+
+    type: str
+    pattern: re.Pattern
+    placeholder: str
+    keep: Callable[[str, str, int], bool] | None = None  # (value, text, start): True for a match that is not one
+    hints: tuple[str, ...] = ()  # lower-case strings one of which the text must hold (a fast pre-check)
+    key_at: str | None = None  # the group holding a secret word whose key must be a whole key (`_whole_key`)
+    by_line: bool = True  # a finding sits on one line: scan only the lines that hold a hint
+
+
+def _secret(t: str, pattern: str, hints: tuple[str, ...], keep=None, key_at: str | None = None,
+            by_line: bool = True) -> Detector:
+    return Detector(t, re.compile(pattern), f"<SECRET:{t}>", keep, hints, key_at, by_line)
+
+
+def _hint_lines(text: str, lower: str, hints: tuple[str, ...]) -> list[tuple[int, int]]:
+    """The spans of the lines that hold one of `hints`, merged (a pattern's cost is then paid only
+    on those lines, not at every position of a long document)."""
+    spans = []
+    for hint in hints:
+        at = lower.find(hint)
+        while at >= 0:
+            start = lower.rfind("\n", 0, at) + 1
+            end = lower.find("\n", at)
+            end = len(lower) if end < 0 else end
+            spans.append((start, end))
+            at = lower.find(hint, end)
+    spans.sort()
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def _whole_key(text: str, start: int) -> bool:
+    """A secret word at `start` ends a key of its own: `password`, `db_password`, `dbPassword`,
+    `spring.datasource.password`; not the tail of a word (`bypass`, `askpass`, `wtoken`)."""
+    if start == 0:
+        return True
+    prev = text[start - 1]
+    if prev in "_.-":
+        return True
+    if prev.isalnum():
+        return (prev.islower() or prev.isdigit()) and text[start].isupper()
+    return True
+
+
+def _boundary(text: str, start: int, end: int, before: str, after: str) -> bool:
+    """True when the match is glued to a neighbour (a character of `before` / `after` classes)."""
+    if start > 0 and (text[start - 1].isalnum() or text[start - 1] in before):
+        return True
+    return end < len(text) and (text[end].isalnum() or text[end] in after)
+
+
+def _keep_ipv4(value: str, text: str, start: int) -> bool:
+    """Not an address (part of a longer dotted run, an octet over 255 or with a leading zero), one
+    that says nothing about anyone (loopback, unspecified, netmasks), or four numbers after
+    `version`, `release`, `build` or `upgraded ... to`: a version."""
+    end = start + len(value)
+    if _boundary(text, start, end, "_.-", "_-") or (text[end:end + 1] == "." and text[end + 1:end + 2].isdigit()):
+        return True
+    if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in value.split(".")):
+        return True
+    return value.startswith(("127.", "0.", "255.")) or bool(VERSION_CONTEXT.search(text, max(0, start - 40), start))
+
+
+def _keep_ipv6(value: str, text: str, start: int) -> bool:
+    """Not an address (`std::string`, `10:22:33`, a MAC) or one that names no one (`::`, `::1`)."""
+    if value in ("::", "::1") or _boundary(text, start, start + len(value), "_:.", "_:"):
+        return True
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return True
+    return False
+
+
+def _keep_assignment(value: str, text: str = "", start: int = 0) -> bool:
+    if text[start + len(value):start + len(value) + 1] == "(":  # `password = get_password(...)`: code
+        return True
+    return bool(NOT_A_SECRET.match(value)) or bool(PLACEHOLDER.search(value)) or len(value) < 3
+
+
+WORD_HINTS = ("pass", "pwd", "secret", "token", "key", "credential", "masterauth")
+DETECTORS: tuple[Detector, ...] = (
+    _secret("private_key", r"-----BEGIN[A-Z ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?-----END[A-Z ]*PRIVATE KEY( BLOCK)?-----",
+            ("private key",), by_line=False),
+    _secret("aws_access_key", r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Z0-9])",
+            ("akia", "asia", "abia", "acca", "agpa", "aida", "aroa", "anpa", "anva", "aipa")),
+    _secret("aws_secret_key", r"(?i)aws.{0,20}?(?:secret|key).{0,20}?[\"']?\s*[:=]\s*[\"']?(?P<secret>[A-Za-z0-9/+]{40})"
+            r"(?![A-Za-z0-9/+=])", ("aws",)),
+    _secret("gcp_api_key", r"(?<![\w\-])AIza[0-9A-Za-z_\-]{35}(?![\w\-])", ("aiza",)),
+    _secret("gcp_oauth_token", r"(?<![\w\-])ya29\.[0-9A-Za-z_\-]{20,}", ("ya29.",)),
+    _secret("azure_storage_key", r"(?i)AccountKey\s*=\s*(?P<secret>[A-Za-z0-9+/]{86}==)", ("accountkey",)),
+    _secret("azure_sas_token", r"(?<=[?&])sig=(?P<secret>[A-Za-z0-9%+/=]{30,})", ("sig=",)),
+    _secret("github_token", r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})(?![\w])",
+            ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    _secret("slack_token", r"(?<![\w\-])xox[abposr]-[A-Za-z0-9\-]{10,}", ("xox",)),
+    _secret("slack_webhook", r"https://hooks\.slack\.com/services/(?P<secret>T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+)",
+            ("hooks.slack.com",)),
+    _secret("jwt", r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyj",)),
+    _secret("bearer_token", r"(?i)\b(?:bearer|token)\s+(?P<secret>[A-Za-z0-9\-._~+/]{16,}=*)", ("bearer", "token")),
+    _secret("basic_auth", r"(?i)\bauthorization:\s*basic\s+(?P<secret>[A-Za-z0-9+/]{8,}=*)", ("authorization",)),
+    _secret("url_password", r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:(?P<secret>[^\s@/]+)@", ("://",)),
+    # `key = value`: the pattern starts at the secret word (fast); `_whole_key` checks what is before it
+    _secret("password", rf"(?i)(?P<word>{SECRET_WORDS})[\"']?[ \t]*(?:=|:=|=>)[ \t]*{VALUE}", WORD_HINTS,
+            keep=_keep_assignment, key_at="word"),
+    # `key: value` only where the value ends the line or the field (YAML, JSON), not in prose
+    _secret("password", rf"(?im)(?P<word>{SECRET_WORDS})[\"']?[ \t]*:[ \t]*{VALUE}(?=[ \t]*(?:$|[,}}\]#]))",
+            WORD_HINTS, keep=_keep_assignment, key_at="word"),
+    _secret("password", rf"(?im)^[ \t]*(?:requirepass|masterauth)[ \t]+{VALUE}", ("requirepass", "masterauth"),
+            keep=_keep_assignment),
+    _secret("password", rf"(?i)<(?P<tag>[\w.\-]*(?:{SECRET_WORDS}))>(?P<secret>[^<\n]+)</(?P=tag)>", WORD_HINTS,
+            keep=_keep_assignment),
+    _secret("password", r"(?i)(?<![\w\-])--?(?:password|passwd|pass|token|secret|api-key)[= ](?P<secret>[^\s\"']+)",
+            ("--pass", "-pass", "-token", "-secret", "-api-key"), keep=_keep_assignment),
+    Detector("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}(?![\w\-])"),
+             "<EMAIL>", hints=("@",)),
+    Detector("mac", re.compile(r"[0-9A-Fa-f]{2}([:\-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}"), "<MAC>",
+             keep=lambda v, text, start: _boundary(text, start, start + len(v), "_:-", "_:-")),
+    Detector("ipv6", IPV6, "<IPV6>", _keep_ipv6, hints=(":",), by_line=False),
+    Detector("ipv4", IPV4, "<IPV4>", _keep_ipv4, hints=(".",), by_line=False),
+)
+SECRET_TYPES = sorted({d.type for d in DETECTORS if d.placeholder.startswith("<SECRET:")})
+PII_TYPES = ["email", "ipv4", "ipv6", "mac", "hostname"]
+TYPES = SECRET_TYPES + PII_TYPES
+
+
+@dataclass(frozen=True)
+class Finding:
+    type: str
+    start: int
+    end: int
+
+
+def _value_span(match: re.Match) -> tuple[int, int]:
+    for group in ("secret", "v1", "v2", "v3"):
+        if group in match.re.groupindex and match.group(group) is not None:
+            return match.span(group)
+    return match.span()
+
+
+class Redactor:
+    """Finds and replaces secrets and PII in a text. `types` limits the detectors (default all);
+    `hostnames` are regular expressions for host names to redact (e.g. `[\\w\\-]+\\.corp\\.example\\.com`)."""
+
+    def __init__(self, types: Sequence[str] | None = None, hostnames: Sequence[str] | None = None):
+        unknown = set(types or ()) - set(TYPES)
+        if unknown:
+            raise ValueError(f"unknown redaction type(s) {', '.join(sorted(unknown))}; known: {', '.join(TYPES)}")
+        self.detectors = [d for d in DETECTORS if types is None or d.type in types]
+        if hostnames:
+            host = re.compile(r"(?<![\w.\-])(?:" + "|".join(hostnames) + r")(?![\w\-])", re.I)
+            self.detectors.append(Detector("hostname", host, "<HOSTNAME>"))
+        self.types = sorted({d.type for d in self.detectors})
+
+    def _wanted(self, lower: str) -> list[Detector]:
+        return [d for d in self.detectors if not d.hints or any(h in lower for h in d.hints)]
+
+    def _matches(self, d: Detector, text: str, lower: str):
+        if not (d.by_line and d.hints):
+            yield from d.pattern.finditer(text)
+            return
+        if len(lower) != len(text):  # a case mapping changed lengths: offsets would not line up
+            yield from d.pattern.finditer(text)
+            return
+        for start, end in _hint_lines(text, lower, d.hints):
+            yield from d.pattern.finditer(text, start, end)
+
+    def _skip(self, d: Detector, m: re.Match, text: str, start: int, value: str) -> bool:
+        if not value or (d.keep and d.keep(value, text, start)):
+            return True
+        return d.key_at is not None and not _whole_key(text, m.start(d.key_at))
+
+    def redact(self, text: str) -> tuple[str, Counter]:
+        counts: Counter = Counter()
+        lower = text.lower()
+        for detector in self._wanted(lower):
+            redacted = self._apply(detector, text, lower, counts)
+            if redacted is not text:
+                text, lower = redacted, redacted.lower()
+        return text, counts
+
+    def _apply(self, d: Detector, text: str, lower: str, counts: Counter) -> str:
+        out, last = [], 0
+        for m in self._matches(d, text, lower):
+            start, end = _value_span(m)
+            value = text[start:end]
+            if start < last or PLACEHOLDER.fullmatch(value) or self._skip(d, m, text, start, value):
+                continue
+            out += [text[last:start], d.placeholder]
+            last = end
+            counts[d.type] += 1
+        if not out:
+            return text
+        out.append(text[last:])
+        return "".join(out)
+
+    def find(self, text: str) -> list[Finding]:
+        """What `redact` would replace, as spans of the original text (for evaluation)."""
+        findings: list[Finding] = []
+        taken: list[tuple[int, int]] = []
+        lower = text.lower()
+        for d in self._wanted(lower):
+            for m in self._matches(d, text, lower):
+                start, end = _value_span(m)
+                value = text[start:end]
+                if self._skip(d, m, text, start, value) or any(s < end and start < e for s, e in taken):
+                    continue
+                findings.append(Finding(d.type, start, end))
+                taken.append((start, end))
+        return sorted(findings, key=lambda f: f.start)
+
+
+class Redact(Stage):
+    """Replaces secrets and PII with typed placeholders, and adds `redact.<type>` counts and
+    `redact.total` per document. It drops nothing; put it first in the stage list, before any
+    filter whose rejects would keep a secret. `types`: the detectors to run (default all; see
+    `TYPES`); `hostnames`: regular expressions of host names to redact."""
+
+    name = "redact"
+    resources = Resources(batch_size=1024)
+
+    def __init__(self, types: list[str] | None = None, hostnames: list[str] | None = None):
+        self.redactor = Redactor(types, hostnames)
+
+    def columns(self) -> dict[str, pa.DataType]:
+        return {**{f"redact.{t}": pa.int32() for t in self.redactor.types}, "redact.total": pa.int32()}
+
+    def process(self, batch: pa.Table) -> Result:
+        texts, per_doc = [], []
+        for text in batch["text"].to_pylist():
+            if text is None:
+                texts.append(None), per_doc.append(Counter())
+                continue
+            clean, counts = self.redactor.redact(text)
+            texts.append(clean), per_doc.append(counts)
+        batch = batch.set_column(batch.schema.get_field_index("text"), batch.schema.field("text"),
+                                 pa.array(texts, batch.schema.field("text").type))
+        totals: Counter = Counter()
+        for name in self.columns():
+            t = name.removeprefix("redact.")
+            col = [sum(c.values()) for c in per_doc] if t == "total" else [c[t] for c in per_doc]
+            totals[name] = sum(col)
+            if name in batch.column_names:
+                batch = batch.drop_columns([name])
+            batch = batch.append_column(pa.field(name, pa.int32()), pa.array(col, pa.int32()))
+        return Result(batch, counts={k: v for k, v in totals.items() if v})

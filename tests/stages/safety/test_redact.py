@@ -1,0 +1,123 @@
+"""Secret and PII redaction: each detector, hard negatives, the labelled set, and a real job in
+which neither the shards nor the rejects keep a planted secret."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.curate import curate
+from pipeline.config import parse_job
+from stages.safety.redact import Redact, Redactor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "data"))
+from secrets_corpus import make_corpus, score  # noqa: E402
+
+CASES = [
+    ("aws_access_key_id = AKIAIOSFODNN7EXAMPLF", "aws_access_key_id = <SECRET:aws_access_key>"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+     "aws_secret_access_key = <SECRET:aws_secret_key>"),
+    ("key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY", "key=<SECRET:gcp_api_key>"),
+    ("GITHUB_TOKEN=ghp_1234567890abcdefghijABCDEFGHIJ123456", "GITHUB_TOKEN=<SECRET:github_token>"),
+    ("slack: xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "slack: <SECRET:slack_token>"),
+    ("auth eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", "auth <SECRET:jwt>"),
+    ("Authorization: Bearer 7f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c", "Authorization: Bearer <SECRET:bearer_token>"),
+    ("url = postgres://app:S3cr3t!x@db.internal:5432/app", "url = postgres://app:<SECRET:url_password>@db.internal:5432/app"),
+    ("password = hunter2hunter", "password = <SECRET:password>"),
+    ('  db_password: "tr0ub4dor&3"', '  db_password: "<SECRET:password>"'),
+    ('{"clientSecret": "a8f9e7d6c5"}', '{"clientSecret": "<SECRET:password>"}'),
+    ("<password>m4ven-pass</password>", "<password><SECRET:password></password>"),
+    ("mysql --password=Zx9!kk2 app", "mysql --password=<SECRET:password> app"),
+    ("requirepass foobared42", "requirepass <SECRET:password>"),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n-----END RSA PRIVATE KEY-----\n",
+     "<SECRET:private_key>\n"),
+    ("mail alice.smith@example.com now", "mail <EMAIL> now"),
+    ("from 192.168.10.77 port 22", "from <IPV4> port 22"),
+    ("addr 2001:db8:85a3::8a2e:370:7334 up", "addr <IPV6> up"),
+    ("ether 3c:22:fb:0a:1b:2c", "ether <MAC>"),
+]
+NEGATIVES = [
+    "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "commit 2fd4e1c67a2d28fced849ee1bb76e7391b93eb12",
+    "request 123e4567-e89b-12d3-a456-426614174000 done",
+    "version 2.4.57-1+deb12u1, release 1.2.3.4",
+    "PasswordAuthentication no",
+    "passwd:         files systemd",
+    "password\trequisite\t\t\tpam_deny.so",
+    "DB_PASSWORD=${DB_PASSWORD}",
+    "password_file = /run/secrets/db",
+    "listen 127.0.0.1:8080 and 0.0.0.0",
+    "at 10:22:33 std::vector<int>",
+    "Failed password for root from",
+]
+
+
+@pytest.mark.parametrize("text,expected", CASES)
+def test_each_detector(text, expected):
+    assert Redactor().redact(text)[0] == expected
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_hard_negatives_are_left_alone(text):
+    assert Redactor().redact(text) == (text, {})
+
+
+def test_hostnames_only_where_configured():
+    text = "connect to db01.corp.example.com and www.gnu.org"
+    assert Redactor().redact(text)[0] == text
+    assert Redactor(hostnames=[r"[\w\-]+\.corp\.example\.com"]).redact(text)[0] == "connect to <HOSTNAME> and www.gnu.org"
+
+
+def test_labelled_set_recall_and_precision():
+    corpus = make_corpus(seed=0, docs=240)
+    redactor = Redactor()
+
+    def find(text):
+        return [(f.start, f.end, f.type) for f in redactor.find(text)]
+
+    for part in ("secrets", "pii"):
+        result = score(corpus, find, part)
+        assert result["planted"] > 200
+        assert result["recall"] >= 0.99, result["misses"][:5]
+        assert result["precision"] >= 0.95, result["false_positives"][:5]
+    for row in corpus:  # what redact() leaves holds no planted value
+        clean = redactor.redact(row["text"])[0]
+        assert not [x for x in row["planted"] if x["value"] in clean]
+
+
+def test_stage_columns_and_counts():
+    batch = pa.table({"id": ["a", "b"], "text": ["password = hunter2hunter, mail bob@example.org", "nothing"]})
+    result = Redact().process(batch)
+    assert result.kept["text"][0].as_py() == "password = <SECRET:password>, mail <EMAIL>"
+    assert result.kept["redact.password"].to_pylist() == [1, 0]
+    assert result.kept["redact.email"].to_pylist() == [1, 0]
+    assert result.kept["redact.total"].to_pylist() == [2, 0]
+    assert result.counts == {"redact.password": 1, "redact.email": 1, "redact.total": 2}
+
+
+def test_no_secret_reaches_shards_or_rejects(ray_local, tmp_path):
+    rows = make_corpus(seed=3, docs=36)
+    short = {"id": "short", "text": "token=ghp_abcdefghijABCDEFGHIJ0123456789abcdef", "kind": "config",
+             "uri": "mem://short", "planted": [{"type": "github_token",
+                                                "value": "ghp_abcdefghijABCDEFGHIJ0123456789abcdef"}]}
+    rows.append(short)
+    path = tmp_path / "x.jsonl"
+    path.write_text("".join(json.dumps({k: r[k] for k in ("id", "text", "kind", "uri")}) + "\n" for r in rows))
+    job = parse_job({"name": "redact", "inputs": [{"type": "jsonl", "paths": [str(path)]}],
+                     "stages": ["redact", {"basic_filter": {"min_chars": 60}}, "exact_dedupe"],
+                     "writer": {"rejects": "all"}})
+    manifest = curate(job, str(tmp_path / "out"))
+    assert manifest["totals"]["balanced"]
+    counts = next(s for s in manifest["stages"] if s["name"] == "redact")["counts"]
+    assert counts["redact.total"] >= sum(len(r["planted"]) for r in rows)
+    texts = pq.read_table(tmp_path / "out" / "shards")["text"].to_pylist()
+    rejects = pq.read_table(tmp_path / "out" / "rejects").to_pylist()
+    short_reject = next(r for r in rejects if r["id"] == "short")
+    assert short_reject["reason"] == "too_short" and "<SECRET:github_token>" in short_reject["text"]
+    everything = "\n".join(texts + [r["text"] for r in rejects])
+    assert not [x["value"] for r in rows for x in r["planted"] if x["value"] in everything]
