@@ -37,6 +37,7 @@ from pathlib import Path
 from pipeline.config import ConfigError, JobConfig, StageConfig
 from pipeline.manifest import code_version
 from pipeline.ray_session import ray_session
+from stages.presets import expand_presets
 from stages.registry import STAGES
 
 from jobs.loop_config import LoopConfig, load_loop
@@ -135,7 +136,7 @@ class Loop:
             return None
         existing = [str(d) for d in self.curate_dirs(k - 1)] if c.curate.against_corpus else []
         stages = []
-        for stage in c.curate.stages:
+        for stage in expand_presets(c.curate.stages):
             options = dict(stage.options)
             cls = STAGES.get(stage.name)
             if existing and cls is not None and "existing" in inspect.signature(cls.__init__).parameters:

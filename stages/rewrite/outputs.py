@@ -4,6 +4,7 @@ machine-readable reason (the ledger's), as filters are written.
 Reasons: `synth_empty` (nothing), `synth_truncated` (cut by the token budget with nothing whole
 left, or `on_length: drop`), `synth_unparsed` (no pair or setting in the asked form),
 `synth_ungrounded` (commands that are not the parent's, settings that are not in the excerpt),
+`synth_degenerate` (answers that repeat their question or ask another),
 `synth_copy` (the excerpt repeated back), `synth_too_short`. Structured answers are rewritten in
 one canonical form (`Q:`/`A:`, `Task:`/`Command:`, `- name: what it does`), so every synthetic
 row of a task reads the same.
@@ -23,6 +24,9 @@ ANSWER = re.compile(r"^\s*(?:A|Answer)\s*\d*\s*[:.]\s*(.*)$", re.I)
 TASK = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Task|Description|NL)\s*\d*\s*[:.]\s*(.*)$", re.I)
 COMMAND = re.compile(r"^\s*(?:Command|Cmd|Bash)\s*\d*\s*[:.]\s*(.*)$", re.I)
 SETTING = re.compile(r"^\s*(?:[-*]\s*)?`?([A-Za-z_][\w.\-/\[\]]*)`?\s*(?::|=|-{1,2}|—)\s+(.+)$")
+ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.+)$")
+INLINE_CODE = re.compile(r"`([^`]+)`")
+NUMBERING = re.compile(r"^\s*(?:\[\d+\]|\(\d+\)|\d+[.)])\s*")
 WORD = re.compile(r"\w+")
 COPY_NGRAM = 5
 
@@ -76,10 +80,44 @@ def _pairs(text: str, first: re.Pattern, second: re.Pattern) -> tuple[list[tuple
     return [(k, v) for k, v in pairs if k and v], key is not None and value is None
 
 
+def _markdown_commands(text: str) -> tuple[list[tuple[str, str]], bool]:
+    """Tasks as numbered or bulleted items, each with its command in a code block or in backticks
+    (how chat models like to answer); and whether the last item was left without a command."""
+    pairs, task, fence = [], None, False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fence = not fence
+            continue
+        if fence:
+            if task and stripped:
+                pairs.append((task, stripped))
+                task = None
+            continue
+        item = ITEM.match(line)
+        if item:
+            title = item.group(1).replace("**", "").strip()
+            code = INLINE_CODE.findall(title)
+            if code and ":" in title:
+                pairs.append((title.split(":", 1)[0].strip().rstrip("."), code[-1]))
+                task = None
+            else:
+                task = title.rstrip(":.").strip()
+        elif task and INLINE_CODE.fullmatch(stripped):
+            pairs.append((task, stripped.strip("`")))
+            task = None
+    return pairs, task is not None
+
+
+def _clean_pair(a: str, b: str) -> tuple[str, str]:
+    return NUMBERING.sub("", a).strip(), NUMBERING.sub("", b).strip()
+
+
 def _unique(items: list[tuple[str, str]], limit: int) -> list[tuple[str, str]]:
+    """Pairs with distinct first halves (a model that repeats itself gives one pair)."""
     seen, out = set(), []
     for a, b in items:
-        key = (a.lower(), b.lower())
+        key = " ".join(a.lower().split())
         if key not in seen:
             seen.add(key)
             out.append((a, b))
@@ -105,8 +143,11 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
     else:
         if check.format == "qa_pairs":
             pairs, dangling = _pairs(text, QUESTION, ANSWER)
+            pairs = [_clean_pair(q, a) for q, a in pairs]
         elif check.format == "command_pairs":
             pairs, dangling = _pairs(text, TASK, COMMAND)
+            if not pairs:
+                pairs, dangling = _markdown_commands(text)
             pairs = [(task, cmd.strip().strip("`").removeprefix("$ ").strip()) for task, cmd in pairs]
         else:
             pairs = [(m.group(1), m.group(2).strip()) for m in map(SETTING.match, text.splitlines()) if m]
@@ -115,6 +156,10 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             pairs = pairs[:-1]  # the last one was cut by the token budget
         if not pairs:
             return _fail("synth_truncated" if truncated else "synth_unparsed", text[:300])
+        if check.format == "qa_pairs":  # an "answer" that repeats or asks a question answers nothing
+            pairs = [(q, a) for q, a in pairs if a.lower() != q.lower() and not a.rstrip().endswith("?")]
+            if not pairs:
+                return _fail("synth_degenerate", text[:300])
         if check.grounded and check.format == "command_pairs":
             words = set(WORD.findall(parent.lower()))
             pairs = [(t, c) for t, c in pairs if command_name(c).lower() in words]

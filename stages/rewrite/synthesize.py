@@ -125,7 +125,14 @@ class Synthesize(Stage):
                                 finish_reason=out[i].get("finish"))
                 out[i]["sampling"] = json.dumps(sampling.to_dict(), sort_keys=True)
                 out[i]["version"] = template.version
-        return split_dropped(self._children(batch, rows, metas, out), reasons, details)
+        result = split_dropped(self._children(batch, rows, metas, out), reasons, details)
+        counts = {}  # per task, summed into the manifest's counts of this stage: acceptance = kept / requests
+        for meta, reason in zip(metas, reasons):
+            counts[f"requests:{meta['task']}"] = counts.get(f"requests:{meta['task']}", 0) + 1
+            if reason is None:
+                counts[f"kept:{meta['task']}"] = counts.get(f"kept:{meta['task']}", 0) + 1
+        result.counts = counts
+        return result
 
     def _children(self, batch: pa.Table, rows: list[dict], metas: list[dict], out: list[dict]) -> pa.Table:
         engine = self.backend.describe()

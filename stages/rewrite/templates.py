@@ -10,6 +10,7 @@ stay told apart.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ from sigma.backends.base import Prompt
 
 PROMPT_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompts"
 FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
+COMMENT = re.compile(r"^\s*(#|;|//)")
 
 
 class Strict(BaseModel):
@@ -41,10 +43,13 @@ class Parents(Strict):
 
 
 class Excerpt(Strict):
-    """The part of the parent the model sees: its first lines, at most `max_chars` characters."""
+    """The part of the parent the model sees: its first lines, at most `max_chars` characters;
+    with `skip_comments`, lines that are only a comment (`#`, `;`, `//`) or blank are left out,
+    so a configuration file's settings reach the model rather than its header."""
 
     max_chars: int = Field(1500, gt=0)
     max_lines: int | None = None
+    skip_comments: bool = False
 
 
 class Check(Strict):
@@ -90,7 +95,10 @@ class PromptTemplate(Strict):
     def cut(self, text: str, max_chars: int | None = None) -> str:
         """The excerpt of a parent: whole lines from its start, within the character budget."""
         limit = min(self.excerpt.max_chars, max_chars or self.excerpt.max_chars)
-        lines = text.strip("\n").splitlines()[: self.excerpt.max_lines]
+        lines = text.strip("\n").splitlines()
+        if self.excerpt.skip_comments:
+            lines = [line for line in lines if line.strip() and not COMMENT.match(line)]
+        lines = lines[: self.excerpt.max_lines]
         out, size = [], 0
         for line in lines:
             if size + len(line) + 1 > limit:

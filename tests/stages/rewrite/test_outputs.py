@@ -89,3 +89,27 @@ def test_copy_share():
     assert copy_share("a b c d e f", "x a b c d e f y") == 1.0
     assert copy_share("a b c d e f", "unrelated words only here now") == 0.0
     assert copy_share("short", "short") == 0.0
+
+
+def test_markdown_answers_of_chat_models_are_read_as_command_pairs():
+    t = load_template("man_nl2cmd")
+    answer = ("Here are three tasks:\n\n1. **Listing all files in the current directory**.\n\n```\nls -l\n```\n\n"
+              "This lists files.\n\n2. **Show hidden files**: `ls -a`\n3. **Sort by time**\n\n`ls -t`\n4. **Cut")
+    checked = check_output(t, answer, "length", t.cut(MAN), MAN)
+    assert checked.reason is None
+    assert checked.output == ("Task: Listing all files in the current directory\nCommand: ls -l\n\n"
+                              "Task: Show hidden files\nCommand: ls -a\n\nTask: Sort by time\nCommand: ls -t")
+
+
+def test_answers_that_repeat_the_question_are_degenerate():
+    t = load_template("man_qa")
+    answer = "\n\n".join(f"Q: [{i}] How does ls list files?\nA: [{i + 1}] How does ls list files?" for i in range(3))
+    assert check_output(t, answer, "eos", MAN, MAN).reason == "synth_degenerate"
+    twice = "Q: What does ls do?\nA: It lists the files of a directory.\n\nQ: what does  ls do?\nA: It lists things."
+    assert check_output(t, twice, "eos", MAN, MAN).items == 1
+
+
+def test_config_excerpt_skips_comments():
+    t = load_template("annotate_config")
+    text = "# header\n# more\n\n; note\nPort 22\n  # indented comment\nUser root\n"
+    assert t.cut(text) == "Port 22\nUser root"
