@@ -48,9 +48,10 @@ TOKENIZER = "tokenizer.json"
 
 
 def _write_json(path: Path, obj) -> None:
+    """Written whole under a temporary name, then renamed: a killed loop leaves the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
     tmp.replace(path)
 
 

@@ -32,17 +32,17 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def loghub() -> Path:
     return need(LOGHUB)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def man_root() -> Path:
     return need(MAN_ROOT / "man1")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def nl2bash() -> Path:
     return need(NL2BASH)
 
@@ -57,8 +57,14 @@ def smollm2():
     from sigma.backends.base import EngineSpec, load_backend
     from sigma.backends.packaged import packaged_model
 
+    import torch
+
     try:
         packaged_model("smollm2")
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         pytest.skip(str(exc))
-    return load_backend(EngineSpec(backend="transformers", model="smollm2", device="cpu"))
+    # one thread: on a busy 2-core machine competing OpenMP threads make generation several times slower
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_backend(EngineSpec(backend="transformers", model="smollm2", device="cpu"))
+    torch.set_num_threads(before)

@@ -35,6 +35,20 @@ def load_transformers(spec: EngineSpec, dtype: torch.dtype):
     return model, tokenizer, spec.model if packaged is None and not gguf else f"{spec.model}:{gguf}"
 
 
+class StopOnStrings:
+    """Ends each sequence once its newest tokens spell a stop string. transformers' own
+    `stop_strings` does work over the whole vocabulary at every step, which on a CPU costs more
+    than a small model's forward pass; decoding a short tail per sequence costs next to nothing."""
+
+    def __init__(self, tokenizer, stop, prompt_width: int, tail_tokens: int = 16):
+        self.tokenizer, self.stop, self.width, self.tail = tokenizer, [s for s in stop if s], prompt_width, tail_tokens
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        tails = input_ids[:, max(self.width, input_ids.shape[1] - self.tail):]
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
+
+
 class TransformersBackend(Backend):
     name = "transformers"
 
@@ -87,7 +101,7 @@ class TransformersBackend(Backend):
         else:
             options.update(do_sample=False, temperature=None, top_k=None, top_p=None)
         if sampling.stop:
-            options.update(stop_strings=list(sampling.stop), tokenizer=tok)
+            options["stopping_criteria"] = [StopOnStrings(tok, sampling.stop, width)]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(sampling.seed)
             generated = self.model.generate(input_ids=input_ids, attention_mask=mask, **options)[:, width:]
