@@ -12,11 +12,19 @@ EPILOG = """examples:
   sigma verify out/local-system                   every file against the manifest's checksums
   sigma inspect out/local-system --reason exact_duplicate    dropped duplicates beside what was kept
   sigma diff out/run-a out/run-b                  what changed between two runs
+  sigma loop configs/loop/demo.yaml               curate -> train -> eval -> synthesize, two rounds
+  sigma eval nl2cmd --model smollm2 --data pairs.jsonl    NL -> command scores of a model
 """
 
 
 def _curate(args) -> int:
     from jobs.curate import run_from_args
+
+    return run_from_args(args)
+
+
+def _loop(args) -> int:
+    from jobs.loop import run_from_args
 
     return run_from_args(args)
 
@@ -113,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     register_classifier(sub)
     register_refilter(sub)
     register_model_commands(sub)
+    from jobs.loop import add_arguments as add_loop_arguments
+
+    p = sub.add_parser("loop", help="run the flywheel: curate -> train -> eval -> synthesize, round after round",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run rounds of curate (new sources plus the last round's synthetic rows, through "
+                       "the same filters and dedupe) -> tokenize -> train (from the last round's checkpoint) -> eval "
+                       "(held-out perplexity, NL -> command) -> synthesize with the new model. Each round is a folder "
+                       "with its manifest and report; a killed loop, run again, resumes at the step where it stopped. "
+                       "Prints the table of rounds at the end.",
+                       epilog="examples:\n  sigma loop configs/loop/demo.yaml --output out/loop\n"
+                       "  sigma loop configs/loop/demo.yaml --output out/loop --rounds 3   # one more round")
+    add_loop_arguments(p)
+    p.set_defaults(func=_loop)
     return parser
 
 

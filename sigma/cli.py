@@ -1,5 +1,5 @@
 """The model's commands for the ``sigma`` console script: model info, tokenizer train, train, export,
-generate.
+generate, eval.
 
 ``register(subparsers)`` adds them to an argparse subparsers object; every command sets
 ``func`` on its namespace, and ``args.func(args)`` runs it and returns an exit code. Heavy modules
@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_train(subparsers)
     _register_export(subparsers)
     _register_generate(subparsers)
+    from sigma.evals.command import register as register_eval
+
+    register_eval(subparsers)
 
 
 def _register_model(subparsers: argparse._SubParsersAction) -> None:
@@ -137,6 +140,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--data", nargs="+", required=True, metavar="DIR", help="curate output folders to mix")
     train.add_argument("--out", required=True, metavar="DIR", help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    train.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights and their tokenizer (a run folder or a step_* folder), with a fresh optimizer and schedule")
     train.add_argument("--weights", nargs="+", type=float, metavar="W", help="mixture weight per --data folder")
     train.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json or a folder with one (default: beside the first --data folder, else train one)")
     train.add_argument("--steps", type=int, dest="max_steps", help="optimizer steps")
@@ -170,7 +174,7 @@ def train_command(args: argparse.Namespace) -> int:
     )
     train(
         config, args.data, args.out, resume=args.resume, tokenizer=args.tokenizer, stop_at=args.stop_at,
-        device=args.device, progress=not args.no_progress,
+        device=args.device, progress=not args.no_progress, init_from=args.init_from,
     )
     return 0
 

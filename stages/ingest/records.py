@@ -41,8 +41,14 @@ class RecordMapper:
         rid = record.get(self.id_field)
         kind = record.get("kind")
         meta = {k: v for k, v in record.items() if k not in DOC_FIELDS and k not in (self.text_field, self.id_field)}
-        if isinstance(record.get("meta"), dict):
-            meta = {**record["meta"], **meta}
+        given = record.get("meta")
+        if isinstance(given, str):  # curate shards keep meta as a JSON string
+            try:
+                given = json.loads(given)
+            except json.JSONDecodeError:
+                given = {"meta": given}
+        if isinstance(given, dict):
+            meta = {**given, **meta}
         return {
             "id": str(rid) if rid is not None else self.fallback_id(where),
             "text": text,

@@ -134,3 +134,20 @@ def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_
 def test_resume_refuses_a_different_data_layout(trained, curated_man, curated_logs, tokenizer_file):
     with pytest.raises(ValueError, match="seq_len"):
         train(TINY.override(seq_len=64), [curated_man, curated_logs], trained, tokenizer=tokenizer_file, resume=True, progress=False)
+
+
+def test_init_from_starts_a_new_run_from_the_weights(trained, curated_man, curated_logs, tmp_path):
+    """Continued pretraining: the new run's step-0 evaluation is the old run's last one (same
+    weights, tokenizer and held-out windows), then it counts its own steps with a fresh optimizer."""
+    run = tmp_path / "next"
+    train(TINY.override(max_steps=10, eval_every=10, save_every=10), [curated_man, curated_logs], run,
+          init_from=trained, progress=False)
+    old = [m for m in _metrics(trained) if "eval_loss" in m][-1]
+    new = [m for m in _metrics(run) if "eval_loss" in m]
+    assert new[0]["step"] == 0 and new[0]["eval_loss"] == pytest.approx(old["eval_loss"], abs=1e-5)
+    state = json.loads((find_checkpoint(run) / "state.json").read_text())
+    assert state["step"] == 10 and state["init_from"].endswith("step_00000150")
+    assert (find_checkpoint(run) / "tokenizer.json").read_text() == (find_checkpoint(trained) / "tokenizer.json").read_text()
+    with pytest.raises(ValueError, match="model differs"):
+        train(TINY.override(model={"preset": "sigma-tiny", "n_layers": 1}), [curated_man], tmp_path / "other",
+              init_from=trained, progress=False)

@@ -45,3 +45,32 @@ def test_signal_is_stable():
     batch = pa.table({"text": ["a  b", "a b", "A b"]})
     hashes = stage.signal(batch)[HASH].to_pylist()
     assert hashes[0] == hashes[1] != hashes[2] and len(hashes[0]) == 32
+
+
+def test_dedupe_against_existing_outputs(tmp_path, loghub, ray_local):
+    """A new run deduped against earlier outputs: copies of their documents are dropped naming the
+    existing keeper (read from its hash column, or hashed again when it was deduped differently);
+    the existing documents are never dropped; duplicates among the new ones keep the first."""
+    lines = (loghub / "OpenSSH" / "OpenSSH_2k.log").read_text().splitlines()
+    chunks = ["\n".join(lines[i * 8:(i + 1) * 8]) for i in range(60)]
+
+    def run(name, docs, stages):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        manifest = curate(parse_job({"inputs": [{"type": "jsonl", "paths": [str(path)], "unit_mb": 0.004}],
+                                     "stages": stages}), str(tmp_path / name))
+        assert manifest["totals"]["balanced"]
+        return tmp_path / name
+
+    old = run("old", [{"id": f"old{i}", "text": chunks[i]} for i in range(20)], ["exact_dedupe"])
+    plain = run("plain", [{"id": f"plain{i}", "text": chunks[i]} for i in range(20, 30)], ["basic_filter"])
+    new = [{"id": f"new{i}", "text": chunks[i]} for i in range(10, 40)]  # 10..19 in old, 20..29 in plain
+    new += [{"id": "again25", "text": chunks[25] + "\n"}, {"id": "again35", "text": chunks[35]}]
+    out = run("new", new, [{"exact_dedupe": {"existing": [str(old), str(plain)], "rows_per_partition": 16}}])
+    ledger = {r["id"]: r["detail"] for r in pq.read_table(out / "ledger").to_pylist()}
+    expected = {f"new{i}": f"old{i}" for i in range(10, 20)} | {f"new{i}": f"plain{i}" for i in range(20, 30)}
+    assert ledger == expected | {"again25": "plain25", "again35": "new35"}
+    kept = sorted(pq.read_table(out / "shards").column("id").to_pylist())
+    assert kept == sorted(f"new{i}" for i in range(30, 40))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["totals"]["dropped_by_reason"] == {"exact_duplicate": 22}

@@ -78,3 +78,17 @@ def test_parquet_rows_by_row_group(tmp_path, nl2bash):
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     docs, dropped = _read_all(ParquetSource("p", [str(tmp_path / "broken.parquet")]))
     assert docs == [] and dropped[0]["reason"] == "unreadable:corrupt_parquet"
+
+
+def test_curate_shards_read_back_keep_their_meta(tmp_path):
+    """A curate output's shards hold meta as a JSON string; reading them as a corpus keeps it, and
+    columns that stages added join it."""
+    rows = [{"id": "a", "text": "first document", "source": "man", "uri": "man://ls.1", "kind": "doc",
+             "meta": json.dumps({"section": "1", "name": "ls"}), "parent_id": "p1"},
+            {"id": "b", "text": "second document", "meta": "not json"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "part-00000-000.parquet")
+    docs, dropped = _read_all(ParquetSource("p", [str(tmp_path)]))
+    assert not dropped
+    assert json.loads(docs[0]["meta"]) == {"section": "1", "name": "ls", "parent_id": "p1"}
+    assert docs[0]["source"] == "man" and docs[0]["kind"] == "doc"
+    assert json.loads(docs[1]["meta"]) == {"meta": "not json", "parent_id": None}

@@ -1,0 +1,69 @@
+"""This project's own engine (``sigma.generate.Engine``) on a checkpoint written by ``sigma train``.
+
+A Sigma checkpoint is a base model: it continues text, so it gets each prompt's plain form. A
+prompt longer than the context leaves room for the completion by dropping its oldest tokens
+(the instruction and the answer cue sit at its end).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from sigma.backends.base import Backend, EngineSpec, Generation, Prompt, Sampling, Score, cut_at_stop
+from sigma.generate import Engine
+from sigma.sampling import SamplingParams
+
+
+class SigmaBackend(Backend):
+    name = "sigma"
+
+    def __init__(self, spec: EngineSpec):
+        self.spec = spec
+        dtype = getattr(torch, spec.dtype) if spec.dtype else None
+        self.engine = Engine.load(spec.model, device=spec.device, dtype=dtype, max_batch_size=spec.max_batch_size)
+        self.model_id = spec.model
+        self.chat = False
+        self.max_context = self.engine.config.max_seq_len
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.engine.encode(text))
+
+    def _fit(self, ids: list[int], max_new_tokens: int) -> list[int]:
+        room = self.max_context - min(max_new_tokens, self.max_context // 2)
+        return ids if len(ids) <= room else [ids[0], *ids[len(ids) - room + 1 :]]
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]:
+        engine = self.engine
+        ids = [self._fit(engine.encode(p.plain), sampling.max_new_tokens) for p in prompts]
+        results = engine.generate_ids(
+            ids, sampling.max_new_tokens, sampling=SamplingParams(sampling.temperature, sampling.top_k, sampling.top_p),
+            stop=sampling.stop, seed=sampling.seed,
+        )
+        out = []
+        for prompt_ids, (generated, reason) in zip(ids, results):
+            text = engine.tokenizer.decode(generated[:-1] if reason == "eos" else generated)
+            if reason == "stop":
+                text = cut_at_stop(text, sampling.stop)[0]
+            out.append(Generation(text, reason, len(prompt_ids), len(generated)))
+        return out
+
+    @torch.no_grad()
+    def score(self, texts: Sequence[str], window: int | None = None) -> list[Score]:
+        """Each text as a document of the packed stream: after an end-of-text token, ended by one;
+        read in windows of the context (every token predicted once)."""
+        engine = self.engine
+        window = min(window or self.max_context, self.max_context)
+        scores = []
+        for text in texts:
+            ids = torch.tensor(engine.encode(text) + [engine.eos_id], device=engine.device)
+            nll, count = 0.0, 0
+            for start in range(0, len(ids) - 1, window):
+                chunk = ids[start : start + window + 1]
+                logits = engine.model(chunk[None, :-1])[0].float()
+                nll += F.cross_entropy(logits, chunk[1:], reduction="sum").item()
+                count += len(chunk) - 1
+            scores.append(Score(nll, count, len(text.encode())))
+        return scores

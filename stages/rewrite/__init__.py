@@ -1,0 +1,1 @@
+"""Rewrite and synthesis with language models: requests, prompt templates, output checks, the stage."""

@@ -1,0 +1,187 @@
+"""Checking what a model wrote: does it do the task? A linear list of early returns, each with a
+machine-readable reason (the ledger's), as filters are written.
+
+Reasons: `synth_empty` (nothing), `synth_truncated` (cut by the token budget with nothing whole
+left, or `on_length: drop`), `synth_unparsed` (no pair or setting in the asked form),
+`synth_ungrounded` (commands that are not the parent's, settings that are not in the excerpt),
+`synth_degenerate` (answers that repeat their question or ask another),
+`synth_copy` (the excerpt repeated back), `synth_too_short`. Structured answers are rewritten in
+one canonical form (`Q:`/`A:`, `Task:`/`Command:`, `- name: what it does`), so every synthetic
+row of a task reads the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sigma.evals.shell import command_name
+from stages.rewrite.templates import PromptTemplate
+
+SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+QUESTION = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Q|Question)\s*\d*\s*[:.]\s*(.*)$", re.I)
+ANSWER = re.compile(r"^\s*(?:A|Answer)\s*\d*\s*[:.]\s*(.*)$", re.I)
+TASK = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Task|Description|NL)\s*\d*\s*[:.]\s*(.*)$", re.I)
+COMMAND = re.compile(r"^\s*(?:Command|Cmd|Bash)\s*\d*\s*[:.]\s*(.*)$", re.I)
+SETTING = re.compile(r"^\s*(?:[-*]\s*)?`?([A-Za-z_][\w.\-/\[\]]*)`?\s*(?::|=|-{1,2}|—)\s+(.+)$")
+ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.+)$")
+INLINE_CODE = re.compile(r"`([^`]+)`")
+NUMBERING = re.compile(r"^\s*(?:\[\d+\]|\(\d+\)|\d+[.)])\s*")
+WORD = re.compile(r"\w+")
+COPY_NGRAM = 5
+
+
+@dataclass
+class Checked:
+    output: str | None  # the answer in canonical form, for the child document
+    reason: str | None = None
+    detail: str | None = None
+    items: int = 0  # pairs or settings kept
+
+
+def _fail(reason: str, detail: str) -> Checked:
+    return Checked(None, reason, detail[:300])
+
+
+def copy_share(output: str, source: str, n: int = COPY_NGRAM) -> float:
+    """Share of the output's word n-grams that occur in the source (0 for outputs under n words)."""
+    words = WORD.findall(output.lower())
+    grams = {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+    if not grams:
+        return 0.0
+    src = WORD.findall(source.lower())
+    seen = {tuple(src[i : i + n]) for i in range(len(src) - n + 1)}
+    return len(grams & seen) / len(grams)
+
+
+def trim_to_sentence(text: str) -> str:
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].rstrip() if ends else ""
+
+
+def _pairs(text: str, first: re.Pattern, second: re.Pattern) -> tuple[list[tuple[str, str]], bool]:
+    """(first, second) pairs in the text, continuation lines joining the field above; and whether
+    the text ends in a first field without its second (a pair cut short, already left out)."""
+    pairs, key, value, field = [], None, None, None
+    for line in text.splitlines():
+        m1, m2 = first.match(line), second.match(line)
+        if m1:
+            if key and value:
+                pairs.append((key, value))
+            key, value, field = m1.group(1).strip(), None, "first"
+        elif m2 and key is not None:
+            value, field = m2.group(1).strip(), "second"
+        elif line.strip() and field == "first" and key is not None:
+            key = f"{key} {line.strip()}"
+        elif line.strip() and field == "second" and value is not None:
+            value = f"{value} {line.strip()}"
+    if key and value:
+        pairs.append((key, value))
+    return [(k, v) for k, v in pairs if k and v], key is not None and value is None
+
+
+def _markdown_commands(text: str) -> tuple[list[tuple[str, str]], bool]:
+    """Tasks as numbered or bulleted items, each with its command in a code block or in backticks
+    (how chat models like to answer); and whether the last item was left without a command."""
+    pairs, task, fence = [], None, False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fence = not fence
+            continue
+        if fence:
+            if task and stripped:
+                pairs.append((task, stripped))
+                task = None
+            continue
+        item = ITEM.match(line)
+        if item:
+            title = item.group(1).replace("**", "").strip()
+            code = INLINE_CODE.findall(title)
+            if code and ":" in title:
+                pairs.append((title.split(":", 1)[0].strip().rstrip("."), code[-1]))
+                task = None
+            else:
+                task = title.rstrip(":.").strip()
+        elif task and INLINE_CODE.fullmatch(stripped):
+            pairs.append((task, stripped.strip("`")))
+            task = None
+    return pairs, task is not None
+
+
+def _clean_pair(a: str, b: str) -> tuple[str, str]:
+    return NUMBERING.sub("", a).strip(), NUMBERING.sub("", b).strip()
+
+
+def _unique(items: list[tuple[str, str]], limit: int) -> list[tuple[str, str]]:
+    """Pairs with distinct first halves (a model that repeats itself gives one pair)."""
+    seen, out = set(), []
+    for a, b in items:
+        key = " ".join(a.lower().split())
+        if key not in seen:
+            seen.add(key)
+            out.append((a, b))
+    return out[:limit]
+
+
+def check_output(template: PromptTemplate, answer: str, finish_reason: str, excerpt: str, parent: str) -> Checked:
+    check = template.check
+    text = answer.strip()
+    if not text or not WORD.search(text):
+        return _fail("synth_empty", f"finish {finish_reason}: {answer!r}")
+    truncated = finish_reason == "length"
+    if truncated and check.on_length == "drop":
+        return _fail("synth_truncated", text[-200:])
+
+    if check.format == "prose":
+        if truncated:
+            text = trim_to_sentence(text)
+            if not text:
+                return _fail("synth_truncated", answer.strip()[-200:])
+        text = re.sub(r"[ \t]+", " ", text)
+        items = 1
+    else:
+        if check.format == "qa_pairs":
+            pairs, dangling = _pairs(text, QUESTION, ANSWER)
+            pairs = [_clean_pair(q, a) for q, a in pairs]
+        elif check.format == "command_pairs":
+            pairs, dangling = _pairs(text, TASK, COMMAND)
+            if not pairs:
+                pairs, dangling = _markdown_commands(text)
+            pairs = [(task, cmd.strip().strip("`").removeprefix("$ ").strip()) for task, cmd in pairs]
+        else:
+            pairs = [(m.group(1), m.group(2).strip()) for m in map(SETTING.match, text.splitlines()) if m]
+            dangling = answer.endswith("\n")
+        if truncated and not dangling:
+            pairs = pairs[:-1]  # the last one was cut by the token budget
+        if not pairs:
+            return _fail("synth_truncated" if truncated else "synth_unparsed", text[:300])
+        if check.format == "qa_pairs":  # an "answer" that repeats or asks a question answers nothing
+            pairs = [(q, a) for q, a in pairs if a.lower() != q.lower() and not a.rstrip().endswith("?")]
+            if not pairs:
+                return _fail("synth_degenerate", text[:300])
+        if check.grounded and check.format == "command_pairs":
+            words = set(WORD.findall(parent.lower()))
+            pairs = [(t, c) for t, c in pairs if command_name(c).lower() in words]
+            if not pairs:
+                return _fail("synth_ungrounded", text[:300])
+        elif check.grounded and check.format == "settings":
+            pairs = [(k, d) for k, d in pairs if k in excerpt]
+            if not pairs:
+                return _fail("synth_ungrounded", text[:300])
+        pairs = _unique(pairs, check.max_items)
+        if check.format == "qa_pairs":
+            text = "\n\n".join(f"Q: {q}\nA: {a}" for q, a in pairs)
+        elif check.format == "command_pairs":
+            text = "\n\n".join(f"Task: {t}\nCommand: {c}" for t, c in pairs)
+        else:
+            text = "\n".join(f"- {k}: {d}" for k, d in pairs)
+        items = len(pairs)
+
+    if check.max_copy is not None:
+        share = copy_share(text, excerpt)
+        if share > check.max_copy:
+            return _fail("synth_copy", f"{share:.2f} of its {COPY_NGRAM}-grams are in the excerpt > {check.max_copy}")
+    if len(text) < check.min_chars:
+        return _fail("synth_too_short", f"{len(text)} chars < {check.min_chars}")
+    return Checked(text, items=items)

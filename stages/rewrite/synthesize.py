@@ -1,0 +1,170 @@
+"""The synthesis stage: a model rewrites or synthesizes a child document from each request.
+
+Input rows are requests (`stages/rewrite/requests.py`): each already is the child it asks for,
+holding its parent's text. The stage builds the task's prompt from an excerpt of that text, asks
+the engine, checks and parses the answer (`stages/rewrite/outputs.py`), and writes the child's
+text in the template's form. A request whose answer fails its check is dropped with the reason,
+and its text is the model's answer, so the rejects show what the model wrote. One request, one
+row: kept + dropped = requests, as the ledger needs.
+
+It runs on Ray Data actors that hold the engine (`Resources(actor=True)`), one GPU each where the
+cluster has GPUs (`num_gpus`, default: 1 if the cluster has any, else 0; 0 for a server URL).
+Sampling is seeded per batch from `seed` and the batch's first id: a unit run again (a resumed
+job) gets the same batches, so the same children.
+
+Synthetic rows then go through the same filters and dedupe as crawled data: the loop curates
+them with the next round's sources (dedupe against the existing corpus included).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import xxhash
+
+from pipeline.stage import Resources, Result, Stage, split_dropped
+from sigma.backends.base import Backend, EngineSpec, Sampling, load_backend
+from stages.rewrite.outputs import check_output
+from stages.rewrite.templates import PromptTemplate, load_template
+
+COLUMNS = {
+    "parent_id": pa.string(),
+    "round": pa.int32(),
+    "synth.task": pa.string(),
+    "synth.engine": pa.string(),
+    "synth.model": pa.string(),
+    "synth.prompt_version": pa.int32(),
+    "synth.sampling": pa.string(),  # JSON: temperature, top_k, top_p, max_new_tokens, stop, seed
+    "synth.finish_reason": pa.string(),
+    "synth.prompt_tokens": pa.int32(),
+    "synth.completion_tokens": pa.int32(),
+    "synth.items": pa.int32(),  # pairs or settings in the child; 1 for prose
+}
+MIN_EXCERPT_CHARS = 80
+
+
+class Synthesize(Stage):
+    """Rewrite/synthesis with a language model (see the module docstring). `engine`: a backend
+    spec (`{backend: sigma|transformers|vllm, model: ..., url: ...}`); `temperature`, `top_k`,
+    `top_p`, `seed`: sampling; `max_new_tokens`: overrides the templates' budgets; `batch_size`:
+    requests per engine call; `num_gpus`, `concurrency`: per actor, and how many actors."""
+
+    name = "synthesize"
+
+    def __init__(self, engine: dict[str, Any], temperature: float = 0.7, top_k: int = 0, top_p: float = 0.95,
+                 seed: int = 0, max_new_tokens: int | None = None, prompt_dir: str | None = None,
+                 batch_size: int = 16, num_gpus: float | None = None, concurrency: int | None = 1):
+        self.spec = EngineSpec.model_validate(engine)
+        self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
+        self.max_new_tokens, self.prompt_dir = max_new_tokens, prompt_dir
+        self.batch_size, self.concurrency, self._num_gpus = batch_size, concurrency, num_gpus
+        self.backend: Backend | None = None
+
+    @property
+    def resources(self) -> Resources:
+        if self._num_gpus is None:
+            self._num_gpus = 0.0 if self.spec.url or self.spec.device == "cpu" else _cluster_has_gpus()
+        return Resources(num_cpus=1, num_gpus=self._num_gpus, batch_size=self.batch_size,
+                         concurrency=self.concurrency, actor=True)
+
+    def columns(self) -> dict[str, pa.DataType]:
+        return dict(COLUMNS)
+
+    def setup(self) -> None:
+        self.backend = load_backend(self.spec)
+
+    def sampling(self, template: PromptTemplate, first_id: str) -> Sampling:
+        return Sampling(max_new_tokens=self.max_new_tokens or template.max_new_tokens, temperature=self.temperature,
+                        top_k=self.top_k, top_p=self.top_p, stop=template.stop,
+                        seed=xxhash.xxh32_intdigest(f"{self.seed}\x00{first_id}".encode()) & 0x7FFFFFFF)
+
+    def _excerpt(self, template: PromptTemplate, text: str, max_new_tokens: int) -> str | None:
+        """The parent's excerpt, shortened until the prompt leaves room for the answer."""
+        excerpt = template.cut(text)
+        backend = self.backend
+        if backend.chat or not backend.max_context:
+            return excerpt
+        budget = backend.max_context - max_new_tokens
+        while backend.count_tokens(template.prompt(excerpt).plain) > budget:
+            if len(excerpt) <= MIN_EXCERPT_CHARS:
+                return None
+            excerpt = template.cut(text, max(MIN_EXCERPT_CHARS, int(len(excerpt) * 0.7)))
+        return excerpt
+
+    def process(self, batch: pa.Table) -> Result:
+        if self.backend is None:
+            self.setup()
+        rows = batch.to_pylist()
+        metas = [json.loads(r["meta"] or "{}") for r in rows]
+        out: list[dict] = [{} for _ in rows]
+        reasons: list[str | None] = [None] * len(rows)
+        details: list[str | None] = [None] * len(rows)
+        engine = self.backend.describe()
+        tasks = list(dict.fromkeys(m["task"] for m in metas))
+        for task in tasks:
+            template = load_template(task, self.prompt_dir)
+            indices = [i for i, m in enumerate(metas) if m["task"] == task]
+            sampling = self.sampling(template, rows[indices[0]]["id"])
+            excerpts = {i: self._excerpt(template, rows[i]["text"] or "", sampling.max_new_tokens) for i in indices}
+            asked = [i for i in indices if excerpts[i] is not None]
+            for i in indices:
+                if excerpts[i] is None:
+                    reasons[i], details[i] = "synth_prompt_too_long", f"no excerpt fits {self.backend.max_context} tokens"
+            generations = self.backend.generate([template.prompt(excerpts[i]) for i in asked], sampling) if asked else []
+            for i, gen in zip(asked, generations):
+                answer = template.answer(gen.text, self.backend.chat)
+                checked = check_output(template, answer, gen.finish_reason, excerpts[i], rows[i]["text"] or "")
+                reasons[i], details[i] = checked.reason, checked.detail
+                text = template.child_text(excerpts[i], checked.output) if checked.output is not None else answer
+                out[i] = {"text": text, "finish": gen.finish_reason, "prompt_tokens": gen.prompt_tokens,
+                          "completion_tokens": gen.completion_tokens, "items": checked.items}
+            for i in indices:
+                metas[i].update(engine=engine["engine"], model=engine["model"], sampling=sampling.to_dict(),
+                                finish_reason=out[i].get("finish"))
+                out[i]["sampling"] = json.dumps(sampling.to_dict(), sort_keys=True)
+                out[i]["version"] = template.version
+        result = split_dropped(self._children(batch, rows, metas, out), reasons, details)
+        counts = {}  # per task, summed into the manifest's counts of this stage: acceptance = kept / requests
+        for meta, reason in zip(metas, reasons):
+            counts[f"requests:{meta['task']}"] = counts.get(f"requests:{meta['task']}", 0) + 1
+            if reason is None:
+                counts[f"kept:{meta['task']}"] = counts.get(f"kept:{meta['task']}", 0) + 1
+        result.counts = counts
+        return result
+
+    def _children(self, batch: pa.Table, rows: list[dict], metas: list[dict], out: list[dict]) -> pa.Table:
+        engine = self.backend.describe()
+        n = len(rows)
+        batch = batch.set_column(batch.schema.get_field_index("text"), "text",
+                                 pa.array([o.get("text", r["text"]) for o, r in zip(out, rows)], batch.schema.field("text").type))
+        batch = batch.set_column(batch.schema.get_field_index("meta"), "meta",
+                                 pa.array([json.dumps(m, sort_keys=True) for m in metas], pa.string()))
+        values = {
+            "parent_id": [m.get("parent_id") for m in metas],
+            "round": [m.get("round") for m in metas],
+            "synth.task": [m.get("task") for m in metas],
+            "synth.engine": [engine["engine"]] * n,
+            "synth.model": [engine["model"]] * n,
+            "synth.prompt_version": [o.get("version") for o in out],
+            "synth.sampling": [o.get("sampling") for o in out],
+            "synth.finish_reason": [o.get("finish") for o in out],
+            "synth.prompt_tokens": [o.get("prompt_tokens") for o in out],
+            "synth.completion_tokens": [o.get("completion_tokens") for o in out],
+            "synth.items": [o.get("items") for o in out],
+        }
+        for name, dtype in COLUMNS.items():
+            if name in batch.column_names:
+                batch = batch.drop_columns([name])
+            batch = batch.append_column(pa.field(name, dtype), pa.array(values[name], dtype))
+        return batch
+
+
+def _cluster_has_gpus() -> float:
+    try:
+        import ray
+
+        return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    except ImportError:
+        return 0.0

@@ -1,0 +1,149 @@
+"""Versioned prompt templates: one YAML file per task in `configs/prompts/` (`TASK.yaml`).
+
+A template says which parent documents it applies to, how much of a parent the model sees (an
+excerpt), the request as chat messages and as a plain text to continue, the sampling budget, how
+the output is checked and parsed, and how the child document is written. Every synthetic row
+records the template's `version`: change a prompt, bump the version, and rows made with either
+stay told apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.schema import KINDS
+from sigma.backends.base import Prompt
+
+PROMPT_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompts"
+FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
+COMMENT = re.compile(r"^\s*(#|;|//)")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Parents(Strict):
+    """Which documents a task takes as parents: by kind and source; long enough to work on."""
+
+    kinds: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # empty: any source
+    exclude_sources: tuple[str, ...] = ()
+    min_chars: int = 200
+
+    def accepts(self, kind: str | None, source: str | None, chars: int) -> bool:
+        return ((not self.kinds or kind in self.kinds) and (not self.sources or source in self.sources)
+                and source not in self.exclude_sources and chars >= self.min_chars)
+
+
+class Excerpt(Strict):
+    """The part of the parent the model sees: its first lines, at most `max_chars` characters;
+    with `skip_comments`, lines that are only a comment (`#`, `;`, `//`) or blank are left out,
+    so a configuration file's settings reach the model rather than its header."""
+
+    max_chars: int = Field(1500, gt=0)
+    max_lines: int | None = None
+    skip_comments: bool = False
+
+
+class Check(Strict):
+    """How the output is checked, and parsed for the formats with structure (pairs, settings)."""
+
+    format: Literal[FORMATS] = "prose"  # type: ignore[valid-type]
+    min_chars: int = 40  # of the parsed output
+    max_copy: float | None = 0.5  # share of the output's word 5-grams found in the excerpt
+    on_length: Literal["drop", "trim"] = "trim"  # an output cut by the token budget: drop, or trim to its last full sentence or pair
+    max_items: int = 8  # pairs or settings kept
+    grounded: bool = True  # command_pairs: the command's name appears in the parent; settings: the key appears in the excerpt
+
+
+class PromptTemplate(Strict):
+    task: str
+    version: int = Field(ge=1)
+    description: str = ""
+    parents: Parents
+    excerpt: Excerpt = Excerpt()
+    output_kind: str
+    system: str = ""
+    user: str  # with {input}
+    plain: str  # with {input}; ends where the model's answer starts (trailing whitespace is dropped)
+    cue: str = ""  # the end of `plain` that starts the answer (`Q:`): a base model's output is read after it
+    document: str = "{output}"  # the child document; {input} and {output}
+    max_new_tokens: int = Field(192, gt=0)
+    stop: tuple[str, ...] = ()
+    check: Check = Check()
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> "PromptTemplate":
+        if self.output_kind not in KINDS:
+            raise ValueError(f"output_kind must be one of {', '.join(KINDS)}")
+        for name in ("user", "plain"):
+            if "{input}" not in getattr(self, name):
+                raise ValueError(f"{name} has no {{input}} placeholder")
+        if "{output}" not in self.document:
+            raise ValueError("document has no {output} placeholder")
+        if not self.plain.rstrip().endswith(self.cue):
+            raise ValueError(f"plain must end with its cue {self.cue!r}")
+        return self
+
+    def cut(self, text: str, max_chars: int | None = None) -> str:
+        """The excerpt of a parent: whole lines from its start, within the character budget."""
+        limit = min(self.excerpt.max_chars, max_chars or self.excerpt.max_chars)
+        lines = text.strip("\n").splitlines()
+        if self.excerpt.skip_comments:
+            lines = [line for line in lines if line.strip() and not COMMENT.match(line)]
+        lines = lines[: self.excerpt.max_lines]
+        out, size = [], 0
+        for line in lines:
+            if size + len(line) + 1 > limit:
+                if not out:
+                    out.append(line[:limit])
+                break
+            out.append(line)
+            size += len(line) + 1
+        return "\n".join(out).rstrip()
+
+    def prompt(self, excerpt: str, shots: tuple[tuple[str, str], ...] = ()) -> Prompt:
+        messages = ((("system", self.system),) if self.system else ()) + tuple(
+            turn for user, answer in shots for turn in (("user", user), ("assistant", answer)))
+        return Prompt(messages + (("user", _fill(self.user, input=excerpt)),), _fill(self.plain, input=excerpt).rstrip())
+
+    def answer(self, generated: str, chat: bool) -> str:
+        """The model's answer: a base model continued the plain prompt after its cue."""
+        return generated if chat or not self.cue else f"{self.cue}{generated}"
+
+    def child_text(self, excerpt: str, output: str) -> str:
+        return _fill(self.document, input=excerpt, output=output).strip()
+
+
+def _fill(template: str, **values: str) -> str:
+    """str.format for the named fields only, so braces in documents and prompts stay as they are."""
+    out = template
+    for name, value in values.items():
+        out = out.replace("{" + name + "}", value)
+    return out
+
+
+def load_template(task: str, prompt_dir: str | Path | None = None) -> PromptTemplate:
+    return _load(task, str(Path(prompt_dir).absolute()) if prompt_dir else str(PROMPT_DIR))
+
+
+@functools.lru_cache(maxsize=64)
+def _load(task: str, prompt_dir: str) -> PromptTemplate:
+    path = Path(prompt_dir) / f"{task}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in Path(prompt_dir).glob("*.yaml"))
+        raise ValueError(f"no prompt template for task {task!r} in {prompt_dir}; known: {', '.join(known) or 'none'}")
+    try:
+        template = PromptTemplate.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    if template.task != task:
+        raise ValueError(f"{path} declares task {template.task!r}, not {task!r}")
+    return template

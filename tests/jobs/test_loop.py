@@ -1,0 +1,180 @@
+"""The flywheel loop: two rounds with sigma-tiny on real logs, run whole in-process and run as
+`python -m jobs.loop` killed with SIGKILL twice (during round 1's synthesis, during round 2's
+training) and started again: the same table of rounds. Round 2 curates round 1's synthetic rows
+with its new sources through the same filters."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from jobs.loop import Loop
+from jobs.loop_config import parse_loop
+from pipeline.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _docs(loghub: Path, systems: list[str], per_system: int, lines: int = 10) -> list[dict]:
+    docs = []
+    for system in systems:
+        text = (loghub / system / f"{system}_2k.log").read_text().splitlines()
+        docs += [{"id": f"{system}-{i}", "text": "\n".join(text[i * lines:(i + 1) * lines]), "kind": "log",
+                  "source": "logs", "uri": f"{system}#{i}"} for i in range(per_system)]
+    return docs
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, loghub, nl2bash) -> Path:
+    base = tmp_path_factory.mktemp("loop")
+    # a prompt of our own, version 2: sigma-tiny after 30 steps writes little of any length, so the
+    # answer ends at a line break and only has to be there; the filters of round 2 judge it
+    template = yaml.safe_load((ROOT / "configs" / "prompts" / "explain_log.yaml").read_text())
+    template.update(version=2, stop=["\n"], check={"format": "prose", "min_chars": 1, "max_copy": None})
+    (base / "prompts").mkdir()
+    (base / "prompts" / "explain_log.yaml").write_text(yaml.safe_dump(template))
+    rounds = [_docs(loghub, ["OpenSSH", "HDFS", "Zookeeper"], 12), _docs(loghub, ["Apache", "Linux"], 10)]
+    rounds[1] += rounds[0][:4]  # seen in round 1: dropped as duplicates of the corpus
+    sources = []
+    for k, docs in enumerate(rounds, 1):
+        (base / f"round{k}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+        sources.append([{"type": "jsonl", "name": f"logs-{k}", "paths": [str(base / f"round{k}.jsonl")]}])
+    loop = {
+        "name": "test", "rounds": 2, "sources": sources,
+        "curate": {"stages": ["redact", {"basic_filter": {"min_chars": 40}}, "gopher_quality", "gopher_repetition",
+                              "exact_dedupe"],
+                   "writer": {"row_group_rows": 8}},
+        "tokenizer": {"vocab_size": 512},
+        "train": {"config": str(ROOT / "configs/train/sigma-tiny.yaml"), "steps": 30,
+                  "overrides": {"seq_len": 128, "batch_size": 4, "warmup_steps": 5, "eval_every": 30, "save_every": 10,
+                                "log_every": 10, "eval_sequences": 8, "held_out_fraction": 0.1}},
+        "eval": {"perplexity": {"max_documents": 4, "max_chars": 600},
+                 "nl2cmd": {"data": str(nl2bash), "shots": 1, "limit": 4, "max_new_tokens": 16}},
+        "synth": {"tasks": ["explain_log"], "per_task": 6, "unit_requests": 2, "max_new_tokens": 40,
+                  "temperature": 0.8, "batch_size": 2, "prompt_dir": str(base / "prompts")},
+        "ray": {"num_cpus": 2},
+    }
+    path = base / "loop.yaml"
+    path.write_text(yaml.safe_dump(loop))
+    return path
+
+
+@pytest.fixture(scope="module")
+def whole(config, tmp_path_factory, ray_local) -> Path:
+    """The loop run in one go, in-process."""
+    out = tmp_path_factory.mktemp("whole") / "loop"
+    Loop(parse_loop(yaml.safe_load(config.read_text())), out, progress=False).run()
+    return out
+
+
+def test_rounds_and_their_folders(whole):
+    rows = json.loads((whole / "rounds.json").read_text())
+    assert [r["round"] for r in rows] == [1, 2]
+    for k in (1, 2):
+        state = json.loads((whole / f"round-{k}" / "manifest.json").read_text())
+        assert list(state["steps"]) == ["curate", "tokenize", "train", "eval", "synth", "report"]
+        assert (whole / f"round-{k}" / "report.md").exists() and (whole / f"round-{k}" / "eval.json").exists()
+        assert state["steps"]["curate"]["totals"]["balanced"] and state["steps"]["synth"]["totals"]["balanced"]
+        train = state["steps"]["train"]
+        assert train["steps"] == 30 and train["tokens"] == 30 * 4 * 128 and train["loss"] > 0
+    r1, r2 = rows
+    assert r1["input"] == 36 and r1["synthetic_in"] == 0 and r1["synth_requests"] == 6
+    # round 2: its new logs, the 4 seen in round 1 (dropped against the corpus), round 1's synthetic rows
+    assert r2["input"] == 20 + 4 + r1["synth_generated"]
+    state2 = json.loads((whole / "round-2" / "manifest.json").read_text())
+    drops = pq.read_table(whole / "round-2" / "curate" / "ledger").to_pylist()
+    seen = {d["id"]: d["detail"] for d in drops if d["reason"] == "exact_duplicate" and d["source"] == "logs"}
+    assert {"OpenSSH-0", "OpenSSH-1", "OpenSSH-2", "OpenSSH-3"} <= set(seen) and seen["OpenSSH-0"] == "OpenSSH-0"
+    assert state2["steps"]["train"]["init_from"].endswith("round-1/train")
+    assert state2["steps"]["train"]["data"] == [str(whole / "round-1" / "curate"), str(whole / "round-2" / "curate")]
+    metrics = [json.loads(x) for x in (whole / "round-2" / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert "eval_loss/round-1/curate" in metrics[-1] and "eval_loss/round-2/curate" in metrics[-1]
+    assert r1["ppl"] > 1 and r1["nl2cmd_em"] is not None
+
+
+def test_synthetic_rows_meet_the_same_filters(whole):
+    """Round 1's synthetic rows come into round 2's curate with its new sources; each ends kept
+    (with its provenance in meta) or dropped by a named stage with a reason, counted per task."""
+    r1, r2 = json.loads((whole / "rounds.json").read_text())
+    fate = json.loads((whole / "round-2" / "manifest.json").read_text())["steps"]["curate"]["synthetic"]
+    assert fate["in"] == r2["synthetic_in"] == r1["synth_generated"] > 0
+    assert fate["kept"] + sum(fate["dropped"].values()) == fate["in"]
+    assert set(fate["by_task"]) == {"explain_log"}
+    shards = pq.read_table(whole / "round-2" / "curate" / "shards").to_pylist()
+    synthetic = [r for r in shards if r["source"] == "synthetic"]
+    assert len(synthetic) == fate["kept"]
+    for row in synthetic:
+        meta = json.loads(row["meta"])
+        assert meta["round"] == 1 and meta["task"] == "explain_log" and meta["engine"] == "sigma"
+        assert meta["prompt_version"] == 2 and meta["sampling"]["stop"] == ["\n"]
+        assert meta["parent_id"].split("-")[0] in ("OpenSSH", "HDFS", "Zookeeper")
+    ledger = pq.read_table(whole / "round-2" / "curate" / "ledger").to_pylist()
+    dropped = [d for d in ledger if d["source"] == "synthetic"]
+    assert sorted(f"{d['stage']}:{d['reason']}" for d in dropped) == sorted(
+        reason for reason, n in fate["dropped"].items() for _ in range(n))
+    synth1 = json.loads((whole / "round-1" / "synth" / "manifest.json").read_text())
+    counts = next(s for s in synth1["stages"] if s["name"] == "synthesize")["counts"]
+    assert counts["requests:explain_log"] == 6 and counts.get("kept:explain_log", 0) == r1["synth_generated"]
+
+
+def _start(config: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "jobs.loop", str(config), "--output", str(out), "--quiet"],
+                            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
+    """SIGKILL the loop driver, and what it started (its embedded Ray), once `ready()` holds."""
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the loop ended before the step to kill it at: {proc.stderr.read()[-2000:]!r}"
+        assert time.time() < deadline, "the loop never reached the step to kill it at"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_loop_resumes_to_the_same_table(whole, config, tmp_path):
+    out = tmp_path / "loop"
+    _kill_when(_start(config, out), lambda: (out / "round-1" / "synth" / "_work" / "plan.json").exists())
+    state = json.loads((out / "round-1" / "manifest.json").read_text())
+    assert "eval" in state["steps"] and "synth" not in state["steps"]
+    checkpoints = out / "round-2" / "train" / "checkpoints"
+    _kill_when(_start(config, out), lambda: (checkpoints / "latest").exists())
+    assert "train" not in json.loads((out / "round-2" / "manifest.json").read_text())["steps"]
+    proc = _start(config, out)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    assert json.loads((out / "rounds.json").read_text()) == json.loads((whole / "rounds.json").read_text())
+    for k in (1, 2):
+        for kind in ("files", "ledger"):
+            assert _rows(whole / f"round-{k}" / "synth", kind) == _rows(out / f"round-{k}" / "synth", kind)
+
+
+def _rows(root: Path, kind: str) -> list[tuple]:
+    """(id, text or reason) of every file a run's manifest lists under `files` or `ledger`."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    column = "text" if kind == "files" else "reason"
+    rows = [r for f in manifest[kind] for r in pq.read_table(root / f["path"], columns=["id", column]).to_pylist()]
+    return sorted((r["id"], r[column]) for r in rows)
+
+
+def test_loop_configuration_errors(config, tmp_path):
+    data = yaml.safe_load(config.read_text())
+    with pytest.raises(ConfigError, match="synth.tempreature"):
+        parse_loop({**data, "synth": {**data["synth"], "tempreature": 1.0}})
+    a = parse_loop(data)
+    assert parse_loop({**data, "rounds": 5}).output_hash() == a.output_hash()
+    assert parse_loop({**data, "synth": {**data["synth"], "per_task": 7}}).output_hash() != a.output_hash()
+    out = tmp_path / "loop"
+    loop = Loop(a, out)
+    loop._prepare(overwrite=False)
+    with pytest.raises(ConfigError, match="another configuration"):
+        Loop(parse_loop({**data, "synth": {**data["synth"], "per_task": 7}}), out)._prepare(overwrite=False)

@@ -1,0 +1,115 @@
+"""Output checks: each failure gives its reason; good answers are rewritten in one canonical form."""
+
+import pytest
+
+from stages.rewrite.outputs import check_output, copy_share, trim_to_sentence
+from stages.rewrite.templates import load_template
+
+LOG = """081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for block blk_38865049064139660 terminating
+081109 204005 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.addStoredBlock: blockMap updated: 10.251.73.220:50010 is added"""
+MAN = """LS(1)                            User Commands                           LS(1)
+
+NAME
+       ls - list directory contents
+
+SYNOPSIS
+       ls [OPTION]... [FILE]...
+
+DESCRIPTION
+       List information about the FILEs (the current directory by default).
+       -a, --all
+              do not ignore entries starting with ."""
+CONFIG = "Port 22\nPermitRootLogin no\nPasswordAuthentication yes\nX11Forwarding yes"
+
+
+def test_prose_is_kept_and_a_cut_answer_trimmed_to_its_last_sentence():
+    t = load_template("explain_log")
+    answer = ("The HDFS DataNode finished writing a block and the NameNode recorded the new replica. "
+              "Nothing failed here; this is the normal end of a block write and")
+    checked = check_output(t, answer, "length", t.cut(LOG), LOG)
+    assert checked.reason is None
+    assert checked.output.endswith("block write.") is False and checked.output.endswith("replica.")
+
+
+def test_prose_failures_have_reasons():
+    t = load_template("explain_log")
+    assert check_output(t, "  \n ", "eos", LOG, LOG).reason == "synth_empty"
+    assert check_output(t, "and then the", "length", LOG, LOG).reason == "synth_truncated"
+    assert check_output(t, "It is fine.", "eos", LOG, LOG).reason == "synth_too_short"
+    copied = check_output(t, LOG, "eos", t.cut(LOG), LOG)
+    assert copied.reason == "synth_copy" and "excerpt" in copied.detail
+
+
+def test_qa_pairs_are_parsed_into_one_form():
+    t = load_template("man_qa")
+    answer = ("Q: What does ls do?\nA: It lists directory contents.\n\n2. Question: How do I show hidden files?\n"
+              "Answer: Use -a or --all,\nwhich does not ignore entries starting with a dot.\nQ: What is")
+    checked = check_output(t, answer, "length", t.cut(MAN), MAN)
+    assert checked.reason is None and checked.items == 2
+    assert checked.output == ("Q: What does ls do?\nA: It lists directory contents.\n\n"
+                              "Q: How do I show hidden files?\nA: Use -a or --all, which does not ignore entries "
+                              "starting with a dot.")
+    assert check_output(t, "ls is a command that lists things in a directory.", "eos", MAN, MAN).reason == "synth_unparsed"
+
+
+def test_command_pairs_must_use_the_parent_command():
+    t = load_template("man_nl2cmd")
+    answer = ("Task: list all files including hidden ones\nCommand: `ls -a`\n\nTask: show a long listing\n"
+              "Command: $ sudo ls -l /etc\n\nTask: count words\nCommand: wc -w file.txt")
+    checked = check_output(t, answer, "eos", t.cut(MAN), MAN)
+    assert checked.reason is None and checked.items == 2
+    assert checked.output == ("Task: list all files including hidden ones\nCommand: ls -a\n\n"
+                              "Task: show a long listing\nCommand: sudo ls -l /etc")
+    assert check_output(t, "Task: count words\nCommand: wc -w f", "eos", MAN, MAN).reason == "synth_ungrounded"
+
+
+def test_settings_must_be_in_the_excerpt():
+    t = load_template("annotate_config")
+    answer = ("- Port: the TCP port sshd listens on\n- PermitRootLogin: whether root may log in over ssh\n"
+              "- MaxSessions: the number of sessions")
+    checked = check_output(t, answer, "eos", CONFIG, CONFIG)
+    assert checked.reason is None and checked.items == 2 and "MaxSessions" not in checked.output
+    assert check_output(t, "- Foo: bar baz qux quux\n- Baz: something else entirely", "eos", CONFIG,
+                        CONFIG).reason == "synth_ungrounded"
+
+
+def test_base_model_answers_are_read_after_the_cue():
+    t = load_template("man_qa")
+    assert t.prompt("excerpt").plain.endswith("Q:")
+    assert t.answer(" What is ls?\nA: A lister.", chat=False) == "Q: What is ls?\nA: A lister."
+    assert t.answer("Q: x", chat=True) == "Q: x"
+
+
+@pytest.mark.parametrize("text,expected", [("One. Two", "One."), ("no end", ""), ("a\nb", "a")])
+def test_trim_to_sentence(text, expected):
+    assert trim_to_sentence(text) == expected
+
+
+def test_copy_share():
+    assert copy_share("a b c d e f", "x a b c d e f y") == 1.0
+    assert copy_share("a b c d e f", "unrelated words only here now") == 0.0
+    assert copy_share("short", "short") == 0.0
+
+
+def test_markdown_answers_of_chat_models_are_read_as_command_pairs():
+    t = load_template("man_nl2cmd")
+    answer = ("Here are three tasks:\n\n1. **Listing all files in the current directory**.\n\n```\nls -l\n```\n\n"
+              "This lists files.\n\n2. **Show hidden files**: `ls -a`\n3. **Sort by time**\n\n`ls -t`\n4. **Cut")
+    checked = check_output(t, answer, "length", t.cut(MAN), MAN)
+    assert checked.reason is None
+    assert checked.output == ("Task: Listing all files in the current directory\nCommand: ls -l\n\n"
+                              "Task: Show hidden files\nCommand: ls -a\n\nTask: Sort by time\nCommand: ls -t")
+
+
+def test_answers_that_repeat_the_question_are_degenerate():
+    t = load_template("man_qa")
+    answer = "\n\n".join(f"Q: [{i}] How does ls list files?\nA: [{i + 1}] How does ls list files?" for i in range(3))
+    assert check_output(t, answer, "eos", MAN, MAN).reason == "synth_degenerate"
+    twice = "Q: What does ls do?\nA: It lists the files of a directory.\n\nQ: what does  ls do?\nA: It lists things."
+    assert check_output(t, twice, "eos", MAN, MAN).items == 1
+
+
+def test_config_excerpt_skips_comments():
+    t = load_template("annotate_config")
+    text = "# header\n# more\n\n; note\nPort 22\n  # indented comment\nUser root\n"
+    assert t.cut(text) == "Port 22\nUser root"
