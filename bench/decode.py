@@ -48,7 +48,7 @@ from sigma.config import PRESETS, ModelConfig  # noqa: E402
 from sigma.kernels.decode import (  # noqa: E402
     concat_v_attention, decode_attention, reference_decode_attention, torch_decode_attention, triton_available,
 )
-from sigma.kv_cache import KVCache, kv_bytes_per_token, kv_bytes_per_token_per_layer, max_batch_size, v_row_heads  # noqa: E402
+from sigma.kv_cache import KVCache, kv_bytes_per_token, kv_bytes_per_token_per_layer, max_batch_size  # noqa: E402
 
 PAPER = {"ket_cut_32k": 25.31, "ceet_cut_64k": 33.36, "bytes_cut": 37.5}
 TOP_K = 100

@@ -20,7 +20,7 @@ from pipeline.runner import Job, Runner
 from stages.registry import build_source, build_stages
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-DEFAULT_STAGES = ["redact", "basic_filter", "exact_dedupe"]  # redaction first: rejects keep text
+DEFAULT_STAGES = ["redact", "basic_filter", "exact_dedupe", "near_dedupe"]  # redaction first: rejects keep text
 
 
 def resolve_job_file(name: str) -> Path:

@@ -83,7 +83,7 @@ def refilter(parent: str | Path, output: str | Path, overrides: dict[str, dict],
     schema = pq.read_schema(parent / manifest["files"][0]["path"]) if manifest["files"] else pa.schema([])
     shards = ShardWriter(output, "shards", "part-00000", schema, settings.get("shard_max_rows", 1_000_000))
     ledger = LedgerWriter(output, "refilter", settings.get("rejects", "all"), settings.get("rejects_rate", 1.0))
-    stage_counts, inputs, kept = [], 0, 0
+    inputs, kept = 0, 0
     dropped: dict[str, dict[str, int]] = {f.name: {} for f in filters}
     flow = {f.name: [0, 0, 0, 0] for f in filters}  # docs in, docs out, bytes in, bytes out
     for record in manifest["files"]:

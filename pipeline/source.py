@@ -32,6 +32,17 @@ class Source:
         """Yield documents (`kept`) and inputs that could not be read (`dropped`, with reasons)."""
         raise NotImplementedError
 
+    def read_all(self, units: list[Any] | None = None) -> tuple[list[dict], list[dict]]:
+        """Every document and every unreadable input of `units` (default: the whole plan) as
+        rows, in this process: for looking at what a source yields, without a job."""
+        docs, dropped = [], []
+        for unit in self.plan() if units is None else units:
+            for result in self.read(unit):
+                docs += result.kept.to_pylist()
+                if result.dropped is not None:
+                    dropped += result.dropped.to_pylist()
+        return docs, dropped
+
 
 def unreadable(source: str, uri: str, reason: str, detail: str, kind: str = "other") -> dict:
     """A ledger row for an input that yields no document (`unreadable:<why>`, `too_large`, ...)."""

@@ -42,17 +42,22 @@ def test_jsonl_ids_kept_duplicates_dropped_with_keeper(tmp_path, loghub, ray_loc
     corpus = _corpus(tmp_path, loghub)
     manifest = curate(quick_job([str(corpus)], str(tmp_path / "out")), str(tmp_path / "out"))
     t = manifest["totals"]
-    assert t["balanced"] and t["input"] == 65 and t["kept"] == 60
-    assert t["dropped_by_reason"] == {"exact_duplicate": 3, "unreadable:invalid_json": 1, "unreadable:missing_text": 1}
     kept_ids = {r["id"] for r in _rows(tmp_path / "out")}
-    assert kept_ids == {f"ssh-{i}" for i in range(60)}
+    # 20-line blocks of one repetitive sshd log: masked, many are near copies of another block
+    near = t["dropped_by_reason"].pop("near_duplicate")
+    assert t["balanced"] and t["input"] == 65 and t["kept"] == 60 - near and 0 < near < 60
+    assert t["dropped_by_reason"] == {"exact_duplicate": 3, "unreadable:invalid_json": 1, "unreadable:missing_text": 1}
+    assert kept_ids < {f"ssh-{i}" for i in range(60)}
     ledger = pq.read_table(tmp_path / "out" / "ledger").to_pylist()
     dups = {r["id"]: r["detail"] for r in ledger if r["reason"] == "exact_duplicate"}
     assert dups == {"dup-a": "ssh-3", "dup-b": "ssh-3", "dup-c": "ssh-10"}
     assert all(r["stage"] == "exact_dedupe" for r in ledger if r["reason"] == "exact_duplicate")
+    near_rows = [r for r in ledger if r["reason"] == "near_duplicate"]
+    assert len(near_rows) == near and all(r["stage"] == "near_dedupe" for r in near_rows)
+    assert all(r["detail"] in kept_ids for r in near_rows)  # the detail names the keeper
     assert not (tmp_path / "out" / "_work").exists()
     names = [s["name"] for s in manifest["stages"]]
-    assert names == ["ingest", "redact", "basic_filter", "exact_dedupe"]
+    assert names == ["ingest", "redact", "basic_filter", "exact_dedupe", "near_dedupe"]
     assert manifest["schema_version"] == 1 and len(manifest["config_hash"]) == 16
 
 
@@ -72,15 +77,15 @@ def test_shards_open_in_pandas_duckdb_and_datasets(tmp_path, loghub, ray_local):
     import pandas as pd
 
     out = tmp_path / "out"
-    curate(quick_job([str(_corpus(tmp_path, loghub))], str(out)), str(out))
+    kept = curate(quick_job([str(_corpus(tmp_path, loghub))], str(out)), str(out))["totals"]["kept"]
     df = pd.read_parquet(out / "shards")
-    assert len(df) == 60 and {"id", "text", "source", "uri", "kind", "meta"} <= set(df.columns)
+    assert len(df) == kept > 0 and {"id", "text", "source", "uri", "kind", "meta"} <= set(df.columns)
     assert not any(c.startswith("_") for c in df.columns)
     n = duckdb.sql(f"select count(*) from read_parquet('{out}/shards/*.parquet')").fetchall()[0][0]
-    assert n == 60
+    assert n == kept
     ds = datasets.load_dataset("parquet", data_files=str(out / "shards" / "*.parquet"), split="train",
                                cache_dir=str(tmp_path / "hf"))
-    assert ds.num_rows == 60 and json.loads(ds[0]["meta"]) is not None
+    assert ds.num_rows == kept and json.loads(ds[0]["meta"]) is not None
 
 
 def _job_file(tmp_path: Path, out: Path, man_pages: list[str]) -> Path:

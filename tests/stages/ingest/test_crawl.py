@@ -15,16 +15,6 @@ PREFIXES = ["/start.html", "/manual/en/programs/", "/manual/en/mod/", "/slow/", 
 DELAY = 0.1
 
 
-def _read(source):
-    docs, dropped = [], []
-    for unit in source.plan():
-        for result in source.read(unit):
-            docs += result.kept.to_pylist()
-            if result.dropped is not None:
-                dropped += result.dropped.to_pylist()
-    return docs, dropped
-
-
 def _path(url):
     return "/" + url.split("/", 3)[3]
 
@@ -37,7 +27,7 @@ def crawled(shared_doc_site, tmp_path_factory):
     source = CrawlSource("docs", [f"{site.base}/start.html"], path_prefixes=PREFIXES, max_depth=2,
                          delay_s=DELAY, max_concurrency=2, retries=1, backoff_s=0.1, timeout_s=1, max_page_mb=1,
                          allow_addresses=["loopback"], warc_dir=str(warc_dir))
-    docs, dropped = _read(source)
+    docs, dropped = source.read_all()
     return site, source, docs, dropped, warc_dir
 
 
@@ -94,7 +84,7 @@ def test_crawl_keeps_to_the_concurrency_cap(make_doc_site):
     site = make_doc_site(latency=0.15)  # pages slower than the delay: the cap is what binds
     source = CrawlSource("docs", [f"{site.base}/manual/en/programs/index.html"], path_prefixes=["/manual/en/programs/"],
                          max_pages=8, delay_s=0.01, max_concurrency=2, allow_addresses=["loopback"])
-    docs, _ = _read(source)
+    docs, _ = source.read_all()
     assert len(docs) == 8
     assert max(e["in_flight"] for e in site.log) == 2
 
@@ -103,7 +93,7 @@ def test_crawl_warc_reingests_to_the_same_documents(crawled):
     _, _, docs, _, warc_dir = crawled
     files = list(warc_dir.glob("*.warc.gz"))
     assert len(files) == 1 and not list(warc_dir.glob("*.tmp"))
-    again, dropped = _read(WarcSource("again", [str(warc_dir)], kind="doc"))
+    again, dropped = WarcSource("again", [str(warc_dir)], kind="doc").read_all()
 
     def comparable(rows):
         return sorted((d["id"], d["uri"], d["kind"], d["text"], d["meta"]) for d in rows)
@@ -118,7 +108,7 @@ def test_private_loopback_and_link_local_addresses_are_refused_by_default(doc_si
     source = CrawlSource("docs", [f"{doc_site.base}/start.html", "http://10.20.30.40/docs/",
                                   "http://169.254.169.254/latest/meta-data/", f"http://localhost:{doc_site.base.rsplit(':', 1)[1]}/"],
                          delay_s=0, retries=0, timeout_s=1)
-    docs, dropped = _read(source)
+    docs, dropped = source.read_all()
     assert docs == []
     reasons = {d["uri"]: d["reason"] for d in dropped}
     assert reasons[f"{doc_site.base}/start.html"] == "address_refused:loopback"
@@ -131,7 +121,7 @@ def test_private_loopback_and_link_local_addresses_are_refused_by_default(doc_si
 def test_page_cap(doc_site):
     source = CrawlSource("docs", [f"{doc_site.base}/manual/en/programs/index.html"],
                          path_prefixes=["/manual/en/programs/"], max_pages=3, delay_s=0, allow_addresses=["loopback"])
-    docs, dropped = _read(source)
+    docs, dropped = source.read_all()
     assert len(docs) == 3
     assert dropped and {d["reason"] for d in dropped} == {"page_cap"}
     assert len([p for p in doc_site.paths() if p != "/robots.txt"]) == 3

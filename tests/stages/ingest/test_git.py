@@ -43,19 +43,9 @@ def repo(tmp_path, loghub):
     return root
 
 
-def _read(source):
-    docs, dropped = [], []
-    for unit in source.plan():
-        for result in source.read(unit):
-            docs += result.kept.to_pylist()
-            if result.dropped is not None:
-                dropped += result.dropped.to_pylist()
-    return docs, dropped
-
-
 def test_files_and_commits_at_a_revision(repo):
     head = _git(repo, "rev-parse", "HEAD")
-    docs, dropped = _read(GitSource("g", [str(repo)]))
+    docs, dropped = GitSource("g", [str(repo)]).read_all()
     files = {json.loads(d["meta"])["path"]: d for d in docs if "path" in json.loads(d["meta"])}
     assert set(files) == {"README.md", "sshd.log", "docs/guide.md", "etc/demo.service"}
     assert files["sshd.log"]["kind"] == "log" and files["etc/demo.service"]["kind"] == "config"
@@ -74,16 +64,16 @@ def test_files_and_commits_at_a_revision(repo):
 
 def test_path_rules_revision_and_url_clone(repo, tmp_path):
     first = _git(repo, "rev-list", "--max-parents=0", "HEAD")
-    docs, _ = _read(GitSource("g", [f"file://{repo}"], rev=first, include=["*.md", "*.log"], commits=False,
-                              clone_dir=str(tmp_path / "clones")))
+    docs, _ = GitSource("g", [f"file://{repo}"], rev=first, include=["*.md", "*.log"], commits=False,
+                        clone_dir=str(tmp_path / "clones")).read_all()
     assert sorted(json.loads(d["meta"])["path"] for d in docs) == ["README.md", "sshd.log"]
     assert {json.loads(d["meta"])["commit"] for d in docs} == {first}
     assert all(d["uri"].startswith(f"file://{repo}@") for d in docs)
-    docs, _ = _read(GitSource("g", [str(repo)], include=["docs/**"], exclude=["*.log"], commits=False))
+    docs, _ = GitSource("g", [str(repo)], include=["docs/**"], exclude=["*.log"], commits=False).read_all()
     assert [json.loads(d["meta"])["path"] for d in docs] == ["docs/guide.md"]
 
 
 def test_a_missing_repository_is_a_ledger_entry(tmp_path):
-    docs, dropped = _read(GitSource("g", [str(tmp_path / "nothing")]))
+    docs, dropped = GitSource("g", [str(tmp_path / "nothing")]).read_all()
     assert docs == [] and dropped[0]["reason"] == "unreadable:git_error"
     assert public_url("https://user:secret@example.org/r.git") == "https://example.org/r.git"

@@ -8,16 +8,6 @@ from stages.ingest.jsonl import JsonlSource
 from stages.ingest.parquet import ParquetSource
 
 
-def _read_all(source):
-    docs, dropped = [], []
-    for unit in source.plan():
-        for result in source.read(unit):
-            docs += result.kept.to_pylist()
-            if result.dropped is not None:
-                dropped += result.dropped.to_pylist()
-    return docs, dropped
-
-
 def _rows(nl2bash, n=3000):
     rows = []
     with open(nl2bash) as f:
@@ -34,8 +24,8 @@ def test_byte_ranges_give_the_same_documents_as_one_unit(tmp_path, nl2bash):
     whole = JsonlSource("j", [str(path)])
     split = JsonlSource("j", [str(path)], unit_mb=0.01)
     assert len(whole.plan()) == 1 and len(split.plan()) > 10
-    a, _ = _read_all(whole)
-    b, _ = _read_all(split)
+    a, _ = whole.read_all()
+    b, _ = split.read_all()
     assert a == b and [d["id"] for d in a] == [r["id"] for r in rows]
     assert a[0]["kind"] == "qa" and json.loads(a[0]["meta"]) == {"split": "dev"}
 
@@ -48,11 +38,11 @@ def test_bad_lines_are_ledger_entries(tmp_path):
                      b'{"id": 7, "text": 3}\n'
                      b'{"id": "bad", "text": "caf\xe9"}\n'
                      b"{broken\n")
-    docs, dropped = _read_all(JsonlSource("j", [str(path)]))
+    docs, dropped = JsonlSource("j", [str(path)]).read_all()
     assert len(docs) == 1 and len(docs[0]["id"]) == 24
     assert [d["reason"] for d in dropped] == ["unreadable:not_an_object", "unreadable:text_not_string",
                                               "unreadable:invalid_utf8", "unreadable:invalid_json"]
-    again, _ = _read_all(JsonlSource("j", [str(path)]))
+    again, _ = JsonlSource("j", [str(path)]).read_all()
     assert again[0]["id"] == docs[0]["id"]
 
 
@@ -63,7 +53,7 @@ def test_gzip_and_truncated_gzip(tmp_path):
             f.write(json.dumps({"id": str(i), "text": f"document {i}"}) + "\n")
     data = good.read_bytes()
     (tmp_path / "b.jsonl.gz").write_bytes(data[: len(data) // 2])
-    docs, dropped = _read_all(JsonlSource("j", [str(tmp_path)]))
+    docs, dropped = JsonlSource("j", [str(tmp_path)]).read_all()
     assert len([d for d in docs if d["uri"].startswith(str(good))]) == 100
     assert [d["reason"] for d in dropped] == ["unreadable:truncated_gzip"]
 
@@ -73,10 +63,10 @@ def test_parquet_rows_by_row_group(tmp_path, nl2bash):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet", row_group_size=100)
     source = ParquetSource("p", [str(tmp_path / "pairs.parquet")], unit_mb=0.01)
     assert len(source.plan()) > 1
-    docs, dropped = _read_all(source)
+    docs, dropped = source.read_all()
     assert [d["id"] for d in docs] == [r["id"] for r in rows] and not dropped
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
-    docs, dropped = _read_all(ParquetSource("p", [str(tmp_path / "broken.parquet")]))
+    docs, dropped = ParquetSource("p", [str(tmp_path / "broken.parquet")]).read_all()
     assert docs == [] and dropped[0]["reason"] == "unreadable:corrupt_parquet"
 
 
@@ -87,7 +77,7 @@ def test_curate_shards_read_back_keep_their_meta(tmp_path):
              "meta": json.dumps({"section": "1", "name": "ls"}), "parent_id": "p1"},
             {"id": "b", "text": "second document", "meta": "not json"}]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "part-00000-000.parquet")
-    docs, dropped = _read_all(ParquetSource("p", [str(tmp_path)]))
+    docs, dropped = ParquetSource("p", [str(tmp_path)]).read_all()
     assert not dropped
     assert json.loads(docs[0]["meta"]) == {"section": "1", "name": "ls", "parent_id": "p1"}
     assert docs[0]["source"] == "man" and docs[0]["kind"] == "doc"

@@ -16,16 +16,6 @@ FORMATS = {"Android": "android", "Apache": "apache_error", "BGL": "bgl", "HDFS":
            "Proxifier": "proxifier", "Windows": "windows_cbs", "Zookeeper": "zookeeper"}
 
 
-def _read(source):
-    docs, dropped = [], []
-    for unit in source.plan():
-        for result in source.read(unit):
-            docs += result.kept.to_pylist()
-            if result.dropped is not None:
-                dropped += result.dropped.to_pylist()
-    return docs, dropped
-
-
 def _grouping_accuracy(truth, predicted):
     t, p = defaultdict(set), defaultdict(set)
     for i, (a, b) in enumerate(zip(truth, predicted)):
@@ -74,7 +64,7 @@ def test_multiline_records_and_documents_by_size(tmp_path):
             lines.append(f"2015-10-18 18:01:{i:02d},990 ERROR [main] org.apache.hadoop.Task: Task {i} failed")
             lines.append(trace)
     (tmp_path / "app.log").write_text("\n".join(lines) + "\n")
-    docs, dropped = _read(LogSource("l", [str(tmp_path)], max_doc_kb=1))
+    docs, dropped = LogSource("l", [str(tmp_path)], max_doc_kb=1).read_all()
     assert not dropped and len(docs) > 3
     assert "".join(d["text"] for d in docs) == "\n".join(lines) + "\n"  # nothing lost, nothing repeated
     assert all(len(d["text"]) <= 1024 for d in docs)
@@ -90,7 +80,7 @@ def test_multiline_records_and_documents_by_size(tmp_path):
 
 def test_documents_by_time_window(loghub):
     source = LogSource("l", [str(loghub / "Zookeeper")], window_s=3600, max_doc_kb=10_000)
-    docs, _ = _read(source)
+    docs, _ = source.read_all()
     assert len(docs) > 1
     fmt = BY_NAME["zookeeper"]
     for d in docs:
@@ -109,7 +99,7 @@ def test_byte_range_units_cut_at_record_boundaries(tmp_path, loghub):
     source = LogSource("l", [str(tmp_path / "big.log")], unit_mb=0.02, max_doc_kb=4)
     plan = source.plan()
     assert len(plan) > 5 and plan == LogSource("l", [str(tmp_path / "big.log")], unit_mb=0.02, max_doc_kb=4).plan()
-    docs, _ = _read(source)
+    docs, _ = source.read_all()
     assert "".join(d["text"] for d in docs) == text
     assert len({d["id"] for d in docs}) == len(docs)
 
@@ -117,7 +107,7 @@ def test_byte_range_units_cut_at_record_boundaries(tmp_path, loghub):
 def test_binary_and_empty_files_are_ledger_entries(tmp_path):
     (tmp_path / "core.log").write_bytes(b"\x00\x01\x02ELF" * 100)
     (tmp_path / "empty.log").write_bytes(b"")
-    docs, dropped = _read(LogSource("l", [str(tmp_path)]))
+    docs, dropped = LogSource("l", [str(tmp_path)]).read_all()
     assert docs == []
     assert {d["uri"].rsplit("/", 1)[1]: d["reason"] for d in dropped} == {"core.log": "unreadable:binary",
                                                                           "empty.log": "empty"}

@@ -17,12 +17,7 @@ def _read(source, pages):
     plan = [u for u in source.plan() if u]
     items = [item for unit in plan for item in unit]
     wanted = [i for i in items if i[2].rsplit("/", 1)[1] in pages]
-    docs, dropped = [], []
-    for result in source.read(wanted):
-        docs += result.kept.to_pylist()
-        if result.dropped is not None:
-            dropped += result.dropped.to_pylist()
-    return docs, dropped
+    return source.read_all([wanted])
 
 
 def test_real_pages_render_with_name_and_section(man_root):

@@ -30,16 +30,6 @@ def _write(path, apache_manual, gzip=True, extra=()):
     return offsets
 
 
-def _read(source):
-    docs, dropped = [], []
-    for unit in source.plan():
-        for result in source.read(unit):
-            docs += result.kept.to_pylist()
-            if result.dropped is not None:
-                dropped += result.dropped.to_pylist()
-    return docs, dropped
-
-
 def test_a_corrupt_gzip_record_in_the_middle_is_a_ledger_entry_and_the_rest_are_kept(tmp_path, apache_manual):
     path = tmp_path / "crawl.warc.gz"
     offsets = _write(path, apache_manual)
@@ -47,7 +37,7 @@ def test_a_corrupt_gzip_record_in_the_middle_is_a_ledger_entry_and_the_rest_are_
     for i in range(offsets[4] + 300, offsets[4] + 340):  # inside the deflate stream of record 5
         data[i] ^= 0x5A
     path.write_bytes(bytes(data))
-    docs, dropped = _read(WarcSource("w", [str(path)]))
+    docs, dropped = WarcSource("w", [str(path)]).read_all()
     assert [d["uri"].rsplit("/", 1)[1] for d in docs] == PAGES[:4] + PAGES[5:]
     assert len(dropped) == 1 and dropped[0]["reason"] == "unreadable:corrupt_record"
     assert dropped[0]["uri"] == f"{path}#{offsets[4]}"
@@ -76,7 +66,7 @@ def test_damaged_plain_warc_records(tmp_path, apache_manual):
                                                  f"Content-Length: {length + 40}".encode(), 1)  # record 8
     data = data[: len(data) - 500]  # record 10 ends early
     path.write_bytes(bytes(data))
-    docs, dropped = _read(WarcSource("w", [str(path)]))
+    docs, dropped = WarcSource("w", [str(path)]).read_all()
     assert [d["uri"].rsplit("/", 1)[1] for d in docs] == [PAGES[i] for i in (0, 1, 3, 4, 6, 8)]
     reasons = [(d["reason"], d["uri"].rsplit("/", 1)[-1]) for d in dropped]
     assert reasons == [("unreadable:corrupt_record", f"plain.warc#{offsets[2]}"),
@@ -92,7 +82,7 @@ def test_responses_that_are_not_pages(tmp_path, apache_manual):
              ("https://httpd.example/empty.html", 200, "text/html", b"<html><body><script>x()</script></body></html>")]
     path = tmp_path / "mixed.warc.gz"
     _write(path, apache_manual, extra=extra)
-    docs, dropped = _read(WarcSource("w", [f"file://{tmp_path}/"]))  # a URI, as for object stores
+    docs, dropped = WarcSource("w", [f"file://{tmp_path}/"]).read_all()  # a URI, as for object stores
     assert len(docs) == len(PAGES)
     assert {d["uri"]: d["reason"] for d in dropped} == {
         "https://httpd.example/missing": "http_status:404", "https://httpd.example/feather.png": "wrong_content_type",
@@ -109,7 +99,7 @@ def test_wet_conversion_records(tmp_path):
             url, "conversion", payload=io.BytesIO(text.encode()), warc_content_type="text/plain",
             warc_headers_dict={"WARC-Refers-To": "<urn:uuid:0>"}))
     (tmp_path / "x.warc.wet.gz").write_bytes(out.getvalue())
-    docs, dropped = _read(WarcSource("wet", [str(tmp_path / "x.warc.wet.gz")]))
+    docs, dropped = WarcSource("wet", [str(tmp_path / "x.warc.wet.gz")]).read_all()
     assert not dropped
     assert {d["uri"]: d["text"] for d in docs} == texts
     assert json.loads(docs[0]["meta"])["warc_type"] == "conversion"
