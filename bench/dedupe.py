@@ -98,7 +98,7 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
     start = time.perf_counter()
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env={**os.environ, **(env or {})}, text=True)
-    peak = {"pss": 0, "rss": 0, "proc_pss": 0, "proc": "", "uss": 0}
+    peak = {"pss": 0, "rss": 0, "proc_pss": 0, "proc": "", "uss": 0, "anon": 0, "anon_proc": ""}
     cpu: dict[int, float] = {}
     done = threading.Event()
 
@@ -109,6 +109,9 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
             for pid in pids:
                 cpu[pid] = max(cpu.get(pid, 0.0), _cpu_s(pid))
                 peak["rss"] = max(peak["rss"], _field_kb(pid, "VmRSS:", "status"))
+                anon = _field_kb(pid, "RssAnon:", "status")  # heap and stacks: not the object store's shared pages
+                if anon > peak["anon"]:
+                    peak["anon"], peak["anon_proc"] = anon, _name(pid)
             if time.perf_counter() - last_pss >= 0.5:
                 pss = {p: _field_kb(p, "Pss:", "smaps_rollup") for p in pids}
                 peak["pss"] = max(peak["pss"], sum(pss.values()))
@@ -136,7 +139,7 @@ def measure(cmd: list[str], env: dict | None = None, log: Path | None = None) ->
     return {"cmd": " ".join(cmd), "rc": proc.returncode, "wall_s": time.perf_counter() - start,
             "cpu_s": sum(cpu.values()), "tree_pss_mb": peak["pss"] / 1024, "max_proc_rss_mb": peak["rss"] / 1024,
             "max_proc_pss_mb": peak["proc_pss"] / 1024, "max_proc": peak["proc"], "max_proc_uss_mb": peak["uss"] / 1024,
-            "result": result}
+            "max_proc_anon_mb": peak["anon"] / 1024, "max_anon_proc": peak["anon_proc"], "result": result}
 
 
 # -- this stage, measured in its own process ----------------------------------------------------------
@@ -209,7 +212,7 @@ def build_corpus(args) -> Path:
 
 def tools(args, corpus: Path) -> dict[str, list[list[str]]]:
     venv = Path(args.peer_venvs)
-    jsonl = str(corpus / "jsonl")
+    jsonl = str(corpus / "jsonl") if (corpus / "jsonl").is_dir() else str(corpus)
     me = [sys.executable, str(Path(__file__).resolve()), "ours", "--input", jsonl, "--num-cpus", str(args.num_cpus)]
     work = str(Path(args.work) / "work_datatrove")
     dt = [str(venv / "peer_datatrove" / "bin" / "python"), str(PEERS / "bench_datatrove.py")]
@@ -234,7 +237,8 @@ def tools(args, corpus: Path) -> dict[str, list[list[str]]]:
 
 
 def write_curate_job(args, corpus: Path) -> None:
-    job = {"name": "dedupe-bench", "inputs": [{"type": "jsonl", "paths": [str(corpus / "jsonl")]}],
+    jsonl = corpus / "jsonl" if (corpus / "jsonl").is_dir() else corpus
+    job = {"name": "dedupe-bench", "inputs": [{"type": "jsonl", "paths": [str(jsonl)]}],
            "stages": [{"near_dedupe": {**PARITY, "verify": "jaccard"}}], "writer": {"rejects": "none"}}
     (Path(args.work) / "job.yaml").write_text(json.dumps(job))
 
@@ -281,9 +285,13 @@ def cores(name: str, args) -> int:
 
 
 def compare(args) -> int:
-    corpus = build_corpus(args)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    corpus = Path(args.input) if args.input else build_corpus(args)
     write_curate_job(args, corpus)
-    docs = json.loads((corpus / "manifest.json").read_text())["docs"]
+    if args.input:
+        docs = sum(sum(1 for _ in open(p, "rb")) for p in glob.glob(str(corpus / "*.jsonl")))
+    else:
+        docs = json.loads((corpus / "manifest.json").read_text())["docs"]
     chosen = tools(args, corpus)
     names = [n for n in chosen if not args.tools or n in args.tools]
     runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -428,6 +436,8 @@ def main() -> int:
         p.add_argument("--num-cpus", type=int, default=2)
     sub.choices["compare"].add_argument("--repeat", type=int, default=3)
     sub.choices["compare"].add_argument("--tools", nargs="*", help="only these runs (names as in the table)")
+    sub.choices["compare"].add_argument("--input", help="a folder of JSONL shards instead of the peers' corpus "
+                                        "(e.g. a scaled corpus that `scale` wrote)")
     sub.choices["scale"].add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     sub.choices["scale"].add_argument("--max-chars", type=int, default=2000, help="cut documents to this length")
     sub.choices["scale"].add_argument("--verify", default="jaccard")

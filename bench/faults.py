@@ -22,16 +22,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 
-# (name, what is killed, the phase to wait for: a glob under the output that appears in it)
+NEAR_STEPS = tuple(f"ray::{step}" for step in ("explode", "bucket_pairs", "attach_other", "verify", "large_star",
+                                               "small_star", "members", "member_attrs", "keepers"))
+
+# (name, what is killed, the phase to wait for: a glob under the output that appears in it, and for
+# a worker the task to kill: its process title's start; None: any task but a listing of files)
 SCENARIOS = [
-    ("kill-worker-ingest", "worker", "_work/s0/u*.json"),
-    ("kill-driver-ingest", "driver", "_work/s0/u*.json"),
-    ("kill-worker-exact-dedupe", "worker", "_work/g0-exact_dedupe.tmp"),
-    ("kill-driver-exact-dedupe", "driver", "_work/g0-exact_dedupe.tmp"),
-    ("kill-worker-near-dedupe", "worker", "_work/g1-near_dedupe.tmp"),
-    ("kill-driver-near-dedupe", "driver", "_work/g1-near_dedupe.tmp"),
-    ("kill-worker-write", "worker", "_work/s2/u*.json"),
-    ("kill-driver-write", "driver", "_work/s2/u*.json"),
+    ("kill-worker-ingest", "worker", "_work/s0/u*.json", "ray::MapBatches"),
+    ("kill-driver-ingest", "driver", "_work/s0/u*.json", None),
+    ("kill-worker-exact-dedupe", "worker", "_work/g0-exact_dedupe.tmp", "ray::HashShuffle"),  # the groupby
+    ("kill-driver-exact-dedupe", "driver", "_work/g0-exact_dedupe.tmp", None),
+    ("kill-worker-near-dedupe", "worker", "_work/g1-near_dedupe.tmp", NEAR_STEPS),  # a step of the exchange
+    ("kill-driver-near-dedupe", "driver", "_work/g1-near_dedupe.tmp", None),
+    ("kill-worker-write", "worker", "_work/s2/u*.json", "ray::MapBatches"),
+    ("kill-driver-write", "driver", "_work/s2/u*.json", None),
 ]
 
 
@@ -66,22 +70,38 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def busy_worker(driver: int) -> int | None:
-    """A Ray worker process of this job that is running a task (`ray::` and not idle)."""
+# `ray::` processes that are not task workers: idle workers, Ray Data's bookkeeping actors, and the
+# node's agents (the raylet shares their fate: killing one takes the node down, not a worker)
+NOT_WORKERS = ("ray::IDLE", "ray::_StatsActor", "ray::_AutoscalingCoordinatorActor", "ray::AutoscalingRequester",
+               "ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def busy_worker(driver: int, task: str | tuple[str, ...] | None) -> int | None:
+    """A Ray worker process of this job running `task` (or any task but a file listing)."""
     for pid in children(driver):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if cmd.startswith("ray::") and not cmd.startswith(("ray::IDLE", "ray::_StatsActor", "ray::AutoscalingRequester")):
+        wanted = cmd.startswith(task) if task else (
+            cmd.startswith("ray::") and not cmd.startswith(NOT_WORKERS + ("ray::ListFiles",)))
+        if wanted:
             return pid
     return None
 
 
 def run(job: Path, out: Path) -> subprocess.Popen:
+    log = open(out.with_name(out.name + ".log"), "ab")
     return subprocess.Popen([sys.executable, "-m", "jobs.curate", str(job), "--output", str(out), "--quiet",
-                             "--num-cpus", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             "--num-cpus", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
                             start_new_session=True)
+
+
+def last_error(out: Path) -> str:
+    """The last line of a run's log that names an error: why a faulted run stopped."""
+    path = out.with_name(out.name + ".log")
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if "Error" in ln] if path.exists() else []
+    return lines[-1].strip()[:160] if lines else ""
 
 
 def digest(out: Path) -> tuple:
@@ -89,17 +109,19 @@ def digest(out: Path) -> tuple:
     return [f["sha256"] for f in m["files"]], [f["sha256"] for f in m["ledger"]], m["totals"]["balanced"]
 
 
-def scenario(name: str, target: str, phase: str, job: Path, out: Path, timeout: float) -> dict:
+def scenario(scenario_name: str, target: str, phase: str, task: str | tuple[str, ...] | None, job: Path,
+             out: Path, timeout: float) -> dict:
     proc = run(job, out)
-    deadline, killed = time.time() + timeout, None
+    deadline, killed, name = time.time() + timeout, None, "driver"
     while time.time() < deadline and proc.poll() is None and killed is None:
         if list(out.glob(phase)):
             if target == "driver":
                 proc.send_signal(signal.SIGKILL)
                 killed = proc.pid
             else:
-                killed = busy_worker(proc.pid)
+                killed = busy_worker(proc.pid, task)
                 if killed:
+                    name = Path(f"/proc/{killed}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").strip()
                     os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
     code = proc.wait()
@@ -114,8 +136,8 @@ def scenario(name: str, target: str, phase: str, job: Path, out: Path, timeout: 
         reruns += 1
         rerun = run(job, out)
         rerun.wait()
-    return {"scenario": name, "killed": target if killed else "nothing (phase passed)", "exit": code,
-            "completed_alone": finished_alone, "reruns": reruns}
+    return {"scenario": scenario_name, "killed": name if killed else "nothing (phase passed)", "exit": code,
+            "completed_alone": finished_alone, "reruns": reruns, "error": "" if finished_alone else last_error(out)}
 
 
 def main() -> None:
@@ -123,33 +145,37 @@ def main() -> None:
     parser.add_argument("--job", help="a job file (default: man pages and Loghub, with both dedupes)")
     parser.add_argument("--only", nargs="*", help="scenario names to run")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--keep", action="store_true", help="keep the outputs and logs")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sigma-faults-"))
     job = Path(args.job) if args.job else default_job(tmp)
     started = time.perf_counter()
     clean = run(job, tmp / "clean")
     if clean.wait() != 0:
-        sys.exit(f"the clean run failed: {clean.stderr.read().decode()[-2000:]}")
+        sys.exit(f"the clean run failed: see {tmp / 'clean.log'}")
     print(f"clean run: {time.perf_counter() - started:.1f} s")
     reference = digest(tmp / "clean")
     rows = []
-    for name, target, phase in SCENARIOS:
+    for name, target, phase, task in SCENARIOS:
         if args.only and name not in args.only:
             continue
         t = time.perf_counter()
-        row = scenario(name, target, phase, job, tmp / name, args.timeout)
+        row = scenario(name, target, phase, task, job, tmp / name, args.timeout)
         row["seconds"] = round(time.perf_counter() - t, 1)
         done = (tmp / name / "manifest.json").exists()
         row["same_output"] = done and digest(tmp / name)[:2] == reference[:2]
         row["balanced"] = done and digest(tmp / name)[2]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| scenario | killed | completed by itself | re-runs | same shards and ledger | balanced | s |")
-    print("|---|---|---|---:|---|---|---:|")
+    print("\n| scenario | killed | completed by itself | re-runs | same shards and ledger | balanced | s | why it stopped |")
+    print("|---|---|---|---:|---|---|---:|---|")
     for r in rows:
         print(f"| {r['scenario']} | {r['killed']} | {r['completed_alone']} | {r['reruns']} | {r['same_output']} | "
-              f"{r['balanced']} | {r['seconds']} |")
-    subprocess.run(["rm", "-rf", str(tmp)])
+              f"{r['balanced']} | {r['seconds']} | {r['error']} |")
+    if args.keep:
+        print(f"outputs and logs: {tmp}")
+    else:
+        subprocess.run(["rm", "-rf", str(tmp)])
     sys.exit(0 if all(r["same_output"] and r["balanced"] for r in rows) else 1)
 
 

@@ -9,7 +9,9 @@ The corpus is `bench/corpus.py`'s: real system text (Loghub logs, NL2Bash pairs,
 with the same seed, so a bigger corpus has the same mix. The job is the quick form (`sigma curate
 --input DIR`) with the default stages: redaction, the basic filter, exact and near dedupe. Each
 run is its own process tree (the driver, its embedded Ray and every worker), sampled from /proc:
-wall and CPU time, peak PSS summed over the tree, and the largest single process's private memory.
+wall and CPU time, peak PSS summed over the tree, the largest single process's private memory
+(which counts object-store pages only that process maps), and the largest heap (`RssAnon`: what
+a process allocated itself, without the object store's shared memory).
 """
 
 from __future__ import annotations
@@ -57,15 +59,15 @@ def run_size(size: int, args) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = ["| documents | JSONL MB | wall s | µs per document | documents/s | CPU s | kept | near dups | exact dups "
-             "| peak PSS MB (tree) | largest process: private (PSS) MB | Parquet MB |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| peak PSS MB (tree) | largest process: private (PSS) MB | largest heap (RssAnon) MB | Parquet MB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         drops = r["totals"]["dropped_by_reason"]
         lines.append(f"| {r['size']:,} | {r['input_mb']:,.0f} | {r['wall_s']:.1f} | {r['wall_s'] / r['size'] * 1e6:,.0f} "
                      f"| {r['size'] / r['wall_s']:,.0f} | {r['cpu_s']:.0f} | {r['totals']['kept']:,} "
                      f"| {drops.get('near_duplicate', 0):,} | {drops.get('exact_duplicate', 0):,} "
                      f"| {r['tree_pss_mb']:,.0f} | {r['max_proc_uss_mb']:,.0f} ({r['max_proc_pss_mb']:,.0f}) "
-                     f"| {r['output_mb']:,.0f} |")
+                     f"| {r['max_proc_anon_mb']:,.0f} | {r['output_mb']:,.0f} |")
     return "\n".join(lines)
 
 

@@ -42,14 +42,17 @@ def _stats(args) -> int:
             from tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_file(args.tokenizer)
-        stats = compute_stats(args.dir, tokenizer=tokenizer)
+        from jobs.loop_report import loop_rounds
+
+        loop = loop_rounds(args.dir)  # a loop's folder: its newest round's data, and scores by round
+        stats = compute_stats(loop[0] if loop else args.dir, tokenizer=tokenizer)
     except FileNotFoundError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         return 2
     if args.html:
         from pipeline.report import write_html
 
-        write_html(stats, args.html)
+        write_html(stats, args.html, rounds=loop[1] if loop else None)
         Console(stderr=True).print(f"report: {args.html}")
     if args.json:
         print(json.dumps(stats, indent=1))
@@ -98,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Documents and bytes by source, kind and shard; drops by stage and reason; "
                        "the ledger balance; a length histogram. Streams over the shards.",
                        epilog="examples:\n  sigma stats out/local-system --json\n"
-                       "  sigma stats out/local-system --html report.html",
+                       "  sigma stats out/local-system --html report.html\n"
+                       "  sigma stats out/loop --html loop.html     # a loop: its newest round, and scores by round",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dir", help="a curate output folder (holding manifest.json)")
+    p.add_argument("dir", help="a curate output folder (holding manifest.json), or a loop's folder")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
     p.add_argument("--tokenizer", metavar="FILE", help="a tokenizer.json to count tokens with (words are always counted)")

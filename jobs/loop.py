@@ -41,7 +41,8 @@ from stages.presets import expand_presets
 from stages.registry import STAGES
 
 from jobs.loop_config import LoopConfig, load_loop
-from jobs.loop_report import corpus_tokens, round_row, synth_summary, synthetic_fate, write_report, write_table
+from jobs.loop_report import (corpus_tokens, loop_rounds, round_row, synth_summary, synthetic_fate, write_report,
+                              write_table)
 
 STEPS = ("curate", "tokenize", "train", "eval", "synth", "report")
 TOKENIZER = "tokenizer.json"
@@ -114,6 +115,12 @@ class Loop:
                     done = self._finish_step(k, step, summary, started)["steps"]
         rows = [round_row(self.state(k)) for k in range(1, self.config.rounds + 1)]
         write_table(self.root, rows)
+        found = loop_rounds(self.root)
+        if found:
+            from pipeline.report import write_html
+            from pipeline.stats import compute_stats
+
+            write_html(compute_stats(found[0]), self.root / "report.html", rounds=found[1])
         return rows
 
     # -- steps -----------------------------------------------------------------------------

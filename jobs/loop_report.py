@@ -151,6 +151,25 @@ def write_table(root: Path, rows: list[dict]) -> None:
         tmp.replace(root / name)
 
 
+ROUND_METRICS = ("loss", "eval_loss", "ppl", "nl2cmd_em", "nl2cmd_name", "nl2cmd_f1", "synth_acceptance")
+
+
+def loop_rounds(root: str | Path) -> tuple[Path, list[dict]] | None:
+    """For a loop's folder (it holds `rounds.json`): the newest round's curate output and the loss
+    and evaluation scores by round, for `sigma stats`; None for any other folder."""
+    root = Path(root)
+    if not (root / "rounds.json").exists():
+        return None
+    rows = json.loads((root / "rounds.json").read_text())
+    curated = [root / f"round-{r['round']}" / "curate" for r in rows]
+    curated = [d for d in curated if (d / "manifest.json").exists()]
+    if not curated:
+        return None
+    metrics = [{"round": r["round"], **{m: r[m] for m in ROUND_METRICS if isinstance(r.get(m), (int, float))}}
+               for r in rows]
+    return curated[-1], metrics
+
+
 def render_table(rows: list[dict], console) -> None:
     from rich.table import Table
 

@@ -2,11 +2,14 @@
 
 One row per document (``id``, ``text``, ``source``, ``uri``, ``kind``, ``meta``). Shards are read
 in sorted file order, one row group at a time, so the corpus is never held in memory. A row group
-is also the unit the trainer shuffles and splits across ranks.
+is also the unit the trainer shuffles and splits across ranks. Where the folder has a manifest,
+every shard is checked against its sha256 when the set is opened, so a changed or corrupt shard
+stops training with its name instead of training on it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +17,12 @@ from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.shards import sha256_file
+
+
+class CorruptShardError(ValueError):
+    """A shard whose bytes differ from what its run's manifest recorded."""
 
 
 @dataclass(frozen=True)
@@ -29,11 +38,13 @@ class ShardSet:
     files: tuple[Path, ...]
 
     @classmethod
-    def open(cls, root: str | Path) -> "ShardSet":
+    def open(cls, root: str | Path, verify: bool = True) -> "ShardSet":
         root = Path(root)
         files = tuple(sorted((root / "shards").glob("*.parquet")))
         if not files:
             raise FileNotFoundError(f"no shards in {root}/shards/*.parquet: is {root} a curate output folder?")
+        if verify and (root / "manifest.json").exists():
+            _check_against_manifest(root, files)
         return cls(root, files)
 
     @cached_property
@@ -52,3 +63,14 @@ class ShardSet:
         for path in self.files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["text"]):
                 yield from batch.column(0).to_pylist()
+
+
+def _check_against_manifest(root: Path, files: tuple[Path, ...]) -> None:
+    records = {r["path"]: r for r in json.loads((root / "manifest.json").read_text())["files"]}
+    for path in files:
+        record = records.get(str(path.relative_to(root)))
+        if record is None:
+            raise CorruptShardError(f"{path}: not in {root / 'manifest.json'} (added after the run?)")
+        if path.stat().st_size != record["bytes"] or sha256_file(path) != record["sha256"]:
+            raise CorruptShardError(f"{path}: its sha256 differs from the manifest's, the shard was changed or is "
+                                    f"corrupt; `sigma verify {root}` lists every problem")

@@ -211,9 +211,16 @@ class NearDedupe(GlobalStage):
         else:
             (pairs,) = step(_bucket_pairs, [buckets], [partitions], (partitions, self.bucket_window, False),
                             max_in_flight=w)
-            (pairs,) = step(_attach_other, [pairs, attrs], [partitions], (partitions, payload), max_in_flight=w)
-            edges, stats = step(_verify, [pairs, attrs], [partitions, None], (partitions, payload, self.threshold),
-                                max_in_flight=w)
+            waves = _verify_waves(pairs, attrs, partitions)
+            self.stats["verify_waves"] = waves
+            edges, stats = [[] for _ in range(partitions)], []
+            for wave in range(waves):
+                (attached,) = step(_attach_other, [pairs, attrs], [partitions], (partitions, payload, wave, waves),
+                                   max_in_flight=w)
+                wave_edges, wave_stats = step(_verify, [attached, attrs], [partitions, None],
+                                              (partitions, payload, self.threshold), max_in_flight=w)
+                edges = [a + b for a, b in zip(edges, wave_edges)]
+                stats += wave_stats
             stats = pa.concat_tables(ray.get(stats))
             self.stats.update(candidates=pc.sum(stats["candidates"]).as_py(),
                               verified=pc.sum(stats["verified"]).as_py())
@@ -397,13 +404,38 @@ def _lookup(attrs: pa.Table, nodes: np.ndarray) -> np.ndarray:
     return order[pos]
 
 
-def _attach_other(pairs: pa.Table | None, attrs: pa.Table | None, partitions: int, payload: str):
-    """Partition by v: distinct pairs, each with v's payload; on to u's partition."""
+def _verify_waves(pairs: Parts, attrs: Parts, partitions: int) -> int:
+    """How many rounds to verify the candidate pairs in, so that one task holds about
+    `PARTITION_BYTES` of pairs with their payloads: every pair carries a copy of one side's
+    payload, and in a corpus of many near copies the pairs outnumber the documents many times."""
+    import ray
+
+    sizes = ray.remote(_rows_and_bytes)
+    pair_rows = sum(r for r, _ in ray.get([sizes.remote(ref) for part in pairs for ref in part]))
+    attr_rows, attr_bytes = np.sum(ray.get([sizes.remote(ref) for part in attrs for ref in part]), axis=0)
+    per_pair = attr_bytes / max(int(attr_rows), 1)
+    return max(1, -(-int(pair_rows * per_pair) // (PARTITION_BYTES * partitions)))
+
+
+def _rows_and_bytes(table: pa.Table) -> tuple[int, int]:
+    return table.num_rows, table.nbytes
+
+
+def _wave_of(u: np.ndarray, v: np.ndarray, waves: int) -> np.ndarray:
+    return minhash.fmix64((u.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ v.astype(np.uint64)) % np.uint64(waves)
+
+
+def _attach_other(pairs: pa.Table | None, attrs: pa.Table | None, partitions: int, payload: str, wave: int = 0,
+                  waves: int = 1):
+    """Partition by v: distinct pairs of this wave, each with v's payload; on to u's partition."""
     if pairs is None or pairs.num_rows == 0:
         return pa.table({"u": pa.array([], pa.int64()), "v": pa.array([], pa.int64()),
                          "other": pa.array([], attrs.schema.field("payload").type if attrs is not None else pa.null()),
                          PART: pa.array([], pa.int32())})
     u, v = unique_pairs(pairs["u"].to_numpy(), pairs["v"].to_numpy())
+    if waves > 1:
+        mine = _wave_of(u, v, waves) == np.uint64(wave)
+        u, v = u[mine], v[mine]
     other = attrs["payload"].take(pa.array(_lookup(attrs, v)))
     return pa.table({"u": pa.array(u, pa.int64()), "v": pa.array(v, pa.int64()), "other": other,
                      PART: pa.array(partition_of(u, partitions), pa.int32())})

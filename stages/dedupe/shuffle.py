@@ -91,7 +91,8 @@ def step(fn: Callable, inputs: Sequence[Parts], splits: Sequence[int | None], ar
         pieces = [ref for parts in inputs for ref in parts[p]]
         counts = [len(parts[p]) for parts in inputs]
         call_args = tuple(args) + (tuple(task_args[p]) if task_args is not None else ())
-        refs = remote.options(num_returns=width).remote(fn, call_args, counts, list(splits), *pieces)
+        refs = remote.options(num_returns=width, name=fn.__name__.lstrip("_")).remote(
+            fn, call_args, counts, list(splits), *pieces)
         refs = [refs] if width == 1 else refs
         running.append(refs[0])
         k = 0

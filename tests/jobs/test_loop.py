@@ -178,3 +178,16 @@ def test_loop_configuration_errors(config, tmp_path):
     loop._prepare(overwrite=False)
     with pytest.raises(ConfigError, match="another configuration"):
         Loop(parse_loop({**data, "synth": {**data["synth"], "per_task": 7}}), out)._prepare(overwrite=False)
+
+
+def test_the_loop_report_plots_scores_by_round(whole, tmp_path):
+    from jobs.cli import main
+    from jobs.loop_report import loop_rounds
+
+    newest, rounds = loop_rounds(whole)
+    assert newest == whole / "round-2" / "curate"
+    assert [r["round"] for r in rounds] == [1, 2] and all("loss" in r and "ppl" in r for r in rounds)
+    assert main(["stats", str(whole), "--html", str(tmp_path / "stats.html")]) == 0
+    for html in (whole / "report.html", tmp_path / "stats.html"):  # the loop writes one at its end
+        text = html.read_text()
+        assert 'data-plot="rounds"' in text and "Loss and evaluation scores by round." in text

@@ -102,3 +102,20 @@ def test_document_layout():
     doc_ids, positions = document_layout(tokens, eos_id=0)
     assert doc_ids.tolist() == [[0, 0, 0, 1, 1, 2, 3], [0, 1, 1, 1, 1, 1, 1]]
     assert positions.tolist() == [[0, 1, 2, 0, 1, 0, 0], [0, 0, 1, 2, 3, 4, 5]]
+
+
+def test_a_changed_shard_is_refused_when_opened(curated_logs, tmp_path):
+    import shutil
+
+    from sigma.shards import CorruptShardError
+
+    copy = tmp_path / "run"
+    shutil.copytree(curated_logs, copy)
+    ShardSet.open(copy)
+    shard = sorted((copy / "shards").glob("*.parquet"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match=shard.name):
+        ShardSet.open(copy)
+    assert ShardSet.open(copy, verify=False).files  # an explicit opt-out reads it as it is

@@ -62,8 +62,9 @@ def run(tmp_path: Path, name: str, docs: list[dict], options: dict | None = None
     return manifest, dict(zip(ledger["id"].to_pylist(), ledger["detail"].to_pylist())), set(shards["id"].to_pylist())
 
 
-def decide(docs: list[dict], options: dict | None = None) -> dict[str, str]:
-    """The stage alone on Ray (signals, then the decision): dropped id -> keeper id."""
+def decide(docs: list[dict], options: dict | None = None, stats: dict | None = None) -> dict[str, str]:
+    """The stage alone on Ray (signals, then the decision): dropped id -> keeper id; the stage's
+    counters into `stats`."""
     import ray.data
 
     stage = NearDedupe(**(options or {}))
@@ -74,6 +75,8 @@ def decide(docs: list[dict], options: dict | None = None) -> dict[str, str]:
     drops = stage.decide(ray.data.from_arrow(signals), len(docs)).to_arrow_refs()
     ids = table["id"].to_pylist()
     tables = [ray.get(ref) for ref in drops]
+    if stats is not None:
+        stats.update(stage.stats)
     return {ids[r]: k for t in tables for r, k in zip(t["_row"].to_pylist(), t["detail"].to_pylist())}
 
 
@@ -117,6 +120,17 @@ def test_same_output_across_runs_and_with_one_or_two_workers(tmp_path, ray_local
     shards = [pq.read_table(tmp_path / name / "shards").drop_columns(["uri"]) for name in "ab"]  # uri: the input's path
     assert shards[0].equals(shards[1])
     assert decide(corpus) == decide(corpus, {"workers": 1, "rows_per_partition": 25}) == first
+
+
+def test_verification_in_waves_decides_the_same(ray_local, corpus, monkeypatch):
+    """Candidate pairs that would not fit one task's memory are verified in rounds (waves)."""
+    from stages.dedupe import near
+
+    whole = decide(corpus)
+    monkeypatch.setattr(near, "PARTITION_BYTES", 16 << 10)  # the driver sizes partitions and waves with it
+    stats = {}
+    assert decide(corpus, stats=stats) == whole and len(whole) > 80
+    assert stats["verify_waves"] > 1
 
 
 def test_dedupe_against_an_existing_output(tmp_path, ray_local, man_root):
