@@ -30,10 +30,11 @@ def test_ids_and_names_from_inputs_never_become_output_paths(tmp_path, ray_local
             {"id": "/etc/passwd", "text": "a document whose id is an absolute path somewhere else " * 3},
             {"id": "shards/part-00000.parquet", "text": "a document whose id names an output file " * 3}]
     (inputs / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (inputs / "..hidden.log").write_text("kernel: a file whose name starts with two dots, twice over\n" * 3)
+    (inputs / "logs").mkdir()
+    (inputs / "logs" / "..hidden.log").write_text("kernel: a file whose name starts with two dots, twice over\n" * 3)
     out = tmp_path / "run" / "out"
-    manifest = curate(quick_job([str(inputs)], str(out)), str(out))
-    assert manifest["totals"]["balanced"] and manifest["totals"]["kept"] == 4
+    manifest = curate(quick_job([str(inputs / "rows.jsonl"), str(inputs / "logs")], str(out)), str(out))
+    assert manifest["totals"]["balanced"] and manifest["totals"]["kept"] == 4, manifest["totals"]
     written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(inputs)]
     assert written and all(p.is_relative_to(out) for p in written)
     assert not (tmp_path / "escape").exists()
