@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.config import ConfigError, InputConfig, JobConfig, RayConfig, StageConfig, WriterConfig
+from pipeline.config import (ConfigError, InputConfig, JobConfig, RayConfig, StageConfig, WriterConfig,
+                             read_yaml_mapping)
 
 
 class Strict(BaseModel):
@@ -121,12 +121,4 @@ def parse_loop(data: dict, where: str = "loop") -> LoopConfig:
 
 def load_loop(path: str | Path) -> LoopConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"loop file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a loop file is a YAML mapping with `sources:`")
-    return parse_loop(data, str(path))
+    return parse_loop(read_yaml_mapping(path, "loop file", "`sources:`"), str(path))

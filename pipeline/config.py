@@ -80,16 +80,22 @@ class JobConfig(Strict):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> JobConfig:
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str, keys: str) -> dict:
+    """A YAML file that must hold a mapping (`what`: "job file"; `keys`: what it should have)."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"job file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a job file is a YAML mapping with `inputs:` and `stages:`")
+        raise ConfigError(f"{path}: a {what} is a YAML mapping with {keys}")
+    return data
+
+
+def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> JobConfig:
+    path = Path(path)
+    data = read_yaml_mapping(path, "job file", "`inputs:` and `stages:`")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return parse_job(data, str(path))
 
