@@ -29,6 +29,9 @@ def model_folder(spec: EngineSpec) -> str:
     return str(cache)
 
 
+CPU_MEMORY_SHARE = 0.3
+
+
 class VLLMBackend(Backend):
     name = "vllm"
 
@@ -41,6 +44,12 @@ class VLLMBackend(Backend):
                               "or give `url:` of a running server") from None
         folder = model_folder(spec)
         options = {"dtype": spec.dtype or "auto"}
+        import torch
+
+        if not torch.cuda.is_available():
+            # vLLM's CPU backend reserves this share of the machine's memory, 0.92 by default: more
+            # than is free beside Ray workers or a trainer
+            options["gpu_memory_utilization"] = CPU_MEMORY_SHARE
         if spec.max_model_len:
             options["max_model_len"] = spec.max_model_len
         self.llm = LLM(model=folder, **options)
