@@ -258,6 +258,8 @@ def run_tool(name: str, commands: list[list[str]], args) -> dict:
            "max_proc_pss_mb": max(p["max_proc_pss_mb"] for p in parts),
            "max_proc_uss_mb": max(p["max_proc_uss_mb"] for p in parts),
            "max_proc": max(parts, key=lambda p: p["max_proc_pss_mb"])["max_proc"],
+           "max_proc_anon_mb": max(p["max_proc_anon_mb"] for p in parts),
+           "max_anon_proc": max(parts, key=lambda p: p["max_proc_anon_mb"])["max_anon_proc"],
            "result": parts[-1]["result"], "stage_wall_s": [round(p["wall_s"], 2) for p in parts]}
     if name == "sigma curate job":
         manifest = json.loads((Path(args.work) / "out_curate" / "manifest.json").read_text())
