@@ -2,7 +2,7 @@
 /usr/share/doc files, /etc configs) cut into documents and mutated (word edits at a small rate,
 some exact copies), written as JSONL shards of `{"id", "text", "kind"}`.
 
-    python bench/corpus.py --docs 1000000 --out /tmp/corpus-1m
+    python bench/corpus.py --docs 1000000 --out corpus-1m
 """
 
 from __future__ import annotations
