@@ -412,8 +412,8 @@ def _verify_waves(pairs: Parts, attrs: Parts, partitions: int) -> int:
 
     sizes = ray.remote(_rows_and_bytes)
     pair_rows = sum(r for r, _ in ray.get([sizes.remote(ref) for part in pairs for ref in part]))
-    attr_rows, attr_bytes = np.sum(ray.get([sizes.remote(ref) for part in attrs for ref in part]), axis=0)
-    per_pair = attr_bytes / max(int(attr_rows), 1)
+    attr_sizes = ray.get([sizes.remote(ref) for part in attrs for ref in part])
+    per_pair = sum(b for _, b in attr_sizes) / max(sum(r for r, _ in attr_sizes), 1)
     return max(1, -(-int(pair_rows * per_pair) // (PARTITION_BYTES * partitions)))
 
 
