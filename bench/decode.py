@@ -208,7 +208,7 @@ def fastest_sdpa(call: Callable[[], object], device: torch.device, reps: int) ->
     return best
 
 
-def tune_triton(kind: str, q, k, v, lengths, n_v: int, device: torch.device) -> None:
+def tune_triton(kind: str, q, k, v, lengths, n_v: int, device: torch.device, top_k: int = TOP_K) -> None:
     """Pick the fastest launch configuration for this shape on one layer's cache."""
     from sigma.kernels import triton_decode as td
 
@@ -219,12 +219,13 @@ def tune_triton(kind: str, q, k, v, lengths, n_v: int, device: torch.device) -> 
     if key in td.TUNED:
         return
     best = (math.inf, td.DEFAULT)
-    for block_t, warps, stages, waves in itertools.product((64, 128), (4, 8), (2, 3, 4), (2, 4, 8)):
+    block_ts = (64, 128) if kind == "split" else (64,)  # the K pass's block is the top-k width
+    for block_t, warps, stages, waves in itertools.product(block_ts, (4, 8), (2, 3, 4), (2, 4, 8)):
         config = td.LaunchConfig(block_t, warps, stages, waves)
         if kind == "split":
             fn = lambda: td.split_kv_attention(q, k, v, lengths, n_v, config)  # noqa: E731
         else:
-            fn = lambda: td.attention_scores(q, k, lengths, layout, config)  # noqa: E731
+            fn = lambda: td.top_k_candidates(q, k, lengths, layout, top_k, config)  # noqa: E731
         try:
             seconds = time_call(fn, device, reps=5, groups=1)
         except Exception:  # noqa: BLE001 - e.g. out of shared memory for this tile
@@ -250,22 +251,25 @@ def measure_kernels(name: str, config: ModelConfig, batch: int, prefix: int, dev
         tune_triton("split", q, cache.k[0], cache.v[0], cache.lengths, n_v, device)
         runs.append(("triton split-KV", lambda: [td.split_kv_attention(q, cache.k[i], cache.v[i], cache.lengths, n_v) for i in range(layers)]))
         if diff:
-            tune_triton("scores", q, cache.k[0], cache.v[0], cache.lengths, n_v, device)
+            tune_triton("scores", q, cache.k[0], cache.v[0], cache.lengths, n_v, device, top_k)
             runs.append((f"triton selective V k={top_k}", lambda: [
                 td.selective_v_attention(q, cache.k[i], cache.v[i], cache.lengths, n_v, top_k) for i in range(layers)]))
             layout = td.layout_of(q, cache.k[0], cache.v[0], n_v)
-            runs.append(("  of which: K scores", lambda: [td.attention_scores(q, cache.k[i], cache.lengths, layout) for i in range(layers)]))
+            runs.append(("  of which: K pass", lambda: [td.top_k_candidates(q, cache.k[i], cache.lengths, layout, top_k) for i in range(layers)]))
     else:
         runs.append(("torch", lambda: [decode_attention(q, cache.k[i], cache.v[i], cache.lengths, n_v, backend="torch") for i in range(layers)]))
         if diff:
             runs.append((f"torch selective V k={top_k}", lambda: [
                 decode_attention(q, cache.k[i], cache.v[i], cache.lengths, n_v, backend="torch", top_k=top_k) for i in range(layers)]))
 
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    k_bytes = batch * prefix * config.n_k_heads * config.d_qk_head * itemsize
+    selected_bytes = k_bytes + batch * config.n_q_heads * min(top_k, prefix) * config.d_v_head * itemsize  # at most
     rows = []
     for kernel, fn in runs:
         seconds = time_call(fn, device, reps) / layers
-        rows.append({"model": name, "kernel": kernel, "batch": batch, "prefix": prefix, "ket_s": seconds,
-                     "bytes": per_layer_bytes if "selective" not in kernel and "scores" not in kernel else None})
+        moved = selected_bytes if "selective" in kernel else k_bytes if "K pass" in kernel else per_layer_bytes
+        rows.append({"model": name, "kernel": kernel, "batch": batch, "prefix": prefix, "ket_s": seconds, "bytes": moved})
     if diff:
         call = lambda: [concat_v_attention(q, cache.k[i], cache.v[i], None, n_v) for i in range(layers)]  # noqa: E731
         label = "SDPA concat-V"

@@ -11,9 +11,21 @@ the unit, of which only its own slot is stored. The surplus multiply-adds are fr
 bound by memory, not arithmetic. Splits write partial outputs with their log-sum-exp, which a
 second kernel combines (Dao et al., "Flash-Decoding for long-context inference", 2023).
 
-Selective V (Sigma, arXiv 2501.13629, section 2.3): a scores kernel reads all of K and writes
-each query's scores, ``torch.topk`` picks the ``top_k`` largest per query head, and a gather
-kernel reads only those V rows and softmaxes over the selected scores.
+Splits are sized from each sequence's current length, inside the kernel: the grid is fixed by
+the batch and the GPU (so a CUDA graph captured once serves every step), and a sequence of
+length ``L`` is cut into ``n_splits`` pieces of about ``L / n_splits`` positions; splits past
+the length exit at once. A cache allocated for 32K positions but holding 1K thus still spreads
+its 1K over the whole GPU, where splits sized from the capacity would give it a handful of
+programs.
+
+Selective V (Sigma, arXiv 2501.13629, section 2.3), in two kernels and nothing capacity-sized:
+the candidates kernel reads K up to each sequence's length and keeps, per query head and split,
+the ``KP = next_pow2(top_k)`` best (score, position) pairs, packed into one int64 so that a
+bitonic network carries the position with the score; the values kernel merges the
+splits' candidates into the ``top_k`` best per query head (exact: a member of the global top-k
+is in its own split's top-k), softmaxes over them and reads only their V rows. Splits are at
+least ``SELECT_SPLIT_BLOCKS * KP`` positions long, so the candidates are at most an eighth of the
+length.
 
 The V cache is stored as ``(B, n_v / R, T, R * d_v)``: ``R`` V heads of one K group side by side
 in one row (``R = 1`` is the plain layout), which is also the concat-V view SDPA can read.
@@ -44,6 +56,7 @@ class LaunchConfig:
 
 
 DEFAULT = LaunchConfig()
+SELECT_SPLIT_BLOCKS = 8  # selective V: positions per split at least this many top-k blocks
 # Tuned choices by (n_q, n_k, n_v, d_qk, d_v, batch, capacity bucket), filled by ``tune``.
 TUNED: dict[tuple, LaunchConfig] = {}
 
@@ -102,13 +115,25 @@ def _sm_count(device: torch.device) -> int:
     return 4
 
 
-def splits_for(layout: Layout, batch: int, capacity: int, config: LaunchConfig, device: torch.device) -> tuple[int, int]:
-    """(number of splits, positions per split) for a cache of ``capacity`` positions."""
-    blocks = triton.cdiv(capacity, config.block_t)
-    wanted = triton.cdiv(config.waves * _sm_count(device), batch * layout.n_units)
-    splits = max(1, min(blocks, wanted))
-    split_size = triton.cdiv(blocks, splits) * config.block_t
-    return triton.cdiv(capacity, split_size), split_size
+def n_splits_for(layout: Layout, batch: int, capacity: int, config: LaunchConfig, sm_count: int,
+                 min_split: int | None = None) -> int:
+    """Splits per sequence in the grid: about ``waves`` programs per SM, none shorter than
+    ``min_split`` positions (default one block) even when the cache is full."""
+    min_split = min_split or config.block_t
+    wanted = triton.cdiv(config.waves * sm_count, batch * layout.n_units)
+    return max(1, min(triton.cdiv(capacity, min_split), wanted))
+
+
+def split_size(length: int, n_splits: int, block: int, min_split: int = 0) -> int:
+    """Positions per split for a sequence of ``length``: the kernels compute the same in-kernel."""
+    return max(triton.cdiv(triton.cdiv(length, n_splits), block) * block, min_split)
+
+
+def working_programs(layout: Layout, batch: int, length: int, n_splits: int, block: int, min_split: int = 0) -> int:
+    """Programs of a launch that have positions to read, every sequence at ``length``."""
+    if length <= 0:
+        return 0
+    return batch * layout.n_units * triton.cdiv(length, split_size(length, n_splits, block, min_split))
 
 
 def tuning_key(kind: str, layout: Layout, batch: int, capacity: int) -> tuple:
@@ -124,7 +149,7 @@ def config_for(kind: str, layout: Layout, batch: int, capacity: int) -> LaunchCo
 def _split_kv_kernel(
     Q, K, V, Lengths, OPart, LsePart,
     sqb, sqh, skb, skh, skt, svb, svg, svt, sob, soh, sos, slb, slh,
-    split_size, scale_log2,
+    n_splits, scale_log2,
     A: tl.constexpr, C: tl.constexpr, R: tl.constexpr, UNIT: tl.constexpr, M: tl.constexpr,
     NK: tl.constexpr, NV: tl.constexpr, D_QK: tl.constexpr, D_V: tl.constexpr, DK: tl.constexpr,
     DV: tl.constexpr, BLOCK_T: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
@@ -133,6 +158,7 @@ def _split_kv_kernel(
     unit = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     length = tl.load(Lengths + b)
+    split_size = tl.cdiv(tl.cdiv(length, n_splits), BLOCK_T) * BLOCK_T
     lo = split * split_size
     hi = tl.minimum(lo + split_size, length)
 
@@ -203,18 +229,78 @@ def _combine_kernel(
     tl.store(Out + b * sxb + h * sxh + d, out.to(Out.dtype.element_ty), mask=d < D_V)
 
 
+# Selective V keys: a float32 score's bits made order-preserving as int32, in the high half of an
+# int64 whose low half is the position; SENTINEL is (-inf, position 0), below every real key.
+SENTINEL = tl.constexpr(-9187343243723587584)
+
+
 @triton.jit
-def _scores_kernel(
-    Q, K, Lengths, Scores, sqb, sqh, skb, skh, skt, ssb, ssh, split_size, capacity, scale_log2,
+def _pack(s, t):
+    bits = s.to(tl.int32, bitcast=True)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return (ordered.to(tl.int64) << 32) | t.to(tl.int64)
+
+
+@triton.jit
+def _unpack(key):
+    ordered = (key >> 32).to(tl.int32)
+    bits = ordered ^ ((ordered >> 31) & 0x7FFFFFFF)
+    return bits.to(tl.float32, bitcast=True), (key & 0xFFFFFFFF).to(tl.int32)
+
+
+# Bitonic sorting networks over rows of power-of-two length, the tensor viewed as a hypercube of
+# side 2 (as tl.sort does); each compare-and-swap is a min and a max over one axis of size 2,
+# which Triton's CPU interpreter also runs quickly (tl.sort's xor-sum it runs element by element).
+@triton.jit
+def _indicator(n_dims: tl.constexpr, j: tl.constexpr):
+    return tl.reshape(tl.arange(0, 2), [1] * (n_dims - j - 1) + [2] + [1] * j)
+
+
+@triton.jit
+def _bitonic_pass(h, stage: tl.constexpr, order: tl.constexpr, n_dims: tl.constexpr):
+    """``stage`` rounds of compare-and-swap; order 0 ascending, 1 descending, 2 alternating runs."""
+    if order == 2:
+        flip = _indicator(n_dims, stage)
+    else:
+        flip = order
+    for r in tl.static_range(stage):
+        i: tl.constexpr = stage - 1 - r
+        lo = tl.min(h, axis=n_dims - 1 - i, keep_dims=True)
+        hi = tl.max(h, axis=n_dims - 1 - i, keep_dims=True)
+        h = tl.where((flip ^ _indicator(n_dims, i)) != 0, hi, lo)
+    return h
+
+
+@triton.jit
+def _sort_rows_ascending(x, LOG_N: tl.constexpr, N_DIMS: tl.constexpr):
+    h = tl.reshape(x, [2] * N_DIMS)
+    for stage in tl.static_range(1, LOG_N + 1):
+        h = _bitonic_pass(h, stage, 2 if stage < LOG_N else 0, N_DIMS)
+    return tl.reshape(h, x.shape)
+
+
+@triton.jit
+def _top_half(desc, asc, LOG_N: tl.constexpr, N_DIMS: tl.constexpr):
+    """The larger half of two sorted rows (one descending, one ascending), sorted descending:
+    their elementwise maximum is a bitonic row holding it (Batcher), which one merge sorts."""
+    h = tl.reshape(tl.maximum(desc, asc), [2] * N_DIMS)
+    return tl.reshape(_bitonic_pass(h, LOG_N, 1, N_DIMS), desc.shape)
+
+
+@triton.jit
+def _candidates_kernel(
+    Q, K, Lengths, Keys, sqb, sqh, skb, skh, skt, seb, seh, ses, n_splits, scale_log2,
     A: tl.constexpr, UNIT: tl.constexpr, M: tl.constexpr, NK: tl.constexpr, D_QK: tl.constexpr,
-    DK: tl.constexpr, BLOCK_T: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    DK: tl.constexpr, KP: tl.constexpr, LOG_KP: tl.constexpr, LOG_M: tl.constexpr, MIN_SPLIT: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     split = tl.program_id(0)
     unit = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     length = tl.load(Lengths + b)
+    split_size = tl.maximum(tl.cdiv(tl.cdiv(length, n_splits), KP) * KP, MIN_SPLIT)
     lo = split * split_size
-    hi = tl.minimum(lo + split_size, capacity)
+    hi = tl.minimum(lo + split_size, length)
     rows = tl.arange(0, M)
     row_ok = rows < UNIT
     heads = unit * UNIT + rows
@@ -226,34 +312,48 @@ def _scores_kernel(
     q = tl.load(Q + b * sqb + heads[:, None] * sqh + (kc % D_QK)[None, :], mask=q_mask, other=0.0)
     if UPCAST:
         q = q.to(tl.float32)
-    for start in range(lo, hi, BLOCK_T):
-        t = start + tl.arange(0, BLOCK_T)
-        t_ok = t < length
+    best = tl.full([M, KP], SENTINEL, tl.int64)  # each row sorted descending
+    for start in range(lo, hi, KP):
+        t = start + tl.arange(0, KP)
+        t_ok = t < hi
         kt = tl.load(K + b * skb + t[:, None].to(tl.int64) * skt + k_off[None, :], mask=t_ok[:, None] & kc_ok[None, :], other=0.0)
         if UPCAST:
             kt = kt.to(tl.float32)
         s = tl.dot(q, tl.trans(kt), input_precision=PRECISION) * scale_log2
-        s = tl.where(t_ok[None, :], s, float("-inf"))
-        tl.store(Scores + b * ssb + heads[:, None] * ssh + t[None, :], s, mask=row_ok[:, None] & (t < hi)[None, :])
+        keys = tl.where(t_ok[None, :] & row_ok[:, None], _pack(s, t[None, :]), SENTINEL)
+        keys = _sort_rows_ascending(keys, LOG_KP, LOG_M + LOG_KP)
+        best = _top_half(best, keys, LOG_KP, LOG_M + LOG_KP)
+    slots = tl.arange(0, KP)
+    tl.store(Keys + b * seb + heads[:, None] * seh + split * ses + slots[None, :], best, mask=row_ok[:, None] & (lo + 0 * slots < length)[None, :])
 
 
 @triton.jit
 def _selected_values_kernel(
-    Vals, Idx, V, Out, sab, sah, svb, svg, svt, sxb, sxh, n_q, top_k,
-    KP: tl.constexpr, C: tl.constexpr, R: tl.constexpr, D_V: tl.constexpr, DVP: tl.constexpr,
+    Keys, Lengths, V, Out, Pos, seb, seh, ses, svb, svg, svt, sxb, sxh, spb, sph, n_q, n_splits, top_k,
+    KP: tl.constexpr, LOG_KP: tl.constexpr, MIN_SPLIT: tl.constexpr, C: tl.constexpr, R: tl.constexpr,
+    D_V: tl.constexpr, DVP: tl.constexpr, WRITE_POSITIONS: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = (pid // n_q).to(tl.int64)
     h = pid % n_q
-    i = tl.arange(0, KP)
-    s = tl.load(Vals + b * sab + h * sah + i, mask=i < top_k, other=float("-inf"))
-    pos = tl.load(Idx + b * sab + h * sah + i, mask=i < top_k, other=0)
+    length = tl.load(Lengths + b)
+    split_size = tl.maximum(tl.cdiv(tl.cdiv(length, n_splits), KP) * KP, MIN_SPLIT)
+    slots = tl.arange(0, KP)
+    best = tl.full([KP], SENTINEL, tl.int64)
+    for split in range(0, tl.cdiv(length, split_size)):
+        ascending = tl.load(Keys + b * seb + h * seh + split * ses + (KP - 1 - slots))  # stored descending
+        best = _top_half(best, ascending, LOG_KP, LOG_KP)
+    s, pos = _unpack(best)  # sorted, best first
+    s = tl.where(slots < top_k, s, float("-inf"))
+    chosen = s > float("-inf")
+    if WRITE_POSITIONS:
+        tl.store(Pos + b * spb + h * sph + slots, tl.where(chosen, pos, -1), mask=slots < top_k)
     m = tl.max(s, 0)
     p = tl.exp2(s - m)
     hv = h // C
     d = tl.arange(0, DVP)
     base = V + b * svb + (hv // R).to(tl.int64) * svg + (hv % R) * D_V
-    rows = tl.load(base + pos[:, None] * svt + d[None, :], mask=(s > float("-inf"))[:, None] & (d < D_V)[None, :], other=0.0)
+    rows = tl.load(base + pos[:, None].to(tl.int64) * svt + d[None, :], mask=chosen[:, None] & (d < D_V)[None, :], other=0.0)
     out = tl.sum(p[:, None] * rows.to(tl.float32), 0) / tl.sum(p, 0)
     tl.store(Out + b * sxb + h * sxh + d, out.to(Out.dtype.element_ty), mask=d < D_V)
 
@@ -265,7 +365,7 @@ def split_kv_attention(
     layout = layout_of(q, k_cache, v_cache, n_v)
     batch, capacity = q.size(0), k_cache.size(2)
     config = config or config_for("split", layout, batch, capacity)
-    n_splits, split_size = splits_for(layout, batch, capacity, config, q.device)
+    n_splits = n_splits_for(layout, batch, capacity, config, _sm_count(q.device))
     consts = layout.constexprs()
     o_part = torch.empty(batch, layout.n_q, n_splits, layout.d_v, device=q.device, dtype=torch.float32)
     lse_part = torch.empty(batch, layout.n_q, n_splits, device=q.device, dtype=torch.float32)
@@ -275,7 +375,7 @@ def split_kv_attention(
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse_part.stride(0), lse_part.stride(1),
-        split_size, math.log2(math.e) / math.sqrt(layout.d_qk),
+        n_splits, math.log2(math.e) / math.sqrt(layout.d_qk),
         **consts, BLOCK_T=config.block_t, UPCAST=_interpreting(), PRECISION=_precision(k_cache),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
@@ -288,46 +388,55 @@ def split_kv_attention(
     return out
 
 
-def attention_scores(
-    q: Tensor, k_cache: Tensor, lengths: Tensor, layout: Layout, config: LaunchConfig | None = None,
-) -> Tensor:
-    """Scaled scores in log2 units (B, n_q, capacity), -inf past each sequence's length."""
+def top_k_candidates(
+    q: Tensor, k_cache: Tensor, lengths: Tensor, layout: Layout, top_k: int, config: LaunchConfig | None = None,
+) -> tuple[Tensor, int]:
+    """Selective V's K pass: per query head and split, the best ``next_pow2(top_k)`` packed
+    (score, position) keys, (B, n_q, n_splits, KP) int64, written only for splits holding positions."""
     batch, capacity = q.size(0), k_cache.size(2)
     config = config or config_for("scores", layout, batch, capacity)
-    n_splits, split_size = splits_for(layout, batch, capacity, config, q.device)
+    kp = max(16, _next_pow2(top_k))
+    n_splits = n_splits_for(layout, batch, capacity, config, _sm_count(q.device), min_split=SELECT_SPLIT_BLOCKS * kp)
     consts = layout.constexprs()
-    scores = torch.empty(batch, layout.n_q, capacity, device=q.device, dtype=torch.float32)
+    keys = torch.empty(batch, layout.n_q, n_splits, kp, device=q.device, dtype=torch.int64)
     q = q.contiguous()
-    _scores_kernel[(n_splits, layout.n_units, batch)](
-        q, k_cache, lengths, scores, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
-        k_cache.stride(2), scores.stride(0), scores.stride(1), split_size, capacity,
+    _candidates_kernel[(n_splits, layout.n_units, batch)](
+        q, k_cache, lengths, keys, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
+        k_cache.stride(2), keys.stride(0), keys.stride(1), keys.stride(2), n_splits,
         math.log2(math.e) / math.sqrt(layout.d_qk),
         A=consts["A"], UNIT=consts["UNIT"], M=consts["M"], NK=consts["NK"], D_QK=layout.d_qk, DK=consts["DK"],
-        BLOCK_T=config.block_t, UPCAST=_interpreting(), PRECISION=_precision(k_cache), num_warps=config.num_warps, num_stages=config.num_stages,
+        KP=kp, LOG_KP=kp.bit_length() - 1, LOG_M=consts["M"].bit_length() - 1, MIN_SPLIT=SELECT_SPLIT_BLOCKS * kp,
+        UPCAST=_interpreting(), PRECISION=_precision(k_cache),
+        num_warps=config.num_warps, num_stages=config.num_stages,
     )
-    return scores
+    return keys, n_splits
 
 
-def selected_values(vals: Tensor, idx: Tensor, v_cache: Tensor, layout: Layout, dtype: torch.dtype) -> Tensor:
-    """Softmax over the selected log2 scores ``vals`` (B, n_q, k) times the V rows at ``idx``."""
-    batch, n_q, top_k = vals.shape
-    out = torch.empty(batch, n_q, layout.d_v, device=vals.device, dtype=dtype)
-    vals, idx = vals.contiguous(), idx.contiguous()
+def selected_values(
+    keys: Tensor, lengths: Tensor, v_cache: Tensor, layout: Layout, top_k: int, dtype: torch.dtype,
+    positions: Tensor | None = None,
+) -> Tensor:
+    """Merge the splits' candidates into the ``top_k`` best per query head, softmax over them and
+    read only their V rows; (B, n_q, d_v). ``positions`` (B, n_q, top_k) int32, when given,
+    receives the chosen positions (-1 where a sequence has fewer than ``top_k``)."""
+    batch, n_q, n_splits, kp = keys.shape
+    out = torch.empty(batch, n_q, layout.d_v, device=keys.device, dtype=dtype)
+    pos = positions if positions is not None else out  # not written unless asked for
     _selected_values_kernel[(batch * n_q,)](
-        vals, idx, v_cache, out, vals.stride(0), vals.stride(1), v_cache.stride(0), v_cache.stride(1),
-        v_cache.stride(2), out.stride(0), out.stride(1), n_q, top_k,
-        KP=max(16, _next_pow2(top_k)), C=layout.n_q // layout.n_v, R=layout.r, D_V=layout.d_v,
-        DVP=max(16, _next_pow2(layout.d_v)), num_warps=4,
+        keys, lengths, v_cache, out, pos, keys.stride(0), keys.stride(1), keys.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), out.stride(0), out.stride(1),
+        pos.stride(0), pos.stride(1), n_q, n_splits, top_k,
+        KP=kp, LOG_KP=kp.bit_length() - 1, MIN_SPLIT=SELECT_SPLIT_BLOCKS * kp, C=layout.n_q // layout.n_v, R=layout.r, D_V=layout.d_v,
+        DVP=max(16, _next_pow2(layout.d_v)), WRITE_POSITIONS=positions is not None, num_warps=4,
     )
     return out
 
 
 def selective_v_attention(
     q: Tensor, k_cache: Tensor, v_cache: Tensor, lengths: Tensor, n_v: int, top_k: int,
-    config: LaunchConfig | None = None,
+    config: LaunchConfig | None = None, positions: Tensor | None = None,
 ) -> Tensor:
-    """Read all of K, keep the ``top_k`` scores per query head, read only those V rows."""
+    """Read K up to each length, keep the ``top_k`` scores per query head, read only those V rows."""
     layout = layout_of(q, k_cache, v_cache, n_v)
-    scores = attention_scores(q, k_cache, lengths, layout, config)
-    vals, idx = scores.topk(min(top_k, scores.size(-1)), dim=-1, sorted=False)
-    return selected_values(vals, idx, v_cache, layout, q.dtype)
+    keys, _ = top_k_candidates(q, k_cache, lengths, layout, top_k, config)
+    return selected_values(keys, lengths, v_cache, layout, top_k, q.dtype, positions)

@@ -103,13 +103,16 @@ def test_triton_split_kv_equals_reference(layout, dtype):
 
 
 @needs_triton
-@pytest.mark.parametrize("layout", [LAYOUTS[0], LAYOUTS[4], LAYOUTS[5]], ids=_ids)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_triton_selective_v_equals_reference(layout, dtype):
+@pytest.mark.parametrize("layout,dtype,top_ks", [
+    (LAYOUTS[0], torch.bfloat16, (20,)),
+    (LAYOUTS[4], torch.float32, (20, 100)),  # 100 > 77 and > 1: fewer positions than k in two sequences
+    (LAYOUTS[5], torch.bfloat16, (20, 100)),
+], ids=lambda p: _ids(p) if isinstance(p, tuple) and len(p) == 5 else str(p))
+def test_triton_selective_v_equals_reference(layout, dtype, top_ks):
     from sigma.kernels.triton_decode import LaunchConfig, selective_v_attention
 
     q, k, v, lengths = (t.to(DEVICE) for t in _cache(layout, dtype))
-    for top_k in (20, 100):  # 100 > 77 and > 1: fewer positions than k in two sequences
+    for top_k in top_ks:
         want = reference_decode_attention(q.cpu(), k.cpu(), v.cpu(), lengths.cpu(), layout[2], top_k)
         got = selective_v_attention(q, k, v, lengths, layout[2], top_k, LaunchConfig(block_t=32, waves=8))
         assert _error(got, want) < _tolerance(dtype), top_k
