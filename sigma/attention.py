@@ -84,8 +84,9 @@ def check_attention_kernel(
     """Raise if ``kernel`` disagrees with the float64 reference on this config's head layout.
 
     Checks the output and the gradients of q, k and v, since a wrong head map in the backward
-    pass would corrupt training just as silently. Errors are relative to the largest reference
-    value; the tolerance allows bf16 rounding and is far below the error of a wrong head map.
+    pass would corrupt training just as silently, causal and with a document mask. Errors are
+    relative to the largest reference value; the tolerance allows bf16 rounding and is far below
+    the error of a wrong head map.
     Returns the largest error.
     """
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -99,18 +100,30 @@ def check_attention_kernel(
     q = sample(config.n_q_heads, config.d_qk_head, scale=2.0)
     k = sample(config.n_k_heads, config.d_qk_head)
     v = sample(config.n_v_heads, config.d_v_head)
-    out = kernel(q, k, v, None)
-    grad_out = torch.randn(out.shape, generator=gen).to(device)
-    (out.float() * grad_out).sum().backward()
-
-    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
-    expected = reference_attention(q64, k64, v64)
-    (expected * grad_out.double()).sum().backward()
+    q64, k64, v64 = (t.detach().double() for t in (q, k, v))
+    # Document masking as training builds it (``Transformer.forward``): packed documents of
+    # unequal lengths in the first sequence, one whole document in the second. The dense mask
+    # takes another kernel path than ``is_causal`` (cuDNN with a mask, for unequal heads).
+    cut = torch.tensor([seq_len // 5, seq_len // 2])
+    doc_ids = torch.stack([torch.bucketize(torch.arange(seq_len), cut, right=True), torch.zeros(seq_len, dtype=torch.long)])
+    causal = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    doc_mask = ((doc_ids.unsqueeze(2) == doc_ids.unsqueeze(1)).unsqueeze(1) & causal).to(device)
 
     tolerance = 3e-2 if dtype in (torch.bfloat16, torch.float16) else 1e-4
     errors = {}
-    for name, got, want in (("output", out, expected), ("dq", q.grad, q64.grad), ("dk", k.grad, k64.grad), ("dv", v.grad, v64.grad)):
-        errors[name] = float("inf") if got is None else ((got.double() - want).abs().max() / want.abs().max()).item()
+    for case, mask in (("causal", None), ("document mask", doc_mask)):
+        for t in (q, k, v):
+            t.grad = None
+        out = kernel(q, k, v, mask)
+        grad_out = torch.randn(out.shape, generator=gen).to(device)
+        (out.float() * grad_out).sum().backward()
+        ref = [t.clone().requires_grad_() for t in (q64, k64, v64)]
+        expected = reference_attention(*ref, mask)
+        (expected * grad_out.double()).sum().backward()
+        for name, got, want in (("output", out, expected), ("dq", q.grad, ref[0].grad), ("dk", k.grad, ref[1].grad),
+                                ("dv", v.grad, ref[2].grad)):
+            error = float("inf") if got is None else ((got.double() - want).abs().max() / want.abs().max()).item()
+            errors[f"{name} ({case})"] = error
     worst = max(errors, key=errors.get)
     if not errors[worst] <= tolerance:
         raise RuntimeError(

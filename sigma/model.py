@@ -10,9 +10,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from sigma.attention import DiffQKVAttention
 from sigma.config import ModelConfig
+from sigma.losses import chunked_cross_entropy
 
 
 class RMSNorm(nn.Module):
@@ -75,6 +77,10 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(config, config.max_seq_len)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        # Training memory options, not shape (set by the trainer): tokens per chunk of the loss
+        # (0: the full logits at once) and recomputing each block's activations in the backward pass.
+        self.loss_chunk = 0
+        self.activation_checkpointing = False
         self.reset_parameters()
 
     @torch.no_grad()
@@ -107,7 +113,10 @@ class Transformer(nn.Module):
             cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         x = self.tok_embeddings(tokens)
         for index, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, None if caches is None else caches[index])
+            if self.activation_checkpointing and self.training and caches is None:
+                x = checkpoint(layer, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask, None if caches is None else caches[index])
         return self.norm(x)
 
     def forward(
@@ -127,7 +136,10 @@ class Transformer(nn.Module):
         if doc_ids is not None:
             causal = torch.ones(seq, seq, dtype=torch.bool, device=tokens.device).tril()
             mask = (doc_ids.unsqueeze(2) == doc_ids.unsqueeze(1)).unsqueeze(1) & causal
-        logits = self.output(self.hidden_states(tokens, positions, mask))
+        hidden = self.hidden_states(tokens, positions, mask)
+        if targets is not None and self.loss_chunk:
+            return chunked_cross_entropy(hidden.flatten(0, 1), self.output.weight, targets.flatten(), self.loss_chunk)
+        logits = self.output(hidden)
         if targets is None:
             return logits
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)

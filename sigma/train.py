@@ -8,7 +8,6 @@ uninterrupted one. Several GPUs: launch with ``torchrun``; each rank reads its o
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -30,6 +29,7 @@ from sigma.metrics import MetricsLog, TrainingProgress
 from sigma.model import Transformer
 from sigma.optimizer import build_optimizer, learning_rate
 from sigma.packing import HELD_OUT, TRAIN, DataMixture, SequenceStream, document_layout
+from sigma.parallel import FullShards, gradient_sync, parallelize, scalar
 from sigma.shards import ShardSet
 from sigma.tokenizer import TOKENIZER_FILE, end_of_text_id, load_tokenizer, train_on_shards
 
@@ -64,6 +64,9 @@ class TrainConfig:
     doc_mask: bool = False  # keep attention (and RoPE positions) inside documents
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA
     compile: bool | None = None  # default: on CUDA
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # several ranks: replicas, or parameters and optimizer state sharded
+    loss_chunk: int = 0  # tokens per chunk of the loss, never the full logits at once; 0: all at once
+    activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
 
     def model_config(self) -> ModelConfig:
         return resolve_model_config(self.model)
@@ -162,6 +165,7 @@ def _check_resumable(state: dict[str, Any], config: TrainConfig, distributed: Di
             ("held_out_fraction", saved.held_out_fraction, config.held_out_fraction),
             ("lanes", saved.lanes, config.lanes),
             ("world_size", state["world_size"], distributed.world_size),
+            ("parallel", saved.parallel, config.parallel),
         ) if old != new
     ]
     if changed:
@@ -197,21 +201,23 @@ def _held_out_sets(
 @torch.no_grad()
 def evaluate(
     model: nn.Module, held_out: Sequence[tuple[str, Tensor]], batch_size: int, device: torch.device,
-    autocast: Any, eos_id: int | None, distributed: Distributed,
+    autocast: Any, eos_id: int | None, distributed: Distributed, sharded: bool = False,
 ) -> dict[str, float]:
-    """Mean held-out loss per folder and over all; ranks split the windows and sum."""
+    """Mean held-out loss per folder and over all; ranks split the windows and sum. A sharded
+    model runs collectives in every forward pass, so there each rank runs all the windows."""
     was_training = model.training
     model.eval()
+    split = distributed.enabled and not sharded
     totals = torch.zeros(len(held_out), 2, dtype=torch.float64, device=device)  # loss sum, windows
     for index, (_, windows) in enumerate(held_out):
-        mine = windows[distributed.rank :: distributed.world_size]
+        mine = windows[distributed.rank :: distributed.world_size] if split else windows
         for start in range(0, len(mine), batch_size):
             batch = mine[start : start + batch_size].to(device)
             with autocast:
                 loss = model(batch[:, :-1], batch[:, 1:], **_document_kwargs(batch[:, :-1], eos_id))
             totals[index, 0] += loss.double() * len(batch)
             totals[index, 1] += len(batch)
-    if distributed.enabled:
+    if split:
         dist.all_reduce(totals)
     model.train(was_training)
     result = {f"eval_loss/{name}": (totals[i, 0] / totals[i, 1]).item() for i, (name, _) in enumerate(held_out)}
@@ -296,22 +302,22 @@ def train(
     model = Transformer(model_config).to(device_)
     if weights_from:
         load_weights(weights_from, model)
+    model.loss_chunk, model.activation_checkpointing = config.loss_chunk, config.activation_checkpointing
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device_.type == "cuda")
     compile_model = config.compile if config.compile is not None else device_.type == "cuda"
     if device_.type == "cuda":  # the kernel as training will run it, compiled or not
         kernel = torch.compile(sdpa_attention) if compile_model else sdpa_attention
         check_attention_kernel(model_config, device_, torch.bfloat16 if use_bf16 else torch.float32, kernel=kernel)
+    train_model: nn.Module = model
+    sharded = distributed.enabled and config.parallel == "fsdp"
+    if distributed.enabled:  # before the optimizer: FSDP replaces the parameters by their shards
+        train_model = parallelize(model, config.parallel, device_)
     optimizer = build_optimizer(
         model, config.lr, config.weight_decay, config.betas, config.adam_eps, fused=device_.type == "cuda"
     )
+    full = FullShards(model, optimizer, lambda: Transformer(model_config)) if sharded else None
     if checkpoint:
-        load_training_state(checkpoint, optimizer, device_)
-
-    train_model: nn.Module = model
-    if distributed.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(model, device_ids=[device_.index] if device_.type == "cuda" else None)
+        load_training_state(checkpoint, full or optimizer, device_)
     if compile_model:  # after DDP, so that compile splits graphs at DDP's gradient buckets
         train_model = torch.compile(train_model)
 
@@ -347,13 +353,14 @@ def train(
 
     def run_eval(step: int) -> None:
         if held_out:
-            log({"step": step, **evaluate(model, held_out, config.batch_size, device_, autocast, doc_eos, distributed)})
+            log({"step": step, **evaluate(model, held_out, config.batch_size, device_, autocast, doc_eos, distributed, sharded)})
 
     def save(step: int) -> None:
         data_states = [mixture.state_dict()]
         if distributed.enabled:
             data_states = [None] * distributed.world_size
             dist.all_gather_object(data_states, mixture.state_dict())
+        weights = full.gather() if full else model  # gathering the shards takes every rank
         if distributed.is_main:
             state = {
                 "step": step, "tokens": tokens_seen, "world_size": distributed.world_size, "data": data_states,
@@ -361,7 +368,7 @@ def train(
                 "train_config": config.to_dict(),
                 "init_from": str(initial.path) if initial else (checkpoint.state.get("init_from") if checkpoint else None),
             }
-            save_checkpoint(out, model, optimizer, state, tokenizer_json, keep=config.keep_checkpoints)
+            save_checkpoint(out, weights, full or optimizer, state, tokenizer_json, keep=config.keep_checkpoints)
         if distributed.enabled:
             dist.barrier()
 
@@ -390,8 +397,7 @@ def train(
                 batch = batch.to(device_, non_blocking=True)
                 inputs, targets = batch[:, :-1], batch[:, 1:]
                 last_micro = micro == config.grad_accum - 1
-                no_sync = train_model.no_sync() if distributed.enabled and not last_micro else contextlib.nullcontext()
-                with no_sync:
+                with gradient_sync(train_model, last_micro):
                     with autocast:
                         loss = train_model(inputs, targets, **_document_kwargs(inputs, doc_eos))
                     (loss / config.grad_accum).backward()
@@ -413,7 +419,7 @@ def train(
                 tokens_per_s = window_steps * tokens_per_step / elapsed
                 mfu = flops_per_token * tokens_per_s / (peak * distributed.world_size) if peak else None
                 log({
-                    "step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),
+                    "step": step, "loss": loss_value, "lr": lr, "grad_norm": scalar(grad_norm),
                     "tokens": tokens_seen, "tokens_per_s": tokens_per_s, **({"mfu": mfu} if mfu else {}),
                 })
                 bar.update(step, loss_value, tokens_per_s, mfu)

@@ -128,3 +128,14 @@ def test_tied_embeddings_share_one_tensor():
     model = Transformer(ModelConfig(vocab_size=64, n_layers=1, d_model=32, n_q_heads=2, n_k_heads=1, n_v_heads=2,
                                     d_qk_head=16, d_v_head=16, d_ffn=64, tie_embeddings=True))
     assert model.output.weight is model.tok_embeddings.weight
+
+
+def _ignores_the_mask(q, k, v, mask):
+    """Causal attention whatever the mask: a kernel path that drops the document mask."""
+    return sdpa_attention(q, k, v, None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_guard_checks_the_document_masked_path(dtype):
+    with pytest.raises(RuntimeError, match=r"\(document mask\)"):
+        check_attention_kernel(PRESETS["sigma-tiny"], "cpu", dtype, kernel=_ignores_the_mask)
