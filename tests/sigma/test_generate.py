@@ -208,12 +208,16 @@ def test_selective_v_on_held_out_text(engine, held_out, capsys):
     assert agreement[32] > 0.5 and agreement[32] >= agreement[8]  # position by position: one early change shifts the rest
 
 
-def test_decode_bench_smoke_runs_on_cpu(tmp_path, subprocess_env):
-    out = tmp_path / "decode.json"
-    done = subprocess.run([sys.executable, "bench/decode.py", "--smoke", "--no-triton", "--json", str(out)], check=True,
-                          capture_output=True, text=True, cwd=PROJECT_ROOT, env=subprocess_env)
-    assert done.stdout.rstrip().splitlines()[-1].startswith("wall time")
-    results = json.loads(out.read_text())
+def test_device_suite_smoke_runs_on_cpu(tmp_path, subprocess_env):
+    """bench/gpu_suite.py, the one command of a device run, through its decode part and a training part."""
+    done = subprocess.run([sys.executable, "bench/gpu_suite.py", "--smoke", "--only", "train-1.5b", "decode", "--out", str(tmp_path)],
+                          check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=subprocess_env)
+    assert done.stdout.rstrip().splitlines()[-1].startswith("suite wall time")
+    assert "goals" in done.stdout and "step time sigma-tiny / GQA" in done.stdout
+    assert [p["status"] for p in json.loads((tmp_path / "suite.json").read_text())] == ["ok", "ok"]
+    assert (tmp_path / "decode.log").read_text().rstrip().splitlines()[-1].startswith("wall time")
+    assert json.loads((tmp_path / "train-1.5b.json").read_text())["results"][0]["loss_chunk"] == 64
+    results = json.loads((tmp_path / "decode.json").read_text())
     assert all(r["tokens_equal"] == r["tokens"] for r in results["greedy_checks"])
     assert {r["kernel"].split(" (")[0] for r in results["kernels"]} >= {"torch", "SDPA concat-V", "SDPA"}
     memory = {r["model"]: r for r in results["memory"]}
