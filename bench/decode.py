@@ -23,6 +23,7 @@ CUDA graph replayed many times, the median of five runs. The tables come last.
     python bench/decode.py                     # the full run on a GPU (under 10 minutes on an H100)
     python bench/decode.py --smoke             # tiny shapes on the CPU: the code paths, not speed
     python bench/decode.py --quality RUN --data DIR [DIR ...]   # selective V on a trained checkpoint
+    python bench/decode.py --plan              # exact bytes per step and launch grids; no GPU needed
 """
 
 from __future__ import annotations
@@ -391,6 +392,73 @@ def largest_batches(models: dict[str, ModelConfig], context: int, device: torch.
     return rows
 
 
+# ----------------------------------------------------------------------------- what needs no GPU
+
+
+H100_SMS = 132  # the H100 SXM and the H200 both have 132 SMs
+
+
+def launch_plan(models: dict[str, ModelConfig], top_k: int, new_tokens: int = 256) -> list[dict]:
+    """Exact counts, no GPU: bytes one decode step reads, and the Triton kernels' programs with
+    work on a 132-SM GPU, for a cache of ``context + new_tokens`` positions (as the engine sizes it)
+    holding ``context`` positions, and holding 1K of a 32K cache; splits sized from the length
+    against the earlier rule, splits cut from the capacity."""
+    from sigma.kernels import triton_decode as td
+    from sigma.kv_cache import weight_bytes
+
+    def capacity_rule(layout, batch, capacity, length, block, min_split=0):
+        wanted = math.ceil(td.DEFAULT.waves * H100_SMS / (batch * layout.n_units))
+        blocks = math.ceil(capacity / block)
+        size = max(math.ceil(blocks / max(1, min(blocks, wanted))) * block, min_split)
+        return batch * layout.n_units * math.ceil(length / size)
+
+    rows = []
+    for (name, config), batch, (context, capacity) in itertools.product(
+        models.items(), (1, 8), ((32768, 32768 + new_tokens), (65536, 65536 + new_tokens), (1024, 32768))
+    ):
+        layout = td.Layout(config.n_q_heads, config.n_k_heads, config.n_v_heads, config.d_qk_head, config.d_v_head,
+                           config.n_v_heads // config.n_k_heads if config.n_v_heads % config.n_k_heads == 0 else 1)
+        kv = batch * context * kv_bytes_per_token(config)
+        k_only = batch * context * config.n_layers * config.n_k_heads * config.d_qk_head * 2
+        selected = k_only + batch * config.n_layers * config.n_q_heads * min(top_k, context) * config.d_v_head * 2
+        n_splits = td.n_splits_for(layout, batch, capacity, td.DEFAULT, H100_SMS)
+        kp = max(16, 1 << (top_k - 1).bit_length())
+        min_select = td.SELECT_SPLIT_BLOCKS * kp
+        select_splits = td.n_splits_for(layout, batch, capacity, td.DEFAULT, H100_SMS, min_split=min_select)
+        diff = config.n_k_heads != config.n_v_heads
+        rows.append({
+            "model": name, "batch": batch, "context": context, "capacity": capacity,
+            "kv_bytes": kv, "weight_bytes": weight_bytes(config), "selective_kv_bytes": selected if diff else None,
+            "programs_split_before": capacity_rule(layout, batch, capacity, context, td.DEFAULT.block_t),
+            "programs_split": td.working_programs(layout, batch, context, n_splits, td.DEFAULT.block_t),
+            # the earlier K pass wrote scores (-inf past the length) up to the capacity, then topk over them
+            "programs_select_before": capacity_rule(layout, batch, capacity, capacity, td.DEFAULT.block_t) if diff else None,
+            "programs_select": td.working_programs(layout, batch, context, select_splits, kp, min_select) if diff else None,
+        })
+    return rows
+
+
+def print_plan(rows: list[dict], top_k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"one decode step, bf16, exact (no GPU): bytes read, and Triton programs with work on "
+                        f"{H100_SMS} SMs (splits from the length; before: from the capacity); selective V k={top_k}")
+    for column in ("model", "batch", "held / capacity", "KV GB", "weights GB", "floor ms at 4.8 TB/s",
+                   "selective V KV GB", "split-KV programs", "before", "selective V K-pass programs", "before"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in rows:
+        floor = (r["kv_bytes"] + r["weight_bytes"]) / 4.8e12 * 1e3
+        table.add_row(
+            r["model"], str(r["batch"]), f"{r['context']:,} / {r['capacity']:,}", f"{r['kv_bytes'] / 1e9:.2f}",
+            f"{r['weight_bytes'] / 1e9:.2f}", f"{floor:.2f}",
+            f"{r['selective_kv_bytes'] / 1e9:.2f}" if r["selective_kv_bytes"] else "-",
+            str(r["programs_split"]), str(r["programs_split_before"]),
+            str(r["programs_select"] or "-"), str(r["programs_select_before"] or "-"),
+        )
+    Console(width=200).print(table)
+
+
 # ------------------------------------------------------------------------------------------- quality
 
 
@@ -446,7 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", metavar="RUN", help="a trained run: selective V's held-out perplexity and greedy agreement")
     parser.add_argument("--data", nargs="+", metavar="DIR", help="the run's curated data folders (for --quality)")
     parser.add_argument("--quality-k", nargs="+", type=int, default=[8, 16, 32, 64, 100])
+    parser.add_argument("--plan", action="store_true", help="only the exact counts that need no GPU: bytes and launch grids")
     args = parser.parse_args(argv)
+    if args.plan:
+        print_plan(launch_plan(paper_models(False, 65536 + 256), args.top_k), args.top_k)
+        return 0
 
     if args.smoke:
         os.environ.setdefault("TRITON_INTERPRET", "1")
