@@ -245,7 +245,7 @@ def _pack(s, t):
 def _unpack(key):
     ordered = (key >> 32).to(tl.int32)
     bits = ordered ^ ((ordered >> 31) & 0x7FFFFFFF)
-    return bits.to(tl.float32, bitcast=True), (key & 0xFFFFFFFF).to(tl.int32)
+    return bits.to(tl.float32, bitcast=True), key.to(tl.int32)  # the low half: the position
 
 
 # Bitonic sorting networks over rows of power-of-two length, the tensor viewed as a hypercube of
@@ -257,6 +257,14 @@ def _indicator(n_dims: tl.constexpr, j: tl.constexpr):
 
 
 @triton.jit
+def _compare_swap(h, flip, i: tl.constexpr, n_dims: tl.constexpr):
+    """Order each pair along the ``i``-th innermost axis: ascending where ``flip`` is 0."""
+    lo = tl.min(h, axis=n_dims - 1 - i, keep_dims=True)
+    hi = tl.max(h, axis=n_dims - 1 - i, keep_dims=True)
+    return tl.where((flip ^ _indicator(n_dims, i)) != 0, hi, lo)
+
+
+@triton.jit
 def _bitonic_pass(h, stage: tl.constexpr, order: tl.constexpr, n_dims: tl.constexpr):
     """``stage`` rounds of compare-and-swap; order 0 ascending, 1 descending, 2 alternating runs."""
     if order == 2:
@@ -264,10 +272,7 @@ def _bitonic_pass(h, stage: tl.constexpr, order: tl.constexpr, n_dims: tl.conste
     else:
         flip = order
     for r in tl.static_range(stage):
-        i: tl.constexpr = stage - 1 - r
-        lo = tl.min(h, axis=n_dims - 1 - i, keep_dims=True)
-        hi = tl.max(h, axis=n_dims - 1 - i, keep_dims=True)
-        h = tl.where((flip ^ _indicator(n_dims, i)) != 0, hi, lo)
+        h = _compare_swap(h, flip, stage - 1 - r, n_dims)
     return h
 
 
