@@ -23,14 +23,21 @@ LOG_LINES = [
     "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4",
 ]
 
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     """A random 2-layer Llama (4 query heads, 2 KV heads, tied embeddings) saved as a Hugging Face folder."""
     folder = tmp_path_factory.mktemp("llama")
     tokenizer = train_tokenizer(LOG_LINES * 20, vocab_size=300, min_frequency=1)
+    tokenizer.add_special_tokens(["<|im_start|>", "<|im_end|>"])
     tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": END_OF_TEXT, "chat_template": "{{ messages }}"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
+        "unk_token": END_OF_TEXT, "chat_template": CHATML,
+    }))
     config = transformers.LlamaConfig(
         vocab_size=tokenizer.get_vocab_size(), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-5, rope_theta=50_000.0,
@@ -53,7 +60,7 @@ def test_folder_with_all_kv_heads_computes_the_source_logits(tiny_llama, tmp_pat
         torch.testing.assert_close(engine.model(ids), source(ids).logits, atol=1e-5, rtol=0)
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     assert manifest["source"]["format"] == "huggingface" and len(manifest["source"]["sha256"]) == 64
-    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == "{{ messages }}"
+    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == CHATML
     assert read_checkpoint(out).step == 0
 
 
@@ -69,6 +76,24 @@ def test_one_k_head_is_the_mean_of_the_k_rows_and_decodes_like_recompute(tiny_ll
     prompt = [engine.eos_id, *tokenizer.encode(LOG_LINES[1]).ids]
     [(cached, _)] = engine.generate_ids([prompt], 20, ignore_eos=True)
     assert cached == greedy_by_recompute(engine.model, prompt, 20)
+
+
+def test_sigma_backend_renders_the_carried_chat_template_as_transformers_does(tiny_llama, tmp_path):
+    from sigma.backends.base import EngineSpec, Prompt, Sampling
+    from sigma.backends.sigma_engine import SigmaBackend
+
+    out = convert(tiny_llama[0], 1, tmp_path / "k1")
+    backend = SigmaBackend(EngineSpec(backend="sigma", model=str(out), device="cpu"))
+    assert backend.chat
+    prompt = Prompt((("system", "You explain logs."), ("user", LOG_LINES[0])), plain=LOG_LINES[0])
+    expected = transformers.AutoTokenizer.from_pretrained(out).apply_chat_template(
+        [{"role": r, "content": c} for r, c in prompt.messages], tokenize=False, add_generation_prompt=True)
+    assert backend.render(prompt) == expected
+    [generation] = backend.generate([prompt], Sampling(max_new_tokens=6))
+    assert generation.prompt_tokens == backend.count_tokens(expected) and generation.completion_tokens >= 1
+    assert backend.engine.tokenizer.token_to_id("<|im_end|>") in backend.engine.end_ids
+    plain = SigmaBackend(EngineSpec(backend="sigma", model=str(out), device="cpu", chat=False))
+    assert not plain.chat and plain.render(prompt) == LOG_LINES[0]
 
 
 def test_k_heads_must_divide_the_kv_heads(tiny_llama, tmp_path):
@@ -112,11 +137,25 @@ def test_smollm2_with_one_k_head_decodes_like_recompute(smollm2_source):
     model = converted_model(smollm2_source, 1).eval()
     tokenizer = smollm2_source_tokenizer(smollm2_source)
     prompt = tokenizer.encode(LOG_LINES[2], add_special_tokens=False).ids
-    [(cached, _)] = Engine(model).generate_ids([prompt], 12, ignore_eos=True)
-    assert cached == greedy_by_recompute(model, prompt, 12)
+    [(cached, _)] = Engine(model).generate_ids([prompt], 8, ignore_eos=True)
+    assert cached == greedy_by_recompute(model, prompt, 8)
 
 
 def smollm2_source_tokenizer(source):
     from tokenizers import Tokenizer
 
     return Tokenizer.from_str(source.tokenizer_files["tokenizer.json"])
+
+
+def test_a_converted_model_exports_to_transformers_with_its_chat_template(tiny_llama, tmp_path):
+    from sigma.export import export_hf
+
+    folder, source, tokenizer = tiny_llama
+    hf = export_hf(convert(folder, 1, tmp_path / "k1"), tmp_path / "hf")
+    exported = transformers.AutoModelForCausalLM.from_pretrained(hf, trust_remote_code=True).eval()
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    assert hf_tokenizer.chat_template == CHATML and hf_tokenizer.eos_token == "<|im_end|>"
+    native = Engine.load(tmp_path / "k1", device="cpu").model
+    ids = torch.tensor([tokenizer.encode(LOG_LINES[2]).ids])
+    with torch.no_grad():
+        torch.testing.assert_close(exported(ids).logits, native(ids), atol=1e-5, rtol=0)
