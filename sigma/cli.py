@@ -134,6 +134,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  sigma train sigma-tiny --data out/curated --out runs/tiny --steps 300\n"
             "  sigma train configs/train/sigma-125m.yaml --data out/man out/logs --weights 1 3 --out runs/125m\n"
+            "  sigma train configs/train/smollm2-k1-adapt.yaml --init converted/smollm2-k1 --data out/adapt/man out/adapt/logs --out runs/adapt\n"
             "  torchrun --nproc-per-node 8 -m sigma.cli train configs/train/sigma-1b.yaml --data out/curated --out runs/1b --resume"
         ),
     )
@@ -141,7 +142,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--data", nargs="+", required=True, metavar="DIR", help="curate output folders to mix")
     train.add_argument("--out", required=True, metavar="DIR", help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    train.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights and their tokenizer (a run folder or a step_* folder), with a fresh optimizer and schedule")
+    train.add_argument("--init-from", "--init", metavar="CHECKPOINT", help="start from these weights and their tokenizer (a run folder, a step_* folder, or a `sigma convert` output), with a fresh optimizer and schedule")
     train.add_argument("--weights", nargs="+", type=float, metavar="W", help="mixture weight per --data folder")
     train.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json or a folder with one (default: beside the first --data folder, else train one)")
     train.add_argument("--steps", type=int, dest="max_steps", help="optimizer steps")

@@ -159,3 +159,23 @@ def test_a_converted_model_exports_to_transformers_with_its_chat_template(tiny_l
     ids = torch.tensor([tokenizer.encode(LOG_LINES[2]).ids])
     with torch.no_grad():
         torch.testing.assert_close(exported(ids).logits, native(ids), atol=1e-5, rtol=0)
+
+
+def test_training_from_a_converted_model_keeps_its_chat_settings(tiny_llama, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sigma.train import TrainConfig, train
+
+    shards = tmp_path / "logs" / "shards"
+    shards.mkdir(parents=True)
+    rows = [{"id": f"line-{i}", "text": LOG_LINES[i % 3]} for i in range(24)]
+    pq.write_table(pa.Table.from_pylist(rows), shards / "part-00000.parquet", row_group_size=4)
+    converted = convert(tiny_llama[0], 1, tmp_path / "k1")
+    model = json.loads((converted / "state.json").read_text())["model_config"]
+    config = TrainConfig(model=model, seq_len=32, batch_size=2, max_steps=2, warmup_steps=1, lr=1e-3,
+                         held_out_fraction=0.0, save_every=2, log_every=1)
+    record = train(config, [tmp_path / "logs"], tmp_path / "run", init_from=converted, progress=False)
+    assert record["step"] == 2
+    backend_settings = Engine.load(tmp_path / "run", device="cpu").chat_settings
+    assert backend_settings is not None and backend_settings.template == CHATML
