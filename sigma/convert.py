@@ -34,6 +34,7 @@ from torch import Tensor
 
 from sigma.config import ModelConfig
 from sigma.model import Transformer
+from sigma.shards import sha256_file
 from sigma.tokenizer import TOKENIZER_FILE
 
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
@@ -46,14 +47,6 @@ class SourceModel:
     tensors: dict[str, Tensor]  # by Hugging Face name, float32
     tokenizer_files: dict[str, str]  # tokenizer.json and tokenizer_config.json
     description: dict[str, Any]  # where it came from: path, format, sha256, quantization
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_source(src: str | Path) -> SourceModel:
@@ -71,7 +64,7 @@ def load_source(src: str | Path) -> SourceModel:
 
         config, tensors, tokenizer_files, quantization = read_gguf(path)
         description = {"path": str(src) if packaged else str(path), "file": path.name, "format": "gguf",
-                       "sha256": file_sha256(path), **quantization}
+                       "sha256": sha256_file(path), **quantization}
         return SourceModel(config, tensors, tokenizer_files, description)
     return _load_hf_folder(path)
 
@@ -97,7 +90,7 @@ def _load_hf_folder(folder: Path) -> SourceModel:
     hashed = [*weight_files, config_file, folder / TOKENIZER_FILE]
     digest = hashlib.sha256()
     for file in hashed:  # the folder's hash: each file's name and sha256, in order
-        digest.update(f"{file.name} {file_sha256(file)}\n".encode())
+        digest.update(f"{file.name} {sha256_file(file)}\n".encode())
     description = {"path": str(folder), "format": "huggingface", "sha256": digest.hexdigest(),
                    "sha256_of": "lines 'NAME SHA256' of " + ", ".join(f.name for f in hashed),
                    "dtype": str(next(iter(load_file(str(weight_files[0])).values())).dtype).removeprefix("torch.")}

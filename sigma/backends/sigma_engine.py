@@ -3,8 +3,8 @@
 A Sigma checkpoint trained here is a base model: it continues text, so it gets each prompt's plain
 form. A checkpoint converted from an instruction-tuned model (``sigma convert``) carries its chat
 template: it gets the chat messages rendered with it, as ``transformers`` would render them, and
-ends at the end-of-turn token. A prompt longer than the context leaves room for the completion by dropping its oldest tokens
-(the instruction and the answer cue sit at its end).
+ends at the end-of-turn token. A prompt longer than the context leaves room for the completion by
+dropping its oldest tokens (the instruction and the answer cue sit at its end).
 """
 
 from __future__ import annotations
