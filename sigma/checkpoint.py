@@ -6,7 +6,9 @@
 - ``optimizer.pt``: the optimizer state, loadable with ``torch.load(weights_only=True)``;
 - ``rng.pt``: the torch RNG states, also ``weights_only`` loadable;
 - ``state.json``: step, tokens seen, every rank's data position, the model and train configs;
-- ``tokenizer.json``: the tokenizer the run trained with, so a checkpoint exports on its own.
+- ``tokenizer.json``: the tokenizer the run trained with, so a checkpoint exports on its own;
+- ``tokenizer_config.json``, where the run started from a converted model: its special tokens
+  and chat template, carried from checkpoint to checkpoint.
 
 A checkpoint is written under a temporary name and renamed into place, then ``RUN/checkpoints/
 latest`` (a one-line file naming it) is replaced the same way, so a reader never sees half of one.
@@ -49,8 +51,12 @@ def save_checkpoint(
     state: dict[str, Any],
     tokenizer_json: str,
     keep: int = 2,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
-    """Write one checkpoint for ``state['step']`` and keep the newest ``keep`` of them."""
+    """Write one checkpoint for ``state['step']`` and keep the newest ``keep`` of them.
+
+    ``extra_files`` (name -> text) go in beside, e.g. a converted model's ``tokenizer_config.json``.
+    """
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{state['step']:08d}"
@@ -66,6 +72,8 @@ def save_checkpoint(
     torch.save(rng, tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     (tmp / "tokenizer.json").write_text(tokenizer_json)
+    for file_name, text in (extra_files or {}).items():
+        (tmp / file_name).write_text(text)
     _fsync_files(tmp)
     if final.exists():
         shutil.rmtree(final)

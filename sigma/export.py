@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from sigma.chat_template import load_chat_settings
 from sigma.checkpoint import load_weights, read_checkpoint
 from sigma.config import ModelConfig
 from sigma.model import Transformer
@@ -86,16 +87,23 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     shutil.copyfile(Path(__file__).with_name("hf_modeling.py"), tmp / MODELING_FILE)
     _write_json(tmp / "config.json", hf_config(config, eos_id, dtype))
-    _write_json(tmp / "generation_config.json", {"bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": eos_id})
+    special = {"bos_token": eos, "eos_token": eos, "pad_token": eos}
+    chat = load_chat_settings(found.path)  # a converted model's own special tokens and chat template
+    if chat is not None:
+        special.update(chat.special_tokens)
+    end_ids = sorted({eos_id, tokenizer.token_to_id(special["eos_token"]) or eos_id})
+    _write_json(tmp / "generation_config.json", {
+        "bos_token_id": eos_id, "eos_token_id": end_ids if len(end_ids) > 1 else eos_id, "pad_token_id": eos_id,
+    })
     tokenizer.save(str(tmp / "tokenizer.json"))
     _write_json(tmp / "tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": eos, "eos_token": eos, "pad_token": eos, "unk_token": None,
+        "tokenizer_class": "PreTrainedTokenizerFast", "unk_token": None, **special,
         "model_max_length": config.max_seq_len,
         "padding_side": "left",  # decoder-only: prompts end where generation starts
         "clean_up_tokenization_spaces": False,
+        **({"chat_template": chat.template} if chat is not None and chat.template else {}),
     })
-    _write_json(tmp / "special_tokens_map.json", {"bos_token": eos, "eos_token": eos, "pad_token": eos})
+    _write_json(tmp / "special_tokens_map.json", special)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

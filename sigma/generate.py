@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sigma.chat_template import ChatSettings, load_chat_settings
 from sigma.checkpoint import load_weights, read_checkpoint
 from sigma.config import ModelConfig
 from sigma.kv_cache import KVCache
@@ -145,9 +146,11 @@ class Engine:
         self.device = next(model.parameters()).device
         self.tokenizer = tokenizer
         self.eos_id = end_of_text_id(tokenizer) if tokenizer is not None else None
+        self.end_ids = {self.eos_id}  # tokens that end a sequence; a chat model adds its end-of-turn token
         self.attention, self.selective_v = attention, selective_v
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.max_batch_size = max_batch_size
+        self.chat_settings: ChatSettings | None = None  # a converted model's chat template and special tokens
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
@@ -163,7 +166,12 @@ class Engine:
         model = Transformer(config)
         load_weights(found, model)
         model = to_inference(model, device, dtype)
-        return cls(model, load_tokenizer(found.path / TOKENIZER_FILE), **options)
+        engine = cls(model, load_tokenizer(found.path / TOKENIZER_FILE), **options)
+        engine.chat_settings = load_chat_settings(found.path)
+        end_of_turn = engine.chat_settings and engine.chat_settings.special_tokens.get("eos_token")
+        if end_of_turn and engine.tokenizer.token_to_id(end_of_turn) is not None:
+            engine.end_ids.add(engine.tokenizer.token_to_id(end_of_turn))
+        return engine
 
     def encode(self, prompt: str) -> list[int]:
         if self.tokenizer is None:
@@ -221,7 +229,7 @@ class Engine:
                 if sequence.finish_reason is not None:
                     continue
                 sequence.ids.append(token)
-                if token == self.eos_id and not ignore_eos:
+                if token in self.end_ids and not ignore_eos:
                     sequence.finish_reason = "eos"
                 elif stop and _first_stop(self.tokenizer.decode(sequence.ids[-stop_window:]), stop) is not None:
                     sequence.finish_reason = "stop"

@@ -71,12 +71,12 @@ def _check_against_manifest(root: Path, files: tuple[Path, ...]) -> None:
         record = records.get(str(path.relative_to(root)))
         if record is None:
             raise CorruptShardError(f"{path}: not in {root / 'manifest.json'} (added after the run?)")
-        if path.stat().st_size != record["bytes"] or _sha256(path) != record["sha256"]:
+        if path.stat().st_size != record["bytes"] or sha256_file(path) != record["sha256"]:
             raise CorruptShardError(f"{path}: its sha256 differs from the manifest's, the shard was changed or is "
                                     f"corrupt; `sigma verify {root}` lists every problem")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

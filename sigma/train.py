@@ -292,6 +292,8 @@ def train(
     )
     tok = load_tokenizer(tokenizer_file)
     tokenizer_json = Path(tokenizer_file).read_text()
+    settings_file = weights_from.path / "tokenizer_config.json" if weights_from else None
+    carried = {settings_file.name: settings_file.read_text()} if settings_file and settings_file.exists() else {}
     if tok.get_vocab_size() > model_config.vocab_size:
         raise ValueError(f"tokenizer has {tok.get_vocab_size()} tokens, more than the model's vocab_size {model_config.vocab_size}")
     eos_id = end_of_text_id(tok)
@@ -368,7 +370,8 @@ def train(
                 "train_config": config.to_dict(),
                 "init_from": str(initial.path) if initial else (checkpoint.state.get("init_from") if checkpoint else None),
             }
-            save_checkpoint(out, weights, full or optimizer, state, tokenizer_json, keep=config.keep_checkpoints)
+            save_checkpoint(out, weights, full or optimizer, state, tokenizer_json, keep=config.keep_checkpoints,
+                            extra_files=carried)
         if distributed.enabled:
             dist.barrier()
 

@@ -1,8 +1,10 @@
 """This project's own engine (``sigma.generate.Engine``) on a checkpoint written by ``sigma train``.
 
-A Sigma checkpoint is a base model: it continues text, so it gets each prompt's plain form. A
-prompt longer than the context leaves room for the completion by dropping its oldest tokens
-(the instruction and the answer cue sit at its end).
+A Sigma checkpoint trained here is a base model: it continues text, so it gets each prompt's plain
+form. A checkpoint converted from an instruction-tuned model (``sigma convert``) carries its chat
+template: it gets the chat messages rendered with it, as ``transformers`` would render them, and
+ends at the end-of-turn token. A prompt longer than the context leaves room for the completion by
+dropping its oldest tokens (the instruction and the answer cue sit at its end).
 """
 
 from __future__ import annotations
@@ -25,11 +27,24 @@ class SigmaBackend(Backend):
         dtype = getattr(torch, spec.dtype) if spec.dtype else None
         self.engine = Engine.load(spec.model, device=spec.device, dtype=dtype, max_batch_size=spec.max_batch_size)
         self.model_id = spec.model
-        self.chat = False
+        settings = self.engine.chat_settings
+        has_template = settings is not None and bool(settings.template)
+        self.chat = has_template if spec.chat is None else spec.chat
+        if self.chat and not has_template:
+            raise ValueError(f"{spec.model} has no chat template (tokenizer_config.json): set chat: false")
         self.max_context = self.engine.config.max_seq_len
 
+    def _encode(self, text: str) -> list[int]:
+        """A rendered chat is encoded as it is; plain text starts after the end-of-text token."""
+        if self.chat:
+            return self.engine.tokenizer.encode(text, add_special_tokens=False).ids
+        return self.engine.encode(text)
+
+    def render(self, prompt: Prompt) -> str:
+        return self.engine.chat_settings.render(prompt.messages) if self.chat else prompt.plain
+
     def count_tokens(self, text: str) -> int:
-        return len(self.engine.encode(text))
+        return len(self._encode(text))
 
     def _fit(self, ids: list[int], max_new_tokens: int) -> list[int]:
         room = self.max_context - min(max_new_tokens, self.max_context // 2)
@@ -37,7 +52,7 @@ class SigmaBackend(Backend):
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]:
         engine = self.engine
-        ids = [self._fit(engine.encode(p.plain), sampling.max_new_tokens) for p in prompts]
+        ids = [self._fit(self._encode(self.render(p)), sampling.max_new_tokens) for p in prompts]
         results = engine.generate_ids(
             ids, sampling.max_new_tokens, sampling=SamplingParams(sampling.temperature, sampling.top_k, sampling.top_p),
             stop=sampling.stop, seed=sampling.seed,
