@@ -11,7 +11,7 @@ Speed: documents/s of the whole stage on NL2Bash questions with their commands (
 embedding (on Ray actors) beside k-means, the pairs and the rest.
 
     python bench/semantic_dedupe.py quality [--models minilm minilm-static]
-    python bench/semantic_dedupe.py speed --sizes 10000 100000 [--model minilm-static]
+    python bench/semantic_dedupe.py speed --sizes 10000 100000 [--models minilm-static minilm]
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def signals_on_actors(stage, docs: list[dict], batch_rows: int = 256) -> list:
             return stage.signal(batch).select(["id", "_unit", "_row", *stage.signal_columns()])
 
     t = table(docs)
-    ds = ray.data.from_arrow([t.slice(i, 2048) for i in range(0, t.num_rows, 2048)])
+    size = max(64, min(2048, t.num_rows // (4 * (stage.workers or 2))))  # several blocks an actor
+    ds = ray.data.from_arrow([t.slice(i, size) for i in range(0, t.num_rows, size)])
     ds = ds.map_batches(Signal, batch_size=batch_rows, batch_format="pyarrow", concurrency=stage.workers or 2)
     return ds.materialize().to_arrow_refs()
 
@@ -165,9 +166,9 @@ def speed(args) -> int:
     lines = ["| documents | model | embed s | decide s | of which k-means s | docs/s (whole stage) "
              "| embed ms/doc | decide ms/doc | clusters | largest cluster | pairs compared | removed |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for n in args.sizes:
+    for n, model in [(n, m) for m in args.models for n in args.sizes]:
         docs = speed_docs(n)
-        stage = SemanticDedupe(model=args.model, workers=args.num_cpus)
+        stage = SemanticDedupe(model=model, workers=args.num_cpus)
         started = time.time()
         blocks = signals_on_actors(stage, docs)
         signed = time.time()
@@ -176,7 +177,7 @@ def speed(args) -> int:
         done = time.time()
         s = stage.stats
         embed_s, decide_s = signed - started, done - signed
-        lines.append(f"| {n:,} | {args.model} | {embed_s:.1f} | {decide_s:.1f} | {s['kmeans_s']:.1f} "
+        lines.append(f"| {n:,} | {model} | {embed_s:.1f} | {decide_s:.1f} | {s['kmeans_s']:.1f} "
                      f"| {n / (done - started):,.0f} | {embed_s / n * 1e3:.2f} | {decide_s / n * 1e3:.3f} "
                      f"| {s['clusters']} | {s['largest_cluster']:,} | {s['compared']:,} | {removed:,} |")
         print(lines[-1], file=sys.stderr, flush=True)
@@ -193,7 +194,7 @@ def main() -> int:
     q.add_argument("--models", nargs="+", default=["minilm", "minilm-static"])
     s = sub.add_parser("speed", help="documents/s of the stage at growing sizes")
     s.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    s.add_argument("--model", default="minilm-static")
+    s.add_argument("--models", nargs="+", default=["minilm-static"])
     for p in (q, s):
         p.add_argument("--num-cpus", type=int, default=2)
     args = ap.parse_args()

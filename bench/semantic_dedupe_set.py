@@ -59,7 +59,7 @@ def qa(nl: str, cmd: str) -> str:
 
 def command_key(cmd: str) -> str:
     """Spellings of one command that differ only in quoting, spacing or an implied `.` are one."""
-    key = re.sub(r"[\'\"]", "", cmd)
+    key = re.sub(r"[\'\"\u201c\u201d\u2018\u2019]", "", cmd)
     key = re.sub(r"(^|\s)\./(?=\s|$)", r"\1.", key)
     key = re.sub(r"^find\s+-", "find . -", key.strip())
     return " ".join(key.split())

@@ -16,9 +16,10 @@ bounded length. The decision then runs as Ray tasks:
    against `PAIR_BLOCK` rows at a time, so memory per task is bounded by the partition, never by
    the square of a cluster;
 4. connected components of those pairs (`stages/dedupe/components.py`), one keeper per component
-   by `near_dedupe`'s rule (`keep`: earliest, longest or the highest `score_column`), the rest
-   dropped as `semantic_duplicate` with the keeper's id and their cosine to it as detail
-   (`<keeper id> cosine=0.9731`).
+   by `near_dedupe`'s rule (`keep`: earliest, longest or the highest `score_column`); the members
+   at or above `threshold` cosine to the keeper are dropped as `semantic_duplicate` with the
+   keeper's id and that cosine as detail (`<keeper id> cosine=0.9731`). The rest of a component
+   stays: it hangs on the keeper only through a chain of pairs, and chains drift in meaning.
 
 With `existing` (earlier curate outputs), their documents are embedded and take part as keepers
 only, as in `near_dedupe`. Node keys and every tie-break are those of `near_dedupe`, so the
@@ -141,14 +142,14 @@ class SemanticDedupe(GlobalStage):
         kmeans_s = time.time() - started
         if len(centroids) == 0:  # no document has a vector
             self.stats = {"partitions": partitions, "clusters": 0}
-            return [ray.put(_keepers(None))]
+            return [ray.put(_keepers(None, self.threshold))]
         clustered, attrs = step(_assign, [blocks_in], [partitions, partitions], (centroids, partitions),
                                 max_in_flight=w)
         edges, stats = step(_cluster_pairs, [clustered], [partitions, None], (partitions, self.threshold),
                             max_in_flight=w)
         members, cc_rounds = connected_components(edges, partitions, max_in_flight=w)
         (members,) = step(member_attrs, [members, attrs], [partitions], (partitions, ("emb",)), max_in_flight=w)
-        (drops,) = step(_keepers, [members], [None], max_in_flight=w)
+        (drops,) = step(_keepers, [members], [None], (self.threshold,), max_in_flight=w)
         stats = pa.concat_tables(ray.get(stats))
         self.stats = {"partitions": partitions, "clusters": len(centroids), "kmeans_iterations": iterations,
                       "largest_cluster": int(max(stats["largest"].to_pylist(), default=0)),
@@ -304,9 +305,11 @@ def _cluster_pairs(table: pa.Table | None, partitions: int, threshold: float):
     return both_directions(*local_stars(u, v), partitions), stats
 
 
-def _keepers(members: pa.Table | None) -> pa.Table:
+def _keepers(members: pa.Table | None, threshold: float) -> pa.Table:
     """Partition by root: per component, the keeper by `near_dedupe`'s rule; every other new
-    member is a drop naming the keeper and its cosine to it."""
+    member within `threshold` of the keeper is a drop naming the keeper and its cosine to it.
+    Members that joined the component through a chain of pairs but are not close to the keeper
+    stay: a chain of near pairs can link documents that mean different things."""
     schema = pa.schema([("_unit", pa.int32()), ("_row", pa.int64()), ("reason", pa.string()), ("detail", pa.string())])
     if members is None or members.num_rows == 0:
         return schema.empty_table()
@@ -316,6 +319,8 @@ def _keepers(members: pa.Table | None) -> pa.Table:
     emb = _matrix(members["emb"].take(pa.array(order)))
     rows = np.flatnonzero(drop)
     cosine = np.einsum("ij,ij->i", emb[rows], emb[keeper[rows]])
+    close = cosine >= threshold
+    rows, cosine = rows[close], cosine[close]
     dropped = node[rows]
     return pa.table({
         "_unit": pa.array((dropped >> 32).astype(np.int32), pa.int32()),
