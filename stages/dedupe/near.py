@@ -134,7 +134,7 @@ class NearDedupe(GlobalStage):
         keys = minhash.band_hashes(sigs, self.bands, self.rows)
         band_offsets = np.r_[0, np.cumsum(np.where(empty, 0, self.bands))].astype(np.int32)
         out = {BANDS: pa.ListArray.from_arrays(pa.array(band_offsets), pa.array(keys[~empty].ravel(), pa.uint64())),
-               SCORE: pa.array(self._scores(batch), pa.float64())}
+               SCORE: pa.array(keeper_scores(batch, self.keep, self.score_column), pa.float64())}
         if self.verify == "signature":
             out[SIG] = pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel(), pa.uint32()), self.num_perm)
         elif self.verify == "jaccard":
@@ -164,16 +164,6 @@ class NearDedupe(GlobalStage):
             n = np.diff(off)
             hashes[np.repeat(offsets[:-1][rows], n) + np.arange(len(h)) - np.repeat(off[:-1], n)] = h
         return hashes, offsets
-
-    def _scores(self, batch: pa.Table) -> np.ndarray:
-        if self.keep == "longest":
-            return pc.utf8_length(batch["text"].fill_null("")).to_numpy(zero_copy_only=False).astype(np.float64)
-        if self.keep == "score":
-            if self.score_column not in batch.column_names:
-                raise ValueError(f"keep: score reads column {self.score_column!r}, which no earlier stage adds")
-            col = batch[self.score_column].cast(pa.float64()).fill_null(-np.inf)
-            return col.to_numpy(zero_copy_only=False)
-        return np.zeros(batch.num_rows)
 
     # -- decide: over the whole corpus, on Ray ---------------------------------------------------
 
@@ -225,20 +215,14 @@ class NearDedupe(GlobalStage):
             self.stats.update(candidates=pc.sum(stats["candidates"]).as_py(),
                               verified=pc.sum(stats["verified"]).as_py())
         members, self.stats["cc_rounds"] = connected_components(edges, partitions, max_in_flight=w)
-        (members,) = step(_member_attrs, [members, attrs], [partitions], (partitions,), max_in_flight=w)
+        (members,) = step(member_attrs, [members, attrs], [partitions], (partitions,), max_in_flight=w)
         (drops,) = step(_keepers, [members], [None], max_in_flight=w)
         return drops
 
     # -- dedupe against an existing corpus --------------------------------------------------------
 
     def _existing_files(self) -> list[str]:
-        files = []
-        for root in self.existing:
-            found = sorted(glob.glob(os.path.join(root, "shards", "*.parquet")))
-            if not found:
-                raise ValueError(f"existing: {root} holds no shards/*.parquet (is it a curate output folder?)")
-            files += found
-        return files
+        return existing_shards(self.existing)
 
     def _existing_rows(self) -> int:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in self._existing_files()) if self.existing else 0
@@ -247,6 +231,28 @@ class NearDedupe(GlobalStage):
         calls = [(path, index) for index, path in enumerate(self._existing_files())]
         return step(_existing_file_signals, [], [partitions, partitions], (self, partitions, payload), task_args=calls,
                     max_in_flight=self.workers)
+
+
+def keeper_scores(batch: pa.Table, keep: str, score_column: str | None) -> np.ndarray:
+    """What the keeper rule ranks by, per document: length, a score column, or nothing (earliest)."""
+    if keep == "longest":
+        return pc.utf8_length(batch["text"].fill_null("")).to_numpy(zero_copy_only=False).astype(np.float64)
+    if keep == "score":
+        if score_column not in batch.column_names:
+            raise ValueError(f"keep: score reads column {score_column!r}, which no earlier stage adds")
+        return batch[score_column].cast(pa.float64()).fill_null(-np.inf).to_numpy(zero_copy_only=False)
+    return np.zeros(batch.num_rows)
+
+
+def existing_shards(roots: list[str]) -> list[str]:
+    """The shard files of earlier curate outputs (`existing:`), in a fixed order."""
+    files = []
+    for root in roots:
+        found = sorted(glob.glob(os.path.join(root, "shards", "*.parquet")))
+        if not found:
+            raise ValueError(f"existing: {root} holds no shards/*.parquet (is it a curate output folder?)")
+        files += found
+    return files
 
 
 def _modes(option: str | dict[str, str]) -> tuple[dict[str, str], str]:
@@ -489,18 +495,37 @@ def _jaccard(a: pa.Array, b: pa.Array) -> np.ndarray:
     return out
 
 
-def _member_attrs(members: pa.Table | None, attrs: pa.Table | None, partitions: int):
-    """Partition by node: each member with its score, id and origin; on to its root's partition."""
+def member_attrs(members: pa.Table | None, attrs: pa.Table | None, partitions: int, extra: tuple[str, ...] = ()):
+    """Partition by node: each member with its score, id and origin (and the `extra` attribute
+    columns); on to its root's partition."""
     if members is None or members.num_rows == 0:
+        extras = {c: pa.array([], attrs.schema.field(c).type) for c in extra} if attrs is not None else {}
         return pa.table({"root": pa.array([], pa.int64()), "node": pa.array([], pa.int64()),
                          "score": pa.array([], pa.float64()), "existing": pa.array([], pa.bool_()),
-                         "id": pa.array([], pa.string()), PART: pa.array([], pa.int32())})
+                         "id": pa.array([], pa.string()), **extras, PART: pa.array([], pa.int32())})
     node, root = members["node"].to_numpy(), members["root"].to_numpy()
     at = _lookup(attrs, node)
     idx = pa.array(at)
-    return pa.table({"root": pa.array(root, pa.int64()), "node": pa.array(node, pa.int64()),
-                     "score": attrs["score"].take(idx), "existing": attrs["existing"].take(idx),
-                     "id": attrs["id"].take(idx), PART: pa.array(partition_of(root, partitions), pa.int32())})
+    cols = {"root": pa.array(root, pa.int64()), "node": pa.array(node, pa.int64())}
+    cols.update({c: attrs[c].take(idx) for c in ("score", "existing", "id", *extra)})
+    cols[PART] = pa.array(partition_of(root, partitions), pa.int32())
+    return pa.table(cols)
+
+
+def keeper_choice(members: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The keeper rule over component members (`root`, `node`, `score`, `existing`): existing
+    documents first, then the highest score, then the smallest key. Returns the members' order
+    (by component, keeper first), each sorted row's keeper (a position in that order) and which
+    sorted rows are dropped."""
+    root = members["root"].to_numpy()
+    node = members["node"].to_numpy()
+    score = members["score"].to_numpy(zero_copy_only=False)
+    existing = members["existing"].to_numpy(zero_copy_only=False)
+    order = np.lexsort((node, -score, ~existing, root))  # the keeper sorts first in its component
+    root, existing = root[order], existing[order]
+    first = np.r_[True, root[1:] != root[:-1]]
+    keeper = np.maximum.accumulate(np.where(first, np.arange(len(root)), 0))
+    return order, keeper, ~first & ~existing
 
 
 def _keepers(members: pa.Table | None) -> pa.Table:
@@ -509,16 +534,9 @@ def _keepers(members: pa.Table | None) -> pa.Table:
     schema = pa.schema([("_unit", pa.int32()), ("_row", pa.int64()), ("reason", pa.string()), ("detail", pa.string())])
     if members is None or members.num_rows == 0:
         return schema.empty_table()
-    root = members["root"].to_numpy()
-    node = members["node"].to_numpy()
-    score = members["score"].to_numpy(zero_copy_only=False)
-    existing = members["existing"].to_numpy(zero_copy_only=False)
-    order = np.lexsort((node, -score, ~existing, root))  # the keeper sorts first in its component
-    root, node, existing = root[order], node[order], existing[order]
+    order, keeper, drop = keeper_choice(members)
+    node = members["node"].to_numpy()[order]
     ids = members["id"].take(pa.array(order))
-    first = np.r_[True, root[1:] != root[:-1]]
-    keeper = np.maximum.accumulate(np.where(first, np.arange(len(root)), 0))
-    drop = ~first & ~existing
     dropped = node[drop]
     return pa.table({
         "_unit": pa.array((dropped >> 32).astype(np.int32), pa.int32()),
