@@ -174,7 +174,8 @@ def main() -> int:
     ap.add_argument("--nl2bash", default=str(NL2BASH))
     ap.add_argument("--groups", type=int, default=300, help="NL2Bash duplicate groups")
     ap.add_argument("--configs", type=int, default=60, help="configuration templates filled twice")
-    ap.add_argument("--max-jaccard", type=float, default=0.5, help="keep duplicate pairs below this word 3-gram Jaccard")
+    ap.add_argument("--max-jaccard", type=float, default=0.5,
+                    help="keep duplicate pairs under this word 3-gram Jaccard")
     ap.add_argument("--seed", type=int, default=16)
     args = ap.parse_args()
     docs = nl2bash(Path(args.nl2bash), args.groups, args.max_jaccard, random.Random(args.seed))

@@ -13,8 +13,9 @@ bounded length. The decision then runs as Ray tasks:
 2. every vector goes to its nearest centroid; the exchange (`stages/dedupe/shuffle.py`) brings
    each cluster's members into one task, partitioned by cluster id;
 3. within each cluster, the pairs at or above `threshold` cosine, compared `PAIR_BLOCK` rows
-   against `PAIR_BLOCK` rows at a time, so memory per task is bounded by the partition, never by
-   the square of a cluster;
+   against `PAIR_BLOCK` rows at a time, so a task holds its partition's vectors and one block of
+   cosines, never the square of a cluster (a partition holds whole clusters: `cluster_rows` keeps
+   them near that size, and the largest is in the stage's stats);
 4. connected components of those pairs (`stages/dedupe/components.py`), one keeper per component
    by `near_dedupe`'s rule (`keep`: earliest, longest or the highest `score_column`); the members
    at or above `threshold` cosine to the keeper are dropped as `semantic_duplicate` with the

@@ -88,8 +88,9 @@ def test_same_output_across_runs_and_with_one_or_two_workers(tmp_path, ray_local
 
 
 def test_dedupe_against_an_existing_output(tmp_path, ray_local, docs):
-    run(tmp_path, "round1", [docs[0], docs[2]] + docs[6:12])
+    static = {"model": "minilm-static", "threshold": 0.95}
+    run(tmp_path, "round1", [docs[0], docs[2]] + docs[6:12], static)
     _, ledger, kept = run(tmp_path, "round2", [docs[1], docs[3], docs[4]],
-                          {"existing": [str(tmp_path / "round1")], "threshold": 0.94})
+                          {**static, "existing": [str(tmp_path / "round1")]})
     assert {k: r["detail"].split(" cosine=")[0] for k, r in ledger.items()} == {"q1": "q0", "q3": "q2"}
     assert kept == {"q4"}
