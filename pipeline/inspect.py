@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.query import columns, connect, quote_columns, records
 
-DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate")
+DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")  # detail: the kept id first
 
 
 @dataclass
@@ -65,7 +65,7 @@ def sample(root: str | Path, *, kind: str | None = None, source: str | None = No
         else:
             s.notes.append("text not kept (rejects are sampled or off for this run)")
         if row["reason"] in DUPLICATE_REASONS and row["detail"]:
-            twin = records(con, "select * from shards where id = ? limit 1", [row["detail"]])
+            twin = records(con, "select * from shards where id = ? limit 1", [row["detail"].split()[0]])
             s.kept_twin = twin[0] if twin else None
         out.append(s)
     return out
