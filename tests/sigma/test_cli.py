@@ -15,11 +15,12 @@ def test_register_adds_the_model_commands():
     parser = argparse.ArgumentParser(prog="sigma")
     register(parser.add_subparsers(dest="command"))
     for argv in (["model", "info", "sigma-tiny"], ["tokenizer", "train", "--data", "d", "--vocab-size", "9"],
-                 ["train", "sigma-tiny", "--data", "d", "--out", "o"], ["export", "ckpt", "--out", "o"]):
+                 ["train", "sigma-tiny", "--data", "d", "--out", "o"], ["export", "ckpt", "--out", "o"],
+                 ["convert", "smollm2", "--k-heads", "1"], ["train", "cfg.yaml", "--init", "c", "--data", "d", "--out", "o"]):
         assert callable(parser.parse_args(argv).func)
 
 
-@pytest.mark.parametrize("command", [["model", "info"], ["tokenizer", "train"], ["train"], ["export"]])
+@pytest.mark.parametrize("command", [["model", "info"], ["tokenizer", "train"], ["train"], ["export"], ["convert"]])
 def test_help_explains_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
