@@ -12,7 +12,9 @@ Round k:
 2. tokenize: the tokenizer (trained on round 1's corpus, then fixed) and the corpus's tokens per
    kind; the trainer packs documents into sequences as it streams them (`sigma.packing`);
 3. train: from round k-1's checkpoint (`init_from`), on every round's curated output so far;
-4. eval: held-out perplexity per kind, NL -> command;
+4. eval: the frozen eval suite (bits per byte per kind, NL -> command multiple choice), the same
+   suite every round (its hash is pinned at round 1); perplexity on the round's own held-out
+   data; NL -> command generation;
 5. synth: a synthesis job over round k's corpus with the new model (or a fixed engine): requests
    -> `synthesize` on Ray actors that hold the engine -> synthetic rows for round k+1;
 6. report: `round-k/report.md` and `report.json`.
@@ -211,16 +213,34 @@ class Loop:
                               max_batch_size=s.batch_size)
         return EngineSpec.model_validate(s.engine)
 
+    def pinned_suite(self):
+        """The eval suite, checked to be the one round 1 was scored on."""
+        from sigma.evals.suite import load_suite
+
+        s = self.config.eval.suite
+        suite = load_suite(s.definition, build_dir=s.build_dir, progress=self.progress)
+        first = self.state(1)["steps"].get("eval", {}).get("suite")
+        if first and first["hash"] != suite.hash:
+            raise ConfigError(f"the eval suite changed since round 1 (round 1: {first['hash'][:12]}, now "
+                              f"{suite.hash[:12]} at {suite.path}): rounds on different suites do not compare; restore "
+                              f"that build or start the loop again (--overwrite)")
+        return suite
+
     def step_eval(self, k: int) -> dict:
         from sigma.backends.base import EngineSpec, load_backend
         from sigma.evals.nl2cmd import evaluate_nl2cmd
         from sigma.evals.perplexity import evaluate_perplexity
+        from sigma.evals.suite import check_uncontaminated, score_suite
         from sigma.train import TrainConfig
 
         e = self.config.eval
-        backend = load_backend(EngineSpec(backend="sigma", model=str(self.round_dir(k) / "train"),
-                                          device=self.config.train.device))
+        model = str(self.round_dir(k) / "train")
+        backend = load_backend(EngineSpec(backend="sigma", model=model, device=self.config.train.device))
         result = {}
+        if e.suite is not None:
+            suite = self.pinned_suite()
+            check_uncontaminated(model, suite)
+            result["suite"] = score_suite(backend, suite, limit=e.suite.limit)
         if e.perplexity is not None:
             fraction = TrainConfig.load(self.config.train.config).override(**self.config.train.overrides).held_out_fraction
             result["perplexity"] = evaluate_perplexity(backend, self.curate_dirs(k), held_out_fraction=fraction,
@@ -231,7 +251,11 @@ class Loop:
             result["nl2cmd"] = evaluate_nl2cmd(backend, n.data, shots=n.shots, limit=n.limit, seed=n.seed,
                                                max_new_tokens=n.max_new_tokens)
         _write_json(self.round_dir(k) / "eval.json", result)
-        summary = {"output": "eval.json", "perplexity": None, "nl2cmd": None}
+        summary = {"output": "eval.json", "suite": None, "perplexity": None, "nl2cmd": None}
+        if "suite" in result:
+            r = result["suite"]
+            summary["suite"] = {**r["suite"], "bpb": r["bpb"], "bpb_all": r["bpb_all"], "nl2cmd_bpb": r["nl2cmd_bpb"],
+                                "mc": r["mc"]}
         if "perplexity" in result:
             ppl = result["perplexity"]
             summary["perplexity"] = {**{kind: s["perplexity"] for kind, s in ppl["kinds"].items()},

@@ -60,8 +60,17 @@ class PerplexitySettings(Strict):
     max_chars: int | None = 2000
 
 
+class SuiteSettings(Strict):
+    """The frozen eval suite every round is scored on; its hash is pinned at round 1."""
+
+    definition: str = "configs/eval/suite.yaml"
+    build_dir: str | None = None  # default: the definition's
+    limit: int | None = None  # documents per kind and multiple-choice items (None: all)
+
+
 class EvalSettings(Strict):
-    perplexity: PerplexitySettings | None = Field(default_factory=PerplexitySettings)
+    suite: SuiteSettings | None = None
+    perplexity: PerplexitySettings | None = Field(default_factory=PerplexitySettings)  # on the round's own data
     nl2cmd: NL2CmdSettings | None = None
 
 

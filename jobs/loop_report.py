@@ -93,6 +93,8 @@ def round_row(state: dict) -> dict:
     ev, synth = steps.get("eval", {}), steps.get("synth", {})
     totals, fate = curate.get("totals", {}), curate.get("synthetic", {})
     nl2cmd = ev.get("nl2cmd") or {}
+    suite = ev.get("suite") or {}
+    mc = suite.get("mc") or {}
     tasks = synth.get("tasks", {})
     requests = sum(t["requests"] for t in tasks.values())
     kept = sum(t["kept"] for t in tasks.values())
@@ -102,6 +104,10 @@ def round_row(state: dict) -> dict:
         "drops": _reasons(totals.get("dropped_by_reason", {})),
         "corpus_tokens": tok.get("tokens"), "trained_tokens": train.get("tokens"),
         "loss": _round(train.get("loss")), "eval_loss": _round(train.get("eval_loss")),
+        "suite_hash": suite.get("hash", "")[:12] or None, "suite_bpb": _round(suite.get("bpb_all")),
+        **{f"suite_bpb_{kind}": _round(v) for kind, v in (suite.get("bpb") or {}).items()},
+        "nl2cmd_bpb": _round(suite.get("nl2cmd_bpb")), "mc_accuracy": _round(mc.get("accuracy")),
+        "mc_ci95": f"{mc['ci95'][0]:.2f}-{mc['ci95'][1]:.2f}" if mc.get("ci95") and mc.get("n") else None,
         "ppl": _round((ev.get("perplexity") or {}).get("all")),
         "nl2cmd_em": _round(nl2cmd.get("exact_match")), "nl2cmd_name": _round(nl2cmd.get("command_name_accuracy")),
         "nl2cmd_f1": _round(nl2cmd.get("token_f1")),
@@ -116,14 +122,27 @@ def _round(value, digits: int = 4):
     return round(value, digits) if isinstance(value, float) else value
 
 
-COLUMNS = [  # (key, heading)
+COLUMNS = [  # (key, heading); "suite_bpb_*" rows, one per kind of the suite, follow "suite_bpb"
     ("round", "round"), ("input", "docs in"), ("kept", "kept"), ("dropped", "dropped"), ("drops", "top drops"),
     ("corpus_tokens", "corpus tokens"), ("trained_tokens", "trained tokens"), ("loss", "loss"),
-    ("eval_loss", "eval loss"), ("ppl", "held-out ppl"), ("nl2cmd_em", "nl2cmd EM"), ("nl2cmd_name", "cmd name"),
+    ("eval_loss", "eval loss (own data)"), ("suite_hash", "suite"), ("suite_bpb", "suite bits/byte"),
+    ("nl2cmd_bpb", "suite nl2cmd bits/byte"), ("mc_accuracy", "suite MC accuracy"), ("mc_ci95", "MC 95% CI"),
+    ("ppl", "ppl (own data)"), ("nl2cmd_em", "nl2cmd EM"), ("nl2cmd_name", "cmd name"),
     ("nl2cmd_f1", "token F1"), ("synthetic_in", "synthetic in"), ("synthetic_kept", "synthetic kept"),
     ("synthetic_drops", "synthetic drops"), ("synth_requests", "synth requests"),
     ("synth_generated", "synth generated"), ("synth_acceptance", "acceptance"),
 ]
+
+
+def columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """COLUMNS, with a bits-per-byte row for each kind of the suite the rounds were scored on."""
+    kinds = sorted({key[len("suite_bpb_"):] for r in rows for key in r if key.startswith("suite_bpb_")})
+    out = []
+    for key, heading in COLUMNS:
+        out.append((key, heading))
+        if key == "suite_bpb":
+            out += [(f"suite_bpb_{kind}", f"  bits/byte: {kind}") for kind in kinds]
+    return out
 
 
 def _cell(value) -> str:
@@ -139,8 +158,8 @@ def _cell(value) -> str:
 def table_markdown(rows: list[dict]) -> str:
     """Rounds as columns, measures as rows: reads on a narrow screen however many rounds there are."""
     lines = ["| | " + " | ".join(f"round {r['round']}" for r in rows) + " |", "|---|" + "---:|" * len(rows)]
-    lines += [f"| {heading} | " + " | ".join(_cell(r.get(key)) for r in rows) + " |"
-              for key, heading in COLUMNS if key != "round"]
+    lines += [f"| {heading.strip()} | " + " | ".join(_cell(r.get(key)) for r in rows) + " |"
+              for key, heading in columns(rows) if key != "round"]
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +170,8 @@ def write_table(root: Path, rows: list[dict]) -> None:
         tmp.replace(root / name)
 
 
-ROUND_METRICS = ("loss", "eval_loss", "ppl", "nl2cmd_em", "nl2cmd_name", "nl2cmd_f1", "synth_acceptance")
+ROUND_METRICS = ("loss", "eval_loss", "suite_bpb", "mc_accuracy", "ppl", "nl2cmd_em", "nl2cmd_name", "nl2cmd_f1",
+                 "synth_acceptance")
 
 
 def loop_rounds(root: str | Path) -> tuple[Path, list[dict]] | None:
@@ -177,7 +197,7 @@ def render_table(rows: list[dict], console) -> None:
     table.add_column("")
     for r in rows:
         table.add_column(f"round {r['round']}", justify="right", overflow="fold")
-    for key, heading in COLUMNS:
+    for key, heading in columns(rows):
         if key != "round":
             table.add_row(heading, *(_cell(r.get(key)) for r in rows))
     console.print(table)
@@ -206,8 +226,16 @@ def write_report(round_dir: Path, state: dict) -> None:
                   f"{train.get('tokens') or 0:,} tokens; loss {_cell(train.get('loss'))}, held-out loss "
                   f"{_cell(train.get('eval_loss_start'))} -> {_cell(train.get('eval_loss'))}.", ""]
     ev = steps.get("eval", {})
+    if ev.get("suite"):
+        suite, mc = ev["suite"], ev["suite"]["mc"]
+        lines += ["## Eval suite", "", f"Suite `{suite['name']}` ({suite['hash'][:12]}), the same every round.", "",
+                  "| kind | bits per byte |", "|---|---|"]
+        lines += [f"| {kind} | {_cell(v)} |" for kind, v in suite["bpb"].items()]
+        lines += [f"| all | {_cell(suite['bpb_all'])} |", f"| nl2cmd (gold command given the request) | "
+                  f"{_cell(suite['nl2cmd_bpb'])} |", "", f"Multiple choice: accuracy {_cell(mc['accuracy'])} "
+                  f"(95% CI {mc['ci95'][0]:.3f}-{mc['ci95'][1]:.3f}, n={mc['n']}, chance {mc['chance']:.2f}).", ""]
     if ev.get("perplexity"):
-        lines += ["## Eval", "", "| kind | held-out perplexity |", "|---|---|"]
+        lines += ["## Eval on the round's own data", "", "| kind | held-out perplexity |", "|---|---|"]
         lines += [f"| {kind} | {_cell(v)} |" for kind, v in ev["perplexity"].items()] + [""]
     if ev.get("nl2cmd"):
         lines += ["NL -> command: " + ", ".join(f"{k} {_cell(v)}" for k, v in ev["nl2cmd"].items()), ""]

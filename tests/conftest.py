@@ -68,3 +68,32 @@ def smollm2():
     torch.set_num_threads(1)
     yield load_backend(EngineSpec(backend="transformers", model="smollm2", device="cpu"))
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def small_suite(tmp_path_factory, loghub, nl2bash) -> Path:
+    """A small eval suite's definition, built once for the session: two man pages, config files of
+    a folder made here (half of them held out), one Loghub system and NL2Bash pairs (200 four-way
+    items, enough for a chance level with a useful interval)."""
+    import yaml
+
+    if not (MAN_ROOT / "man1" / "tr.1.gz").exists():
+        pytest.skip("the tr(1) man page is not on this machine")
+    base = tmp_path_factory.mktemp("suite")
+    etc = base / "etc"
+    etc.mkdir()
+    for i in range(12):
+        (etc / f"service{i}.conf").write_text(
+            f"# settings of service {i}\n[main]\nport = {8000 + i}\nworkers = {i % 4 + 1}\n"
+            f"log_level = {'debug' if i % 3 else 'info'}\ncache_dir = /var/cache/service{i}\n")
+    definition = {
+        "name": "test-suite", "build_dir": str(base / "built"),
+        "man": {"roots": [str(MAN_ROOT)], "sections": ["1"], "commands": ["tr", "tee"], "max_chars": 1500},
+        "files": [{"kind": "config", "roots": [str(etc)], "held_out_fraction": 0.5, "max_documents": 4,
+                   "max_chars": 400}],
+        "loghub": {"root": str(loghub), "systems": ["Hadoop"], "documents": 1, "lines": 20},
+        "nl2bash": {"path": str(nl2bash), "text_pairs": 10, "mc_items": 200, "seed": 0},
+    }
+    path = base / "suite.yaml"
+    path.write_text(yaml.safe_dump(definition))
+    return path

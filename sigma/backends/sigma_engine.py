@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from sigma.backends.base import Backend, EngineSpec, Generation, Prompt, Sampling, Score, cut_at_stop
+from sigma.backends.likelihood import continuation_nll
+from sigma.checkpoint import read_checkpoint
 from sigma.generate import Engine
 from sigma.sampling import SamplingParams
 
@@ -33,6 +35,9 @@ class SigmaBackend(Backend):
         if self.chat and not has_template:
             raise ValueError(f"{spec.model} has no chat template (tokenizer_config.json): set chat: false")
         self.max_context = self.engine.config.max_seq_len
+        # scored in windows of the length it trained on: positions past it were never trained
+        trained = read_checkpoint(spec.model).state.get("train_config", {}).get("seq_len")
+        self.score_window = min(trained or self.max_context, self.max_context)
 
     def _encode(self, text: str) -> list[int]:
         """A rendered chat is encoded as it is; plain text starts after the end-of-text token."""
@@ -82,3 +87,14 @@ class SigmaBackend(Backend):
                 count += len(chunk) - 1
             scores.append(Score(nll, count, len(text.encode())))
         return scores
+
+    @torch.no_grad()
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[Score]:
+        """The context after an end-of-text token, as a document starts in the packed stream."""
+        engine = self.engine
+        ids = [(engine.encode(context), engine.tokenizer.encode(continuation).ids) for context, continuation in pairs]
+        nlls = continuation_nll(ids, lambda tokens, mask: engine.model(tokens), max_len=self.score_window,
+                                vocab_size=engine.config.vocab_size, device=engine.device, pad_id=engine.eos_id,
+                                max_batch=max(self.spec.max_batch_size, 32))
+        return [Score(nll, len(cont), len(continuation.encode()))
+                for nll, (_, cont), (_, continuation) in zip(nlls, ids, pairs)]

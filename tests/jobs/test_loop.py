@@ -32,7 +32,7 @@ def _docs(loghub: Path, systems: list[str], per_system: int, lines: int = 10) ->
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory, loghub, nl2bash) -> Path:
+def config(tmp_path_factory, loghub, nl2bash, small_suite) -> Path:
     base = tmp_path_factory.mktemp("loop")
     # a prompt of our own, version 2: sigma-tiny after 30 steps writes little of any length, so the
     # answer ends at a line break and only has to be there; the filters of round 2 judge it
@@ -49,13 +49,14 @@ def config(tmp_path_factory, loghub, nl2bash) -> Path:
     loop = {
         "name": "test", "rounds": 2, "sources": sources,
         "curate": {"stages": ["redact", {"basic_filter": {"min_chars": 40}}, "gopher_quality", "gopher_repetition",
-                              "exact_dedupe"],
+                              {"decontaminate": {"suite": str(small_suite)}}, "exact_dedupe"],
                    "writer": {"row_group_rows": 8}},
         "tokenizer": {"vocab_size": 512},
         "train": {"config": str(ROOT / "configs/train/sigma-tiny.yaml"), "steps": 30,
                   "overrides": {"seq_len": 128, "batch_size": 4, "warmup_steps": 5, "eval_every": 30, "save_every": 10,
                                 "log_every": 10, "eval_sequences": 8, "held_out_fraction": 0.1}},
-        "eval": {"perplexity": {"max_documents": 4, "max_chars": 600},
+        "eval": {"suite": {"definition": str(small_suite), "limit": 8},
+                 "perplexity": {"max_documents": 4, "max_chars": 600},
                  "nl2cmd": {"data": str(nl2bash), "shots": 1, "limit": 4, "max_new_tokens": 16}},
         "synth": {"tasks": ["explain_log"], "per_task": 6, "unit_requests": 2, "max_new_tokens": 40,
                   "temperature": 0.8, "batch_size": 2, "prompt_dir": str(base / "prompts")},
@@ -97,6 +98,12 @@ def test_rounds_and_their_folders(whole):
     metrics = [json.loads(x) for x in (whole / "round-2" / "train" / "metrics.jsonl").read_text().splitlines()]
     assert "eval_loss/round-1/curate" in metrics[-1] and "eval_loss/round-2/curate" in metrics[-1]
     assert r1["ppl"] > 1 and r1["nl2cmd_em"] is not None
+    # both rounds on the same frozen suite: bits per byte per kind and multiple choice
+    assert r1["suite_hash"] == r2["suite_hash"] is not None
+    for r in rows:
+        assert r["suite_bpb"] > 0 and 0 <= r["mc_accuracy"] <= 1 and r["mc_ci95"]
+        assert {k for k in r if k.startswith("suite_bpb_")} == {f"suite_bpb_{k}" for k in ("config", "loghub", "man", "nl2bash")}
+    assert "suite bits/byte" in (whole / "rounds.md").read_text()
 
 
 def test_synthetic_rows_meet_the_same_filters(whole):

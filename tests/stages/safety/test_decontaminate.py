@@ -12,7 +12,8 @@ import pytest
 
 from jobs.curate import curate
 from pipeline.config import parse_job
-from stages.safety.decontaminate import Decontaminate, tokens
+from sigma.evals.overlap import tokens
+from stages.safety.decontaminate import Decontaminate
 
 FILLER = ("The administrator checked the service status after the upgrade and wrote the result to the "
           "team's log, then went back to reviewing the backup schedule for the next quarter.")
@@ -77,3 +78,23 @@ def test_in_a_job_with_the_ledger(ray_local, items, tmp_path, nl2bash):
     ledger = pq.read_table(tmp_path / "out" / "ledger").to_pylist()
     assert sorted(r["id"] for r in ledger) == [f"p{i}" for i in range(5)]
     assert all(r["detail"].startswith("dev.jsonl:") for r in ledger)
+
+
+def test_suite_documents_and_their_overlaps_are_dropped(small_suite):
+    """With `suite`, a held-out man page is dropped by where it came from, a copy of it under
+    another name by its n-grams, a suite request inside a text by its n-gram; the reasons name
+    the suite; kept rows carry its hash."""
+    from sigma.evals.suite import load_suite
+
+    suite = load_suite(small_suite)
+    man = next(d for d in suite.documents if d["kind"] == "man")
+    item = suite.mc[0]
+    texts = [man["text"], "Saved from the web:\n" + man["text"], f"{FILLER}\n{item['nl']}\n{FILLER}", FILLER]
+    stage = Decontaminate(suite=str(small_suite))
+    result = stage.process(pa.table({"id": ["a", "b", "c", "d"], "text": texts,
+                                     "uri": [man["uri"], "jsonl:1", "jsonl:2", "jsonl:3"], "kind": ["doc"] * 4}))
+    dropped = {r["id"]: r for r in result.dropped.to_pylist()}
+    assert dropped["a"]["reason"] == "suite_held_out" and "test-suite" in dropped["a"]["detail"]
+    assert dropped["b"]["reason"] == "suite_overlap" and f"suite test-suite:man:{man['id']}" in dropped["b"]["detail"]
+    assert dropped["c"]["reason"] == "decontaminated" and dropped["c"]["detail"].startswith(f"suite test-suite:mc:{item['id']}:nl")
+    assert result.kept["id"].to_pylist() == ["d"] and result.kept["decontam.suite"].to_pylist() == [suite.hash]
