@@ -7,14 +7,18 @@ peer) in the same run, and against an earlier revision of the redactor (`--basel
 
 Per set and tool: recall per family (a planted value counts as found only when findings cover
 all of it), overall recall, and the share of hard negatives left intact (no finding overlaps
-them). Throughput: the median of `--repeat` passes of `Redactor.redact` over the set in one
-process (MB/s of text); detect-secrets scans one file per document, as it does a repository.
+them). detect-secrets reports a line and a value that may stop short of the token (its JWT and
+keyword patterns) or name only the BEGIN line of a private key, so its span is taken to the end
+of the token, or of the key block. Throughput: the median of `--repeat` passes of
+`Redactor.redact` over the text in one process, in MB per CPU second (steadier than wall time on
+a shared machine); detect-secrets is not timed (it scans one file per document).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import statistics
 import subprocess
 import sys
@@ -29,6 +33,7 @@ sys.path[:0] = [str(ROOT)]
 from bench.redaction_set import FAMILIES, load_set  # noqa: E402
 from stages.safety.redact import Redactor  # noqa: E402
 
+TOKEN_END = re.compile(r"[\s\"'`,;]")
 SETS = {"seed 1 (development)": ROOT / "bench/data/redaction_seed1.jsonl.gz",
         "seed 2 (held out)": ROOT / "bench/data/redaction_seed2.jsonl.gz"}
 
@@ -83,10 +88,10 @@ def throughput(redactor, rows: list[dict], repeat: int) -> float:
     mb = sum(len(r["text"].encode()) for r in rows) / 1e6
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU seconds of this process: steadier than wall time on a shared machine
         for r in rows:
             redactor.redact(r["text"])
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     return mb / statistics.median(times)
 
 
@@ -111,7 +116,17 @@ def detect_secrets_finder(workdir: Path):
             line, base = lines[secret.line_number - 1], offsets[secret.line_number - 1]
             value = secret.secret_value or ""
             at = line.find(value) if value else -1
-            out.append((base + at, base + at + len(value)) if at >= 0 else (base, base + len(line)))
+            if at < 0:
+                out.append((base, base + len(line)))
+                continue
+            start = base + at
+            if "PRIVATE KEY" in value:  # it reports the BEGIN line: the block is what a user would remove
+                end = text.find("-----END", start)
+                end = text.find("\n", end) if end >= 0 else -1
+                out.append((start, end if end >= 0 else len(text)))
+                continue
+            token = TOKEN_END.search(text, start + len(value))  # its JWT and keyword values can stop early
+            out.append((start, token.start() if token else len(text)))
         return out
 
     return find

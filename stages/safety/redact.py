@@ -253,7 +253,7 @@ class Redactor:
         present = {h for h in self.hints if h in lower}  # each hint looked for once, however many detectors share it
         return [d for d in self.detectors if not d.hints or not present.isdisjoint(d.hints)]
 
-    def _matches(self, d: Detector, text: str, lower: str):
+    def _matches(self, d: Detector, text: str, lower: str, lines: dict):
         if not (d.by_line and d.hints):
             yield from d.pattern.finditer(text)
             return
@@ -261,7 +261,9 @@ class Redactor:
             yield from d.pattern.finditer(text)
             return
         pattern, target = (d.on_lower, lower) if d.on_lower is not None else (d.pattern, text)
-        for start, end in _hint_lines(text, lower, d.hints):
+        if d.hints not in lines:  # detectors that share hints share the lines (while the text is the same)
+            lines[d.hints] = _hint_lines(text, lower, d.hints)
+        for start, end in lines[d.hints]:
             yield from pattern.finditer(target, start, end)
 
     def _skip(self, d: Detector, m: re.Match, text: str, start: int, value: str) -> bool:
@@ -274,15 +276,16 @@ class Redactor:
     def redact(self, text: str) -> tuple[str, Counter]:
         counts: Counter = Counter()
         lower = text.lower()
+        lines: dict = {}
         for detector in self._wanted(lower):
-            redacted = self._apply(detector, text, lower, counts)
+            redacted = self._apply(detector, text, lower, counts, lines)
             if redacted is not text:
-                text, lower = redacted, redacted.lower()
+                text, lower, lines = redacted, redacted.lower(), {}
         return text, counts
 
-    def _apply(self, d: Detector, text: str, lower: str, counts: Counter) -> str:
+    def _apply(self, d: Detector, text: str, lower: str, counts: Counter, lines: dict) -> str:
         out, last = [], 0
-        for m in self._matches(d, text, lower):
+        for m in self._matches(d, text, lower, lines):
             start, end = _value_span(m)
             value = text[start:end]
             if start < last or PLACEHOLDER.fullmatch(value) or self._skip(d, m, text, start, value):
@@ -300,8 +303,9 @@ class Redactor:
         findings: list[Finding] = []
         taken: list[tuple[int, int]] = []
         lower = text.lower()
+        lines: dict = {}
         for d in self._wanted(lower):
-            for m in self._matches(d, text, lower):
+            for m in self._matches(d, text, lower, lines):
                 start, end = _value_span(m)
                 value = text[start:end]
                 if self._skip(d, m, text, start, value) or any(s < end and start < e for s, e in taken):
