@@ -139,6 +139,9 @@ def _keep_ipv6(value: str, text: str, start: int) -> bool:
     """Not an address (`std::string`, `10:22:33`, a MAC) or one that names no one (`::`, `::1`)."""
     if value in ("::", "::1") or _boundary(text, start, start + len(value), "_:.", "_:"):
         return True
+    colons = value.count(":")
+    if "::" not in value and colons != 7 and not (colons == 6 and "." in value):
+        return True  # `10:22:33`: too few groups to be an address (a quick no before parsing)
     try:
         ipaddress.IPv6Address(value)
     except ValueError:
@@ -247,10 +250,14 @@ class Redactor:
             host = re.compile(r"(?<![\w.\-])(?:" + "|".join(hostnames) + r")(?![\w\-])", re.I)
             self.detectors.append(Detector("hostname", host, "<HOSTNAME>"))
         self.types = sorted({d.type for d in self.detectors})
-        self.hints = sorted({h for d in self.detectors for h in d.hints})
+        gates: dict[str | None, list[str]] = {}
+        for h in sorted({h for d in self.detectors for h in d.hints}):
+            gates.setdefault(next((c for c in "_$-." if c in h and c != h), None), []).append(h)
+        self.hint_gates = list(gates.items())
 
     def _wanted(self, lower: str) -> list[Detector]:
-        present = {h for h in self.hints if h in lower}  # each hint looked for once, however many detectors share it
+        # each hint looked for once, however many detectors share it, and none whose punctuation the text lacks
+        present = {h for gate, hints in self.hint_gates if gate is None or gate in lower for h in hints if h in lower}
         return [d for d in self.detectors if not d.hints or not present.isdisjoint(d.hints)]
 
     def _matches(self, d: Detector, text: str, lower: str, lines: dict):
