@@ -155,7 +155,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     elif not args.quiet:
         if manifest.get("resumed"):
             console.print(f"[dim]{root}: already complete; --overwrite runs it again[/dim]")
-        render_stats(compute_stats(root), Console())
+        render_stats(compute_stats(root), Console(soft_wrap=True))
     if not manifest["totals"]["balanced"]:
         console.print("[red]the ledger does not balance: input != kept + dropped (see manifest.json)[/red]")
         return 1
