@@ -57,7 +57,7 @@ def _stats(args) -> int:
     if args.json:
         print(json.dumps(stats, indent=1))
     elif not args.html:
-        render_stats(stats, Console())
+        render_stats(stats, Console(soft_wrap=True))  # whole lines in a log or CI
     return 0 if stats["balance"]["balanced"] else 1
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import glob
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from pipeline.config import ConfigError, JobConfig, load_job, parse_job
 from pipeline.progress import Progress
 from pipeline.runner import Job, Runner
+from stages.ingest.unique_ids import UniqueIds
 from stages.registry import build_source, build_stages
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -66,12 +68,35 @@ def quick_job(inputs: list[str], output: str) -> JobConfig:
                       "stages": list(DEFAULT_STAGES)}, "--input")
 
 
+PATH_OPTIONS = ("roots", "paths", "repos")  # the source options that name local inputs
+
+
+def check_inputs(config: JobConfig) -> None:
+    """Every local input a job names exists (a glob matches something), before the job starts:
+    a typo is an error that names the path, not a run that keeps nothing. Object-store and web
+    inputs (`s3://`, `https://`) are the sources' own to check; files that vanish later during the
+    run are ledger entries."""
+    for index, inp in enumerate(config.inputs):
+        for key in PATH_OPTIONS:
+            values = inp.options().get(key) or []
+            for value in [values] if isinstance(values, str) else values:
+                if not isinstance(value, str) or "://" in value:
+                    continue
+                path = os.path.expanduser(value)
+                magic = any(c in path for c in "*?[")
+                found = glob.glob(path, recursive=True) if magic else os.path.lexists(path)
+                if not found:
+                    what = "matches nothing" if magic else "does not exist"
+                    raise ConfigError(f"inputs[{index}] ({inp.type}): {key}: {value} {what}")
+
+
 def build_job(config: JobConfig, output: str | None = None) -> Job:
     output = output or config.output
     if not output:
         raise ConfigError("no output: give --output DIR, or `output:` in the job file")
+    check_inputs(config)
     sources = [build_source(c, i) for i, c in enumerate(config.inputs)]
-    stages = build_stages(config.stages)
+    stages = [UniqueIds(), *build_stages(config.stages)]  # ids unique in every output, before any stage
     return Job(config.model_copy(update={"output": output}), sources, stages, Path(output).absolute())
 
 
@@ -97,7 +122,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     from pipeline.stats import compute_stats, render_stats
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # whole lines in a log or CI, too
     try:
         if args.input:
             if args.job:
@@ -130,7 +155,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     elif not args.quiet:
         if manifest.get("resumed"):
             console.print(f"[dim]{root}: already complete; --overwrite runs it again[/dim]")
-        render_stats(compute_stats(root), Console())
+        render_stats(compute_stats(root), Console(soft_wrap=True))
     if not manifest["totals"]["balanced"]:
         console.print("[red]the ledger does not balance: input != kept + dropped (see manifest.json)[/red]")
         return 1

@@ -1,9 +1,12 @@
-"""The live progress display of a run (rich, on stderr) and its silent twin for tests."""
+"""The live progress display of a run (rich, on stderr) and its silent twin for tests. Where
+stderr is not a terminal (a log file, CI), progress is plain whole lines, one every `interval`
+seconds and one when a segment ends, instead of a bar redrawn in place."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from datetime import timedelta
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -28,10 +31,37 @@ class UnitBar:
                 f"{self.docs:,} docs  {self.bytes / 1e6:,.1f} MB  {rate:,.1f} MB/s  {self.dropped:,} dropped"))
 
 
+class PlainUnits(UnitBar):
+    """Progress as whole lines: `segment 2: 12/40 units  10,087 docs  3.2 MB  1.1 MB/s  0 dropped
+    elapsed 0:00:12  eta 0:00:28`."""
+
+    def __init__(self, console: Console, title: str, total: int, done: int, interval: float):
+        super().__init__(None, None, title)
+        self.console, self.total, self.done, self.first, self.interval = console, total, done, done, interval
+        self.printed = time.time()
+
+    def advance(self, report: dict) -> None:
+        super().advance(report)
+        self.done += 1
+        if self.done >= self.total or time.time() - self.printed >= self.interval:
+            self.line()
+
+    def line(self) -> None:
+        elapsed = time.time() - self.started
+        ran = self.done - self.first
+        eta = timedelta(seconds=round(elapsed / ran * (self.total - self.done))) if ran else "?"
+        rate = self.bytes / max(1e-9, elapsed) / 1e6
+        self.console.print(f"{self.title}: {self.done}/{self.total} units  {self.docs:,} docs  "
+                           f"{self.bytes / 1e6:,.1f} MB  {rate:,.1f} MB/s  {self.dropped:,} dropped  "
+                           f"elapsed {timedelta(seconds=round(elapsed))}  eta {eta}", highlight=False)
+        self.printed = time.time()
+
+
 class Progress:
-    def __init__(self, enabled: bool = True, console: Console | None = None):
+    def __init__(self, enabled: bool = True, console: Console | None = None, interval: float = 10.0):
         self.enabled = enabled
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
+        self.interval = interval  # seconds between plain progress lines (not a terminal)
 
     def note(self, message: str) -> None:
         if self.enabled:
@@ -51,6 +81,9 @@ class Progress:
     def units(self, title: str, total: int, done: int = 0):
         if not self.enabled:
             yield UnitBar(None, None, title)
+            return
+        if not self.console.is_terminal:
+            yield PlainUnits(self.console, title, total, done, self.interval)
             return
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("units"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),

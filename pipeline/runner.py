@@ -123,7 +123,7 @@ class Runner:
         config_hash = self.job.config.output_hash()
         manifest = self.root / "manifest.json"
         if overwrite and self.root.exists():
-            for name in ("manifest.json", "_work", "shards", "ledger", "rejects"):
+            for name in ("manifest.json", "_work", "shards", "ledger", "rejects", "logs"):
                 target = self.root / name
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         if manifest.exists():
@@ -160,7 +160,9 @@ class Runner:
         steps = plan_segments(self.job)
         from pipeline.ray_session import ray_session
 
-        with ray_session(self.job.config.ray):
+        log_path = self.root / "logs" / "ray.log"
+        self.progress.note(f"Ray's own log lines go to {log_path}")
+        with ray_session(self.job.config.ray, log_path):
             for i, step in enumerate(steps):
                 if isinstance(step, Segment):
                     self._run_segment(step, units)
@@ -195,10 +197,11 @@ class Runner:
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         common = dict(batch_size=1, num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, batch_format="numpy")
         if res.actor:
-            ds = ds.map_batches(_worker_class(segment),
-                                concurrency=(1, res.concurrency or _cluster_cpus()), **common)
+            pool = ray.data.ActorPoolStrategy(min_size=1, max_size=res.concurrency or _cluster_cpus())
+            ds = ds.map_batches(_worker_class(segment), compute=pool, **common)
         else:
-            ds = ds.map_batches(_run_units_task, fn_args=(segment,), concurrency=res.concurrency, **common)
+            pool = ray.data.TaskPoolStrategy(size=res.concurrency) if res.concurrency else None
+            ds = ds.map_batches(_run_units_task, fn_args=(segment,), compute=pool, **common)
         with self.progress.units(f"segment {segment.index + 1}", total=len(units), done=done) as bar:
             for row in ds.iter_rows():
                 bar.advance(json.loads(row["report"]))

@@ -29,7 +29,8 @@ WORK_SCHEMA = pa.schema(BASE_FIELDS + ORDER_FIELDS)
 
 def doc_id(source: str, uri: str) -> str:
     """A stable id: a hash of where the document came from, so re-running gives the same ids."""
-    return hashlib.blake2b(f"{source}\x00{uri}".encode(), digest_size=12).hexdigest()
+    # surrogatepass: a uri from a file name that is not UTF-8 still hashes (to the same id each run)
+    return hashlib.blake2b(f"{source}\x00{uri}".encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
 def is_internal(name: str) -> bool:

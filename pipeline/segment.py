@@ -22,7 +22,8 @@ from pipeline.counts import RunCounts, StageCounts
 from pipeline.ledger import LedgerWriter
 from pipeline.schema import ORDER_FIELDS, conform
 from pipeline.shards import ShardWriter
-from pipeline.source import Source
+from pipeline.schema import BASE_SCHEMA
+from pipeline.source import Source, unreadable, unreadable_table
 from pipeline.stage import GlobalStage, Result, Stage, split_dropped
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
     try:
         if segment.sources is not None:
             source_index, source_payload = payload
-            results, next_row = segment.sources[source_index].read(source_payload), 0
+            results, next_row = _read_guarded(segment.sources[source_index], source_payload, unit), 0
         else:
             results = _previous_output(segment, unit)
         for result in results:
@@ -176,6 +177,26 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
     }
     _write_json_atomic(segment.report_path(unit), report)
     return report
+
+
+def _read_guarded(source: Source, payload, unit: int) -> Iterator[Result]:
+    """A source's results for one unit. If reading raises (a bug, or input no source rule foresaw),
+    what is left of the unit becomes one ledger entry, `unreadable:source_error` with the error,
+    instead of a failed task and a stopped job; the documents read before it are kept."""
+    results = iter(source.read(payload))
+    while True:
+        try:
+            result = next(results)
+        except StopIteration:
+            return
+        except Exception as exc:
+            where = f"{source.name}:unit{unit}:{json.dumps(payload, ensure_ascii=False)[:300]}"
+            detail = f"{type(exc).__name__}: {exc}"[:500]
+            log.info("source %s failed on unit %d: %s", source.name, unit, detail)
+            yield Result(BASE_SCHEMA.empty_table(), unreadable_table(
+                [unreadable(source.kind, where, "unreadable:source_error", detail)]))
+            return
+        yield result
 
 
 def _run_stage(stage: Stage, batches: list[pa.Table], counts: RunCounts, ledger: LedgerWriter):

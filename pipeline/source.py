@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -11,6 +13,7 @@ from pipeline.schema import BASE_SCHEMA, doc_id
 from pipeline.stage import DROP_FIELDS, Result
 
 UNREADABLE_SCHEMA = pa.schema(list(BASE_SCHEMA) + DROP_FIELDS)
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Source:
@@ -53,7 +56,37 @@ def unreadable(source: str, uri: str, reason: str, detail: str, kind: str = "oth
 
 
 def unreadable_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=UNREADABLE_SCHEMA)
+    return _table(rows, UNREADABLE_SCHEMA)
+
+
+def documents(rows: list[dict]) -> pa.Table:
+    """Documents as a table. A string that Arrow cannot hold, a lone surrogate (a JSON escape
+    such as `"\\ud800"`, a file name that is not UTF-8), is repaired to U+FFFD, and the document's
+    meta says which fields were (`"repaired": ["text:lone_surrogate"]`)."""
+    return _table(rows, BASE_SCHEMA)
+
+
+def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except UnicodeEncodeError:
+        return pa.Table.from_pylist([repair(r) for r in rows], schema=schema)
+
+
+def repair(row: dict) -> dict:
+    """`row` with lone surrogates replaced in its string fields, recorded in its meta."""
+    fixed = [k for k, v in row.items() if isinstance(v, str) and SURROGATE.search(v)]
+    if not fixed:
+        return row
+    row = {k: SURROGATE.sub("\ufffd", v) if k in fixed else v for k, v in row.items()}
+    try:
+        meta = json.loads(row.get("meta") or "{}")
+    except json.JSONDecodeError:
+        meta = {"meta": row["meta"]}
+    meta = meta if isinstance(meta, dict) else {"meta": meta}
+    meta["repaired"] = sorted({*meta.get("repaired", []), *(f"{k}:lone_surrogate" for k in fixed)})
+    row["meta"] = SURROGATE.sub("\ufffd", json.dumps(meta, sort_keys=True, ensure_ascii=False))  # its own escapes too
+    return row
 
 
 def group_by_size(items: list[tuple[Any, int]], max_bytes: int, max_items: int) -> list[list[Any]]:

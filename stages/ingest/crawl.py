@@ -35,10 +35,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
-import pyarrow as pa
-
-from pipeline.schema import BASE_SCHEMA
-from pipeline.source import Source, unreadable, unreadable_table
+from pipeline.source import Source, documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.fetch import Fetched, FetchError, Fetcher
 from stages.ingest.robots import ALLOW_ALL, DISALLOW_ALL, RobotsRules, rules_for_status
@@ -313,7 +310,7 @@ class _SiteCrawl:
                     found += self.take(url, outcome, depth, done, seen)
                 level = [u for u in found if u not in done]
                 depth += 1
-                yield Result(pa.Table.from_pylist(self.docs, schema=BASE_SCHEMA), unreadable_table(self.bad))
+                yield Result(documents(self.docs), unreadable_table(self.bad))
                 self.docs, self.bad = [], []
 
     def fetch_page(self, url: str, accept) -> Outcome:

@@ -7,10 +7,8 @@ import json
 import os
 from collections.abc import Iterator
 
-import pyarrow as pa
-
-from pipeline.schema import BASE_SCHEMA, doc_id
-from pipeline.source import Source, group_by_size, unreadable, unreadable_table
+from pipeline.schema import doc_id
+from pipeline.source import Source, documents, group_by_size, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.classify import classify
 from stages.ingest.decode import Unreadable, read_text
@@ -81,9 +79,9 @@ class FilesSource(Source):
             docs.append({"id": doc_id("file", uri), "text": decoded.text, "source": "file", "uri": uri,
                          "kind": classify(path, decoded.text), "meta": json.dumps(meta, sort_keys=True)})
             if len(docs) >= BATCH_DOCS:
-                yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
+                yield Result(documents(docs))
                 docs = []
-        yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+        yield Result(documents(docs), unreadable_table(bad))
 
 
 def _size(path: str) -> int:

@@ -20,10 +20,8 @@ import re
 import subprocess
 from collections.abc import Iterator
 
-import pyarrow as pa
-
 from pipeline.schema import BASE_SCHEMA, doc_id
-from pipeline.source import Source, group_by_size, unreadable, unreadable_table
+from pipeline.source import Source, documents, group_by_size, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.classify import classify
 from stages.ingest.decode import Unreadable, cap_lines, decode
@@ -171,9 +169,9 @@ class GitSource(Source):
             docs.append({"id": doc_id("git", uri), "text": text, "source": "git", "uri": uri,
                          "kind": classify(path, text), "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False)})
             if len(docs) >= BATCH_DOCS:
-                yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
+                yield Result(documents(docs))
                 docs = []
-        yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+        yield Result(documents(docs), unreadable_table(bad))
 
     def _read_commits(self, payload: dict) -> Iterator[Result]:
         repo, local = payload["repo"], payload["local"]
@@ -193,7 +191,7 @@ class GitSource(Source):
                     "merge": len(parents.split()) > 1}
             docs.append({"id": doc_id("git", uri), "text": message + "\n", "source": "git", "uri": uri, "kind": "doc",
                          "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False)})
-        yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+        yield Result(documents(docs), unreadable_table(bad))
 
 
 def _cat_blobs(repo: str, blobs: list[str]) -> dict[str, bytes]:

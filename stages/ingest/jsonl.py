@@ -7,10 +7,8 @@ import json
 import os
 from collections.abc import Iterator
 
-import pyarrow as pa
-
 from pipeline.schema import BASE_SCHEMA
-from pipeline.source import unreadable, unreadable_table
+from pipeline.source import documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.records import BadRecord, RecordSource, expand
 
@@ -65,9 +63,9 @@ class JsonlSource(RecordSource):
                 except BadRecord as exc:
                     bad.append(unreadable(self.mapper.source, where, exc.reason, str(exc)))
                 if len(docs) >= BATCH_DOCS:
-                    yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
+                    yield Result(documents(docs))
                     docs = []
-        yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+        yield Result(documents(docs), unreadable_table(bad))
 
 
 def _parse(line: bytes):

@@ -24,10 +24,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from pipeline.schema import BASE_SCHEMA, doc_id
-from pipeline.source import Source, unreadable, unreadable_table
+from pipeline.source import Source, documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.decode import looks_binary
 from stages.ingest.jsonl import expand
@@ -124,9 +122,9 @@ class LogSource(Source):
         for part in self._documents(records):
             docs.append(self._document(path, fmt, [records[i] for i in part], [groups[i] for i in part], start == 0))
             if len(docs) >= BATCH_DOCS:
-                yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
+                yield Result(documents(docs))
                 docs = []
-        yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
+        yield Result(documents(docs))
 
     # -- records ----------------------------------------------------------------------------
 

@@ -16,10 +16,8 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 
-import pyarrow as pa
-
-from pipeline.schema import BASE_SCHEMA, doc_id
-from pipeline.source import Source, unreadable, unreadable_table
+from pipeline.schema import doc_id
+from pipeline.source import Source, documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.decode import COMPRESSED, Unreadable, read_bytes
 
@@ -127,9 +125,9 @@ class ManSource(Source):
             docs.append({"id": doc_id("man", uri), "text": text, "source": "man", "uri": uri, "kind": "doc",
                          "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False)})
             if len(docs) >= BATCH_DOCS:
-                yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
+                yield Result(documents(docs))
                 docs = []
-        yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+        yield Result(documents(docs), unreadable_table(bad))
 
     def _render_pages(self, pages: list) -> list[str | Unreadable]:
         """Render pages in batches of one groff run each (troff's start-up is most of a page's cost),

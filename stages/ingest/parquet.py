@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.schema import BASE_SCHEMA
-from pipeline.source import unreadable, unreadable_table
+from pipeline.source import documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.records import BadRecord, RecordSource, expand
 
@@ -52,4 +52,4 @@ class ParquetSource(RecordSource):
                     docs.append(self.mapper(record, where))
                 except BadRecord as exc:
                     bad.append(unreadable(self.mapper.source, where, exc.reason, str(exc)))
-            yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+            yield Result(documents(docs), unreadable_table(bad))

@@ -16,10 +16,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from pipeline.schema import BASE_SCHEMA
-from pipeline.source import Source, unreadable, unreadable_table
+from pipeline.source import Source, documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.jsonl import expand
 from stages.ingest.webpage import DROPPED_FIELD, NoDocument, PagePolicy, Response
@@ -317,9 +315,9 @@ when it wrote a response it took no document from. Request, metadata and warcinf
                     bad.append(unreadable("warc", _uri(raw.data) or f"{path}#{raw.offset}", exc.reason,
                                           f"{exc} (record at offset {raw.offset})", self.policy.kind))
                 if len(docs) >= BATCH_DOCS:
-                    yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA))
+                    yield Result(documents(docs))
                     docs = []
-        yield Result(pa.Table.from_pylist(docs, schema=BASE_SCHEMA), unreadable_table(bad))
+        yield Result(documents(docs), unreadable_table(bad))
 
 
 def _uri(data: bytes) -> str | None:

@@ -3,12 +3,20 @@
 Each finding is replaced by a typed placeholder (`<SECRET:aws_access_key>`, `<EMAIL>`, `<IPV4>`,
 ...) and counted per type in a column (`redact.<type>`, plus `redact.total`), so the shards say
 what was removed and the manifest sums the counts. Detectors are regular expressions for
-formats with a known shape (cloud keys and tokens as their issuers document them: AWS access key
-ids, Google API keys, GitHub and Slack tokens, JWTs, PEM private keys), assignments whose key
-names a secret (`password = ...` in INI, YAML, JSON, env files, XML, URLs, command lines), and
-PII (emails, IPv4 and IPv6 addresses, MAC addresses, configured host names). Hashes, UUIDs and
-version strings are left alone: no detector fires on entropy alone (detect-secrets' high-entropy
-plugins do, which is where its false positives on checksums come from; see bench/redaction.py).
+formats with a known shape (keys and tokens as their issuers document them, by the families of
+gitleaks' default rules and detect-secrets' plugins: cloud providers, payment processors, chat,
+CI and VCS tokens, package registries, AI and SaaS APIs, JWTs, PEM and age private keys; see
+`token_formats.py`), connection strings, assignments whose key names a secret (`password = ...`
+in INI, YAML, JSON, env files, XML, URLs, command lines), and PII (emails, IPv4 and IPv6
+addresses, MAC addresses, configured host names).
+
+The fallback for a token no rule knows: a key/value assignment whose key names a secret more
+loosely (`masterKey`, `signing_key`, `license_key`, `hmac`, `session_salt`, ...) and whose value
+looks random (16+ characters, Shannon entropy of at least 3 bits per character), as gitleaks'
+generic-api-key rule pairs a keyword with entropy. Entropy alone never fires, so hashes, UUIDs,
+digests and base64 under keys that name no secret (`sha256`, `commit`, `integrity`, `request_id`)
+stay (detect-secrets' high-entropy plugins flag them). The example keys of vendors' docs
+(`AKIAIOSFODNN7EXAMPLE`, `YOUR_API_KEY`, `ghp_xxxx...`) are left as they are.
 
 Redaction runs first in a job: the rejects dataset keeps dropped rows with their text, so a
 filter that ran before it could write a secret there.
@@ -25,6 +33,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipeline.stage import Result, Stage, Resources
+from stages.safety.entropy import looks_random
+from stages.safety.token_formats import TOKEN_FORMATS
 
 SECRET_WORDS = (r"pass(?:word|wd|phrase)?|pwd|secret(?:[_\-]?key)?|token|api[_\-]?key|apikey|access[_\-]?key|"
                 r"auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?|requirepass|masterauth|"
@@ -38,6 +48,17 @@ NOT_A_SECRET = re.compile(
 PLACEHOLDER = re.compile(r"<(SECRET:\w+|EMAIL|IPV4|IPV6|MAC|HOSTNAME)>")
 IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 VERSION_CONTEXT = re.compile(r"(?i)(version|release|build|\bver|\bv|upgraded\b.*\bto|->)[\s\"'=:>]*$")
+EXAMPLE_VALUE = re.compile(r"EXAMPLE|(?i:^your[_\-]|^<.*>$|x{8}|\*{6}|0{12}|(?:^|[_\-])(?:placeholder|redacted|dummy)(?:$|[_\-]))")
+# the loose key words of the fallback, and the key parts that say a value is no secret
+LOOSE_HINTS = ("key", "auth", "cred", "sig", "salt", "hmac", "cookie", "session", "dsn", "license", "bearer",
+               "seed", "private", "passcode")
+LOOSE = (rf"(?:{'|'.join(LOOSE_HINTS)})[\w.\-]*[\"']?[ \t]*(?:=|:=|=>|:)[ \t]*[\"']?"
+         r"(?P<secret>[a-zA-Z0-9+/=_\-.~]{16,})")
+NOT_SECRET_KEY_PARTS = {"id", "ids", "hash", "checksum", "digest", "sha", "sha1", "sha256", "sha512", "md5",
+                        "fingerprint", "public", "pub", "authorized", "version", "path", "file", "name", "url", "uri",
+                        "type", "size", "len", "length", "count", "format", "prefix", "alg", "algorithm", "length",
+                        "expiry", "expires", "timeout", "ttl", "store", "dir", "header", "field", "column", "pair"}
+KEY_PART = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 IPV6 = re.compile(r"(?:[0-9A-Fa-f]{1,4}:|:)(?:[0-9A-Fa-f]{0,4}:){1,6}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})")
 
 
@@ -52,6 +73,7 @@ class Detector:
     hints: tuple[str, ...] = ()  # lower-case strings one of which the text must hold (a fast pre-check)
     key_at: str | None = None  # the group holding a secret word whose key must be a whole key (`_whole_key`)
     by_line: bool = True  # a finding sits on one line: scan only the lines that hold a hint
+    on_lower: re.Pattern | None = None  # the same pattern for the lower-cased text (faster without IGNORECASE)
 
 
 def _secret(t: str, pattern: str, hints: tuple[str, ...], keep=None, key_at: str | None = None,
@@ -117,11 +139,34 @@ def _keep_ipv6(value: str, text: str, start: int) -> bool:
     """Not an address (`std::string`, `10:22:33`, a MAC) or one that names no one (`::`, `::1`)."""
     if value in ("::", "::1") or _boundary(text, start, start + len(value), "_:.", "_:"):
         return True
+    colons = value.count(":")
+    if "::" not in value and colons != 7 and not (colons == 6 and "." in value):
+        return True  # `10:22:33`: too few groups to be an address (a quick no before parsing)
     try:
         ipaddress.IPv6Address(value)
     except ValueError:
         return True
     return False
+
+
+def _assigned_key(text: str, start: int) -> str:
+    """The key a value at `start` is assigned to (`db.signingKey` in `db.signingKey: "v"`)."""
+    at = start
+    while at > 0 and text[at - 1] in " \t\"':=>":
+        at -= 1
+    end = at
+    while at > 0 and (text[at - 1].isalnum() or text[at - 1] in "_.-"):
+        at -= 1
+    return text[at:end]
+
+
+def _keep_loose(value: str, text: str, start: int) -> bool:
+    """The fallback's test: a random-looking value, under a key no part of which says it is an id,
+    a hash or a public value, and not a URL, a path or a public key."""
+    if not looks_random(value) or value.startswith(("ssh-", "ecdsa-", "http", "/", "sha")) or "://" in value:
+        return True
+    parts = {p.lower() for p in KEY_PART.findall(_assigned_key(text, start))}
+    return bool(parts & NOT_SECRET_KEY_PARTS) or _keep_assignment(value, text, start)
 
 
 def _keep_assignment(value: str, text: str = "", start: int = 0) -> bool:
@@ -144,13 +189,14 @@ DETECTORS: tuple[Detector, ...] = (
     _secret("azure_sas_token", r"(?<=[?&])sig=(?P<secret>[A-Za-z0-9%+/=]{30,})", ("sig=",)),
     _secret("github_token", r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})(?![\w])",
             ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
-    _secret("slack_token", r"(?<![\w\-])xox[abposr]-[A-Za-z0-9\-]{10,}", ("xox",)),
+    _secret("slack_token", r"(?<![\w\-])xox[abposre]-[A-Za-z0-9\-]{10,}", ("xox",)),
     _secret("slack_webhook", r"https://hooks\.slack\.com/services/(?P<secret>T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+)",
             ("hooks.slack.com",)),
     _secret("jwt", r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyj",)),
     _secret("bearer_token", r"(?i)\b(?:bearer|token)\s+(?P<secret>[A-Za-z0-9\-._~+/]{16,}=*)", ("bearer", "token")),
     _secret("basic_auth", r"(?i)\bauthorization:\s*basic\s+(?P<secret>[A-Za-z0-9+/]{8,}=*)", ("authorization",)),
-    _secret("url_password", r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:(?P<secret>[^\s@/]+)@", ("://",)),
+    _secret("url_password", r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@/]+)@", ("://",)),
+    *(_secret(t, pattern, hints) for t, pattern, hints in TOKEN_FORMATS),
     # `key = value`: the pattern starts at the secret word (fast); `_whole_key` checks what is before it
     _secret("password", rf"(?i)(?P<word>{SECRET_WORDS})[\"']?[ \t]*(?:=|:=|=>)[ \t]*{VALUE}", WORD_HINTS,
             keep=_keep_assignment, key_at="word"),
@@ -163,6 +209,8 @@ DETECTORS: tuple[Detector, ...] = (
             keep=_keep_assignment),
     _secret("password", r"(?i)(?<![\w\-])--?(?:password|passwd|pass|token|secret|api-key)[= ](?P<secret>[^\s\"']+)",
             ("--pass", "-pass", "-token", "-secret", "-api-key"), keep=_keep_assignment),
+    Detector("generic_secret", re.compile(rf"(?i){LOOSE}"), "<SECRET:generic_secret>", _keep_loose, LOOSE_HINTS,
+             on_lower=re.compile(LOOSE)),  # no whole-key test: `MASTERKEY`, `masterkey` are keys too
     Detector("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}(?![\w\-])"),
              "<EMAIL>", hints=("@",)),
     Detector("mac", re.compile(r"[0-9A-Fa-f]{2}([:\-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}"), "<MAC>",
@@ -202,37 +250,49 @@ class Redactor:
             host = re.compile(r"(?<![\w.\-])(?:" + "|".join(hostnames) + r")(?![\w\-])", re.I)
             self.detectors.append(Detector("hostname", host, "<HOSTNAME>"))
         self.types = sorted({d.type for d in self.detectors})
+        gates: dict[str | None, list[str]] = {}
+        for h in sorted({h for d in self.detectors for h in d.hints}):
+            gates.setdefault(next((c for c in "_$-." if c in h and c != h), None), []).append(h)
+        self.hint_gates = list(gates.items())
 
     def _wanted(self, lower: str) -> list[Detector]:
-        return [d for d in self.detectors if not d.hints or any(h in lower for h in d.hints)]
+        # each hint looked for once, however many detectors share it, and none whose punctuation the text lacks
+        present = {h for gate, hints in self.hint_gates if gate is None or gate in lower for h in hints if h in lower}
+        return [d for d in self.detectors if not d.hints or not present.isdisjoint(d.hints)]
 
-    def _matches(self, d: Detector, text: str, lower: str):
+    def _matches(self, d: Detector, text: str, lower: str, lines: dict):
         if not (d.by_line and d.hints):
             yield from d.pattern.finditer(text)
             return
         if len(lower) != len(text):  # a case mapping changed lengths: offsets would not line up
             yield from d.pattern.finditer(text)
             return
-        for start, end in _hint_lines(text, lower, d.hints):
-            yield from d.pattern.finditer(text, start, end)
+        pattern, target = (d.on_lower, lower) if d.on_lower is not None else (d.pattern, text)
+        if d.hints not in lines:  # detectors that share hints share the lines (while the text is the same)
+            lines[d.hints] = _hint_lines(text, lower, d.hints)
+        for start, end in lines[d.hints]:
+            yield from pattern.finditer(target, start, end)
 
     def _skip(self, d: Detector, m: re.Match, text: str, start: int, value: str) -> bool:
         if not value or (d.keep and d.keep(value, text, start)):
+            return True
+        if d.placeholder.startswith("<SECRET:") and EXAMPLE_VALUE.search(value):
             return True
         return d.key_at is not None and not _whole_key(text, m.start(d.key_at))
 
     def redact(self, text: str) -> tuple[str, Counter]:
         counts: Counter = Counter()
         lower = text.lower()
+        lines: dict = {}
         for detector in self._wanted(lower):
-            redacted = self._apply(detector, text, lower, counts)
+            redacted = self._apply(detector, text, lower, counts, lines)
             if redacted is not text:
-                text, lower = redacted, redacted.lower()
+                text, lower, lines = redacted, redacted.lower(), {}
         return text, counts
 
-    def _apply(self, d: Detector, text: str, lower: str, counts: Counter) -> str:
+    def _apply(self, d: Detector, text: str, lower: str, counts: Counter, lines: dict) -> str:
         out, last = [], 0
-        for m in self._matches(d, text, lower):
+        for m in self._matches(d, text, lower, lines):
             start, end = _value_span(m)
             value = text[start:end]
             if start < last or PLACEHOLDER.fullmatch(value) or self._skip(d, m, text, start, value):
@@ -250,8 +310,9 @@ class Redactor:
         findings: list[Finding] = []
         taken: list[tuple[int, int]] = []
         lower = text.lower()
+        lines: dict = {}
         for d in self._wanted(lower):
-            for m in self._matches(d, text, lower):
+            for m in self._matches(d, text, lower, lines):
                 start, end = _value_span(m)
                 value = text[start:end]
                 if self._skip(d, m, text, start, value) or any(s < end and start < e for s, e in taken):

@@ -61,7 +61,7 @@ def test_curate_man_pages_and_loghub_then_stats(tmp_path, loghub, man_root):
     assert stats["by_kind"]["doc"]["documents"] >= 4
     assert sum(h["documents"] for h in stats["length_histogram"]) == stats["documents"]
     names = [s["name"] for s in stats["stages"]]
-    assert names == ["ingest", "basic_filter", "exact_dedupe"]
+    assert names == ["ingest", "unique_ids", "basic_filter", "exact_dedupe"]
 
 
 def test_verify_finds_changed_bytes(tmp_path, loghub):

@@ -57,7 +57,7 @@ def test_jsonl_ids_kept_duplicates_dropped_with_keeper(tmp_path, loghub, ray_loc
     assert all(r["detail"] in kept_ids for r in near_rows)  # the detail names the keeper
     assert not (tmp_path / "out" / "_work").exists()
     names = [s["name"] for s in manifest["stages"]]
-    assert names == ["ingest", "redact", "basic_filter", "exact_dedupe", "near_dedupe"]
+    assert names == ["ingest", "unique_ids", "redact", "basic_filter", "exact_dedupe", "near_dedupe"]
     assert manifest["schema_version"] == 1 and len(manifest["config_hash"]) == 16
 
 
