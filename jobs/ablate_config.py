@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config import ConfigError, InputConfig, RayConfig, StageConfig, WriterConfig, read_yaml_mapping
+from pipeline.config import InputConfig, RayConfig, StageConfig, WriterConfig, read_yaml_mapping, validate_config
 
 from jobs.loop_config import _stage_list
 
@@ -118,13 +118,7 @@ class AblateConfig(Strict):
 
 
 def parse_ablate(data: dict, where: str = "ablation") -> AblateConfig:
-    try:
-        return AblateConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{where}: invalid ablation"]
-        for err in exc.errors():
-            lines.append(f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+    return validate_config(AblateConfig, data, where, "ablation")
 
 
 def load_ablate(path: str | Path) -> AblateConfig:

@@ -131,7 +131,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def write_results(root: Path, summary: dict) -> None:
-    _write(root / "results.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    _write(root / "results.json", json.dumps(summary, indent=1) + "\n")  # variants stay in the file's order
     _write(root / "results.md", table_markdown(summary))
     _write(root / "report.html", render_html(root, summary))
 
@@ -151,8 +151,12 @@ def scores_plot(summary: dict):
 
     metrics = [m["key"] for m in summary["metrics"]]
     names = list(summary["variants"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 3.0), squeeze=False)
-    for ax, key in zip(axes[0], metrics):
+    cols = min(4, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols + 0.6, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, metrics):
         for i, name in enumerate(names):
             m = summary["variants"][name]["metrics"][key]
             colour = PALETTE[i % len(PALETTE)]
