@@ -4,7 +4,8 @@ A request is a ``Prompt``: the same request as chat messages (for instruction-tu
 render them with their own chat template) and as one plain string (for base models such as a
 Sigma checkpoint, which continue text). A backend says which form it uses (``chat``), generates
 with ``Sampling`` settings, and reports per request the text, why it ended and its token counts.
-``score`` gives summed next-token losses for perplexity, where the backend can.
+``score`` gives summed next-token losses for perplexity, and ``loglikelihood`` the summed loss of
+each continuation given its context (bits per byte, multiple choice), where the backend can.
 
 Backends are cached per process by their spec, so a Ray actor, or a test session, loads a model
 once however many stages or calls use it.
@@ -55,7 +56,8 @@ class Generation:
 
 @dataclass
 class Score:
-    """Summed next-token loss of one text, for perplexity: ``nll`` in nats over ``tokens`` predictions."""
+    """Summed next-token loss of one text (or of a continuation, given its context): ``nll`` in
+    nats over ``tokens`` predictions of a text of ``bytes`` UTF-8 bytes."""
 
     nll: float
     tokens: int
@@ -106,6 +108,12 @@ class Backend:
 
     def score(self, texts: Sequence[str], window: int | None = None) -> list[Score]:
         raise NotImplementedError(f"the {self.name} backend does not score texts (perplexity)")
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[Score]:
+        """For each (context, continuation): the summed loss (nats) of the continuation's tokens
+        given the context, with the continuation's ``tokens`` and ``bytes``."""
+        raise NotImplementedError(f"the {self.name} backend does not score log-likelihoods; use the sigma or "
+                                  f"transformers backend")
 
     def describe(self) -> dict:
         return {"engine": self.name, "model": self.model_id, "chat": self.chat}

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from sigma.backends.base import Backend, EngineSpec, Generation, Prompt, Sampling, Score, cut_at_stop
+from sigma.backends.likelihood import continuation_nll
+from sigma.checkpoint import read_checkpoint
 from sigma.generate import Engine
 from sigma.sampling import SamplingParams
 
@@ -27,6 +29,9 @@ class SigmaBackend(Backend):
         self.model_id = spec.model
         self.chat = False
         self.max_context = self.engine.config.max_seq_len
+        # scored in windows of the length it trained on: positions past it were never trained
+        trained = read_checkpoint(spec.model).state.get("train_config", {}).get("seq_len")
+        self.score_window = min(trained or self.max_context, self.max_context)
 
     def count_tokens(self, text: str) -> int:
         return len(self.engine.encode(text))
@@ -67,3 +72,14 @@ class SigmaBackend(Backend):
                 count += len(chunk) - 1
             scores.append(Score(nll, count, len(text.encode())))
         return scores
+
+    @torch.no_grad()
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[Score]:
+        """The context after an end-of-text token, as a document starts in the packed stream."""
+        engine = self.engine
+        ids = [(engine.encode(context), engine.tokenizer.encode(continuation).ids) for context, continuation in pairs]
+        nlls = continuation_nll(ids, lambda tokens, mask: engine.model(tokens), max_len=self.score_window,
+                                vocab_size=engine.config.vocab_size, device=engine.device, pad_id=engine.eos_id,
+                                max_batch=max(self.spec.max_batch_size, 32))
+        return [Score(nll, len(cont), len(continuation.encode()))
+                for nll, (_, cont), (_, continuation) in zip(nlls, ids, pairs)]

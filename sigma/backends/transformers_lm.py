@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from sigma.backends.base import Backend, EngineSpec, Generation, Prompt, Sampling, Score, cut_at_stop
+from sigma.backends.likelihood import continuation_nll
 from sigma.backends.packaged import packaged_model
 
 
@@ -131,6 +132,21 @@ class TransformersBackend(Backend):
                 count += len(chunk) - 1
             scores.append(Score(nll, count, len(text.encode())))
         return scores
+
+
+    @torch.no_grad()
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]], window: int = 2048) -> list[Score]:
+        """Plain text (no chat template): the context after the beginning- (else end-) of-sequence
+        token; windows of the model's context, at most ``window`` tokens."""
+        tok = self.tokenizer
+        first = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        ids = [([first] + tok(context, add_special_tokens=False)["input_ids"],
+                tok(continuation, add_special_tokens=False)["input_ids"]) for context, continuation in pairs]
+        nlls = continuation_nll(ids, lambda tokens, mask: self.model(input_ids=tokens, attention_mask=mask).logits,
+                                max_len=min(window, self.max_context), vocab_size=self.model.config.vocab_size,
+                                device=self.device, pad_id=tok.pad_token_id, max_batch=self.max_batch_size)
+        return [Score(nll, len(cont), len(continuation.encode()))
+                for nll, (_, cont), (_, continuation) in zip(nlls, ids, pairs)]
 
 
 def save_as_folder(spec: EngineSpec, out_dir: str) -> str:

@@ -35,14 +35,18 @@ def engine_spec(args: argparse.Namespace):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate a model: held-out perplexity per kind, NL -> command",
+        "eval", help="evaluate a model: the frozen suite, held-out perplexity per kind, NL -> command",
         formatter_class=RAW,
         description=(
             "Evaluate a model on system tasks.\n\n"
+            "  suite       the frozen eval suite (configs/eval/suite.yaml): bits per byte per kind of\n"
+            "              held-out text, NL -> command bits per byte and multiple choice (chance 0.25)\n"
             "  nl2cmd      given a task in English, write the bash command; exact match, command-name\n"
             "              accuracy and token F1 on any JSONL of {\"nl\", \"cmd\"}, few-shot\n"
             "  perplexity  held-out perplexity and bits per byte per kind of document on curated shards\n\n"
             "examples:\n"
+            "  sigma eval suite --model runs/tiny\n"
+            "  sigma eval suite --model smollm2 --backend transformers --json out/smollm2-suite.json\n"
             "  sigma eval nl2cmd --model smollm2 --data ../shared/data/nl2bash/dev.jsonl --limit 100 --shots 3\n"
             "  sigma eval nl2cmd --model runs/tiny --data pairs.jsonl --json out/nl2cmd.json\n"
             "  sigma eval perplexity --model runs/tiny --data out/man out/logs --held-out-fraction 0.05\n"
@@ -50,6 +54,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     commands = parser.add_subparsers(dest="eval_command", required=True)
+    suite = commands.add_parser(
+        "suite", help="the frozen eval suite: bits per byte per kind, NL -> command log-likelihood tasks",
+        formatter_class=RAW,
+        description=(
+            "Score a model on the frozen eval suite: bits per byte (total negative log-likelihood in bits\n"
+            "over UTF-8 bytes, comparable across tokenizers) on each kind of held-out text; the gold\n"
+            "command's bits per byte given the request; multiple choice between the gold command and 3\n"
+            "distractors by log-likelihood per byte (accuracy with a 95% Wilson interval, chance 0.25).\n"
+            "The suite is built the first time from its definition and read from its folder afterwards;\n"
+            "its hash (of the built data) is in every result. A Sigma checkpoint whose training data\n"
+            "overlaps the suite, and was not curated with `decontaminate: {suite: ...}` against it, is\n"
+            "refused (exit 2) unless --allow-contaminated."),
+    )
+    add_engine_arguments(suite)
+    suite.add_argument("--suite", default="configs/eval/suite.yaml", help="the suite's definition (default: %(default)s)")
+    suite.add_argument("--build-dir", help="where built suites live (default: the definition's build_dir)")
+    suite.add_argument("--rebuild", action="store_true", help="build the suite again from its sources (a new hash if they changed)")
+    suite.add_argument("--limit", type=int, help="at most this many documents per kind and multiple-choice items")
+    suite.add_argument("--allow-contaminated", action="store_true", help="score a model trained on suite text; the result says so")
+    suite.add_argument("--json", metavar="FILE", help="write the result here")
+    suite.set_defaults(func=suite_command)
     nl2cmd = commands.add_parser("nl2cmd", help="NL -> bash command", formatter_class=RAW,
                                  description="Exact match, command-name accuracy and token F1 of generated commands.")
     add_engine_arguments(nl2cmd)
@@ -77,6 +102,59 @@ def _write(result: dict, path: str | None) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def suite_table(result: dict):
+    from rich.table import Table
+
+    mc = result["mc"]
+    table = Table(title=f"suite {result['suite']['name']} ({result['suite']['hash'][:12]}): {result['model']['model']} "
+                  f"({result['model']['engine']})" + (" [CONTAMINATED]" if result.get("contaminated") else ""))
+    for column in ("measure", "value", "detail"):
+        table.add_column(column, justify="left" if column != "value" else "right")
+    for kind, value in result["bpb"].items():
+        table.add_row(f"bits/byte: {kind}", _number(value), f"{result['documents'][kind]} documents, "
+                      f"{result['bytes'][kind]:,} bytes")
+    table.add_row("bits/byte: all", _number(result["bpb_all"]), "")
+    table.add_row("nl2cmd: gold command bits/byte", _number(result["nl2cmd_bpb"]), "given the request")
+    ci = mc["ci95"]
+    table.add_row("nl2cmd: multiple choice accuracy", _number(mc["accuracy"]),
+                  f"95% CI {ci[0]:.3f}-{ci[1]:.3f}, n={mc['n']}, chance {mc['chance']:.2f}")
+    table.add_row("seconds per item", f"{result['seconds_per_item']:.4f}", f"{result['seconds']:.1f} s in all")
+    return table
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def suite_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from sigma.backends.base import load_backend
+    from sigma.evals.suite import ContaminationError, check_uncontaminated, load_suite, score_suite
+
+    console = Console(stderr=True)
+    try:
+        suite = load_suite(args.suite, build_dir=args.build_dir, rebuild=args.rebuild, progress=True)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    contaminated = None
+    try:
+        check_uncontaminated(args.model, suite)
+    except ContaminationError as exc:
+        if not args.allow_contaminated:
+            console.print(f"[red]refused:[/red] {exc}")
+            return 2
+        contaminated = str(exc)
+        console.print(f"[yellow]scoring a contaminated model (--allow-contaminated):[/yellow] {exc}")
+    result = score_suite(load_backend(engine_spec(args)), suite, limit=args.limit)
+    if contaminated:
+        result["contaminated"] = contaminated
+    Console().print(suite_table(result))
+    _write(result, args.json)
+    return 0
 
 
 def nl2cmd_command(args: argparse.Namespace) -> int:
