@@ -149,7 +149,7 @@ class Suite:
     kinds: list[str]
     documents: list[dict] = field(repr=False)  # id, kind, uri, text (nl2bash: nl, cmd too)
     mc: list[dict] = field(repr=False)  # id, nl, choices, gold
-    held_out: dict = field(repr=False)  # ids, rules [{roots, fraction}]
+    held_out: dict = field(repr=False)  # ids, paths, rules [{roots, fraction}]
     missing: list[str] = field(default_factory=list)
 
     @classmethod
@@ -169,18 +169,21 @@ class Suite:
     def held_out_ids(self) -> frozenset[str]:
         return frozenset(self.held_out["ids"])
 
+    @cached_property
+    def held_out_paths(self) -> frozenset[str]:
+        return frozenset(self.held_out["paths"])
+
     def is_held_out(self, doc_id: str | None, uri: str | None) -> bool:
         """Whether a training document is one the suite holds out: by its id, or by the file it
-        came from (any source reading that file, e.g. a log read in windows)."""
+        came from (whatever source read it: a man page, a log read in windows, a config)."""
         if doc_id in self.held_out_ids:
             return True
         path = path_of(uri)
         if path is None:
             return False
-        fid = file_id(path)
-        if fid in self.held_out_ids:
+        if path in self.held_out_paths:
             return True
-        return any(held_out_file(fid, rule["fraction"]) for rule in self.held_out["rules"]
+        return any(held_out_file(file_id(path), rule["fraction"]) for rule in self.held_out["rules"]
                    if any(path == root or path.startswith(root.rstrip("/") + "/") for root in rule["roots"]))
 
     def long_texts(self) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from sigma.evals.suite import (DATA_FILES, SUITE_FILE, FilesPart, LoghubPart, ManPart, NL2BashPart, SuiteDefinition,
-                               data_hash, file_id, held_out_file)
+                               data_hash, file_id, held_out_file, path_of)
 
 
 def _cut(text: str, max_chars: int) -> str:
@@ -46,11 +46,11 @@ def man_documents(part: ManPart, missing: list[str]) -> tuple[list[dict], list[s
     order = {c: i for i, c in enumerate(part.commands)}
     docs.sort(key=lambda d: (order.get(json.loads(d["meta"])["name"], len(order)), d["uri"]))
     out = [{"id": d["id"], "kind": "man", "uri": d["uri"], "text": _cut(d["text"], part.max_chars)} for d in docs]
-    return out, [d["id"] for d in docs]
+    return out, [d["uri"] for d in docs]
 
 
 def file_documents(part: FilesPart, missing: list[str]) -> tuple[list[dict], list[str], dict]:
-    """The part's held-out files of its kind, the ids of every held-out file under its roots,
+    """The part's held-out files of its kind, the uris of every held-out file under its roots,
     and the rule that holds them out."""
     from stages.ingest.files import FilesSource
 
@@ -65,13 +65,13 @@ def file_documents(part: FilesPart, missing: list[str]) -> tuple[list[dict], lis
     chosen = [d for d in sorted(docs, key=lambda d: d["uri"]) if d["kind"] == part.kind and d["text"].strip()]
     out = [{"id": d["id"], "kind": part.kind, "uri": d["uri"], "text": _cut(d["text"], part.max_chars)}
            for d in chosen[: part.max_documents]]
-    return out, [file_id(item["path"]) for item in items], {"roots": roots, "fraction": part.held_out_fraction}
+    return out, [f"file://{item['path']}" for item in items], {"roots": roots, "fraction": part.held_out_fraction}
 
 
 def loghub_documents(part: LoghubPart, missing: list[str]) -> tuple[list[dict], list[str]]:
     from stages.ingest.files import FilesSource
 
-    out, ids = [], []
+    out, uris = [], []
     for system in part.systems:
         path = os.path.abspath(os.path.join(part.root, system, f"{system}_2k.log"))
         if not os.path.isfile(path):
@@ -82,13 +82,13 @@ def loghub_documents(part: LoghubPart, missing: list[str]) -> tuple[list[dict], 
             missing.append(f"loghub:{system}")
             continue
         lines = docs[0]["text"].splitlines(keepends=True)
-        ids.append(docs[0]["id"])
+        uris.append(docs[0]["uri"])
         for i in range(part.documents):
             window = lines[i * part.lines : (i + 1) * part.lines]
             if window:
                 out.append({"id": f"{docs[0]['id']}#{i}", "kind": "loghub", "uri": f"{docs[0]['uri']}#{i * part.lines}",
                             "text": "".join(window)})
-    return out, ids
+    return out, uris
 
 
 def nl2bash_items(part: NL2BashPart, missing: list[str]) -> tuple[list[dict], list[dict]]:
@@ -127,22 +127,22 @@ def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> 
             print(message, file=sys.stderr, flush=True)
 
     missing: list[str] = []
-    documents, held_ids, rules, mc = [], [], [], []
+    documents, held_uris, rules, mc = [], [], [], []
     if spec.man:
         say(f"suite {spec.name}: rendering {len(spec.man.commands)} man pages")
-        docs, ids = man_documents(spec.man, missing)
+        docs, uris = man_documents(spec.man, missing)
         documents += docs
-        held_ids += ids
+        held_uris += uris
     for part in spec.files:
         say(f"suite {spec.name}: held-out {part.kind} files under {', '.join(part.roots)}")
-        docs, ids, rule = file_documents(part, missing)
+        docs, uris, rule = file_documents(part, missing)
         documents += docs
-        held_ids += ids
+        held_uris += uris
         rules.append(rule)
     if spec.loghub:
-        docs, ids = loghub_documents(spec.loghub, missing)
+        docs, uris = loghub_documents(spec.loghub, missing)
         documents += docs
-        held_ids += ids
+        held_uris += uris
     if spec.nl2bash:
         docs, mc = nl2bash_items(spec.nl2bash, missing)
         documents += docs
@@ -156,7 +156,9 @@ def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> 
     tmp.mkdir()
     (tmp / "documents.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in documents))
     (tmp / "mc.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False, sort_keys=True) + "\n" for i in mc))
-    (tmp / "held_out.json").write_text(json.dumps({"ids": sorted(set(held_ids)), "rules": rules}, indent=1, sort_keys=True) + "\n")
+    held_out = {"ids": sorted({d["id"] for d in documents if d["kind"] != "nl2bash"}),
+                "paths": sorted({path_of(uri) for uri in held_uris}), "rules": rules}
+    (tmp / "held_out.json").write_text(json.dumps(held_out, indent=1, sort_keys=True) + "\n")
     files = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in DATA_FILES}
     kinds = sorted({d["kind"] for d in documents})
     meta = {
@@ -165,7 +167,7 @@ def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> 
         "kinds": kinds, "files": files, "missing": missing,
         "counts": {"documents": {k: sum(d["kind"] == k for d in documents) for k in kinds},
                    "bytes": {k: sum(len(d["text"].encode()) for d in documents if d["kind"] == k) for k in kinds},
-                   "mc_items": len(mc), "held_out_ids": len(set(held_ids))},
+                   "mc_items": len(mc), "held_out_files": len(held_out["paths"])},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (tmp / SUITE_FILE).write_text(json.dumps(meta, indent=1) + "\n")

@@ -5,44 +5,30 @@ items are lower-cased and split into word and punctuation tokens; a document is 
 when it contains any 13-gram (`ngram`) of an eval item. An item shorter than `ngram` tokens
 (most NL2Bash descriptions and commands) counts as one n-gram of its own length, if it has at
 least `min_tokens` tokens; shorter items (`ls -l`) would match everything and are skipped.
+
+With `suite` (the eval suite's definition, `configs/eval/suite.yaml`), the suite is kept out of
+training as a whole: every document it holds out (man pages of its commands, config files and
+logs whose id hashes under its fractions, Loghub systems) is dropped by id or by the file it came
+from (`suite_held_out`), any document with an n-gram of a suite request or command is dropped
+(`decontaminated`, the item named `suite NAME:...`), and any document with at least
+`suite_min_overlap` of its n-grams in the suite's documents (`suite_overlap`; boilerplate shared by
+several suite documents does not count). Kept rows record the suite's hash (`decontam.suite`),
+which is how `sigma eval suite` knows a model was trained on data decontaminated against it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 
-import numpy as np
 import pyarrow as pa
-import xxhash
 
 from pipeline.stage import Filter, Resources, Result, split_dropped
+from sigma.evals.overlap import NgramIndex
 
-TOKEN = re.compile(r"\w+|[^\w\s]")
 ITEM, MATCHES = "decontam.item", "decontam.matches"
-MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
-def tokens(text: str) -> list[tuple[str, int, int]]:
-    """Lower-cased word and punctuation tokens with their character spans in `text`."""
-    return [(m.group().lower(), m.start(), m.end()) for m in TOKEN.finditer(text)]
-
-
-def gram_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
-    """A 64-bit hash of each run of `n` token hashes (position-dependent)."""
-    if len(token_hashes) < n:
-        return np.zeros(0, np.uint64)
-    with np.errstate(over="ignore"):
-        h = token_hashes[: len(token_hashes) - n + 1].copy()
-        for j in range(1, n):
-            h = h * MIX + token_hashes[j: len(token_hashes) - n + 1 + j]
-    return h
-
-
-def hash_tokens(toks: list[tuple[str, int, int]]) -> np.ndarray:
-    return np.fromiter((xxhash.xxh3_64_intdigest(t[0].encode()) for t in toks), np.uint64, len(toks))
+HELD, SHARE, SUITE_ITEM, SUITE = "decontam.suite_held_out", "decontam.suite_overlap", "decontam.suite_item", "decontam.suite"
 
 
 def read_items(path: str, fields: Sequence[str] | None) -> list[tuple[str, str]]:
@@ -70,106 +56,122 @@ class Decontaminate(Filter):
     as `file:line:field`). `action: drop` drops a document with at least `min_matches` matches
     (reason `decontaminated`, detail: the item and its text); `action: redact` keeps it with each
     matched span replaced by `<EVAL>`. `eval_sets`: JSONL or text files; `fields`: which JSONL
-    fields are items (default every string field)."""
+    fields are items (default every string field). `suite`: an eval suite's definition, kept out
+    as the module docstring says (its held-out documents and overlaps are dropped whatever the
+    action); `suite_build_dir`: where its built data lives (default: the definition's)."""
 
     name = "decontaminate"
     resources = Resources(batch_size=1024, actor=True)
 
-    def __init__(self, eval_sets: list[str], fields: list[str] | None = None, ngram: int = 13,
-                 min_tokens: int = 8, action: str = "drop", min_matches: int | None = 1):
+    def __init__(self, eval_sets: list[str] | None = None, suite: str | None = None, fields: list[str] | None = None,
+                 ngram: int = 13, min_tokens: int = 8, action: str = "drop", min_matches: int | None = 1,
+                 suite_min_overlap: float | None = 0.2, suite_build_dir: str | None = None):
         if action not in ("drop", "redact"):
             raise ValueError(f"action must be drop or redact, not {action!r}")
         if not 1 <= min_tokens <= ngram:
             raise ValueError("need 1 <= min_tokens <= ngram")
-        missing = [p for p in eval_sets if not os.path.exists(p)]
+        if not eval_sets and not suite:
+            raise ValueError("give eval_sets (JSONL or text files of eval items), suite (an eval suite's definition), or both")
+        missing = [p for p in eval_sets or [] if not os.path.exists(p)]
         if missing:
             raise ValueError(f"eval set(s) not found: {', '.join(missing)}")
-        self.eval_sets, self.fields, self.ngram, self.min_tokens = list(eval_sets), fields, ngram, min_tokens
-        self.action, self.min_matches = action, min_matches
-        self._index = None
+        self.eval_sets, self.fields, self.ngram, self.min_tokens = list(eval_sets or []), fields, ngram, min_tokens
+        self.action, self.min_matches, self.suite_min_overlap = action, min_matches, suite_min_overlap
+        self.suite_path = self.suite_name = self.suite_hash = None
+        if suite:
+            from sigma.evals.suite import load_suite
+
+            built = load_suite(suite, build_dir=suite_build_dir)  # built here once, read by every worker
+            self.suite_path, self.suite_name, self.suite_hash = str(built.path), built.name, built.hash
+        self._index = self._suite = None
 
     def columns(self) -> dict[str, pa.DataType]:
-        return {MATCHES: pa.int32(), ITEM: pa.string()}
+        columns = {MATCHES: pa.int32(), ITEM: pa.string()}
+        if self.suite_path:
+            columns.update({HELD: pa.bool_(), SHARE: pa.float32(), SUITE_ITEM: pa.string(), SUITE: pa.string()})
+        return columns
 
     def __getstate__(self):
-        return {**self.__dict__, "_index": None}
+        return {**self.__dict__, "_index": None, "_suite": None}
 
     def setup(self) -> None:
         if self._index is not None:
             return
-        keys, labels, texts, sizes = [], [], [], set()
-        for path in self.eval_sets:
-            for label, text in read_items(path, self.fields):
-                toks = tokens(text)
-                if len(toks) < self.min_tokens:
-                    continue
-                n = min(self.ngram, len(toks))
-                h = gram_hashes(hash_tokens(toks), n)
-                keys.append(h)
-                labels.append(np.full(len(h), len(texts), np.int64))
-                texts.append((label, text))
-                sizes.add(n)
-        keys_all = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-        owner = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        order = np.argsort(keys_all, kind="stable")
-        self._index = (keys_all[order], owner[order], texts, sorted(sizes))
+        items = [item for path in self.eval_sets for item in read_items(path, self.fields)]
+        if self.suite_path:
+            from sigma.evals.suite import Suite, SuiteOverlap
 
-    def _matches(self, text: str) -> tuple[int, int | None, list[tuple[int, int]]]:
-        """(number of matched n-grams, first matched item, matched character spans)."""
-        keys, owner, _, sizes = self._index
-        toks = tokens(text)
-        if not toks or len(keys) == 0:
-            return 0, None, []
-        th = hash_tokens(toks)
-        count, first, first_pos, spans = 0, None, None, []
-        for n in sizes:
-            h = gram_hashes(th, n)
-            if len(h) == 0:
-                continue
-            pos = np.searchsorted(keys, h)
-            pos[pos == len(keys)] = 0
-            hit = np.nonzero(keys[pos] == h)[0]
-            count += len(hit)
-            if len(hit) and (first_pos is None or hit[0] < first_pos):
-                first_pos, first = int(hit[0]), int(owner[pos[hit[0]]])
-            spans += [(toks[i][1], toks[i + n - 1][2]) for i in hit]
-        return count, first, spans
+            self._suite = SuiteOverlap(Suite.open(self.suite_path), self.ngram, self.min_tokens,
+                                       self.suite_min_overlap or 1.0)
+            items += self._suite.suite.short_texts()
+        self._index = NgramIndex(items, self.ngram, self.min_tokens)
 
     def signal(self, batch: pa.Table) -> pa.Table:
         self.setup()
-        texts = self._index[2]
+        rows = batch.num_rows
+        texts = [t or "" for t in batch["text"].to_pylist()]
         counts, items = [], []
-        for text in batch["text"].to_pylist():
-            count, first, _ = self._matches(text or "")
+        for text in texts:
+            count, _, first, _ = self._index.matches(text)
             counts.append(count)
-            items.append(None if first is None else texts[first][0])
-        for name in (MATCHES, ITEM):
+            items.append(None if first is None else self._index.items[first][0])
+        values = {MATCHES: pa.array(counts, pa.int32()), ITEM: pa.array(items, pa.string())}
+        if self._suite is not None:
+            ids = batch["id"].to_pylist() if "id" in batch.column_names else [None] * rows
+            uris = batch["uri"].to_pylist() if "uri" in batch.column_names else [None] * rows
+            held, shares, docs = [], [], []
+            for doc_id, uri, text in zip(ids, uris, texts):
+                held.append(self._suite.suite.is_held_out(doc_id, uri))
+                long_count, total, first, _ = self._suite.long.matches(text)
+                shares.append(long_count / total if long_count else 0.0)
+                docs.append(None if first is None else self._suite.long.items[first][0])
+            values.update({HELD: pa.array(held, pa.bool_()), SHARE: pa.array(shares, pa.float32()),
+                           SUITE_ITEM: pa.array(docs, pa.string()), SUITE: pa.array([self.suite_hash] * rows, pa.string())})
+        for name, column in values.items():
             if name in batch.column_names:
                 batch = batch.drop_columns([name])
-        batch = batch.append_column(MATCHES, pa.array(counts, pa.int32()))
-        return batch.append_column(ITEM, pa.array(items, pa.string()))
+            batch = batch.append_column(name, column)
+        return batch
 
     def decide(self, batch: pa.Table):
         reasons, details = [], []
-        lookup = dict(self._index[2]) if self._index else {}
-        for count, item in zip(batch[MATCHES].to_pylist(), batch[ITEM].to_pylist()):
-            if self.action == "drop" and self.min_matches is not None and count is not None and count >= self.min_matches:
+        lookup = dict(self._index.items) if self._index else {}
+        suite = f"suite {self.suite_name} ({(self.suite_hash or '')[:12]})"
+        held = batch[HELD].to_pylist() if HELD in batch.column_names else [False] * batch.num_rows
+        shares = batch[SHARE].to_pylist() if SHARE in batch.column_names else [0.0] * batch.num_rows
+        suite_items = batch[SUITE_ITEM].to_pylist() if SUITE_ITEM in batch.column_names else [None] * batch.num_rows
+        for count, item, is_held, share, doc in zip(batch[MATCHES].to_pylist(), batch[ITEM].to_pylist(), held, shares,
+                                                    suite_items):
+            if is_held:
+                reasons.append("suite_held_out")
+                details.append(f"{suite} holds this document out")
+            elif self.suite_min_overlap is not None and share is not None and share >= self.suite_min_overlap:
+                reasons.append("suite_overlap")
+                details.append(f"{share:.0%} of its n-grams are in {doc} ({(self.suite_hash or '')[:12]})")
+            elif self._drops(count, item):
                 reasons.append("decontaminated")
                 details.append(f"{item} ({count} n-grams): {lookup.get(item, '')[:200]}")
             else:
                 reasons.append(None), details.append(None)
         return reasons, details
 
+    def _drops(self, count, item) -> bool:
+        if count is None or self.min_matches is None or count < self.min_matches:
+            return False
+        # suite items are dropped whatever the action: the suite must never be trained on
+        return self.action == "drop" or (item or "").startswith("suite ")
+
     def process(self, batch: pa.Table) -> Result:
         if self.action == "drop":
             return super().process(batch)
         batch = self.signal(batch)
+        reasons, details = self.decide(batch)
         out = []
-        for text, count in zip(batch["text"].to_pylist(), batch[MATCHES].to_pylist()):
-            out.append(_cut(text, self._matches(text)[2]) if count else text)
+        for text, count, reason in zip(batch["text"].to_pylist(), batch[MATCHES].to_pylist(), reasons):
+            out.append(_cut(text, self._index.matches(text)[3]) if count and reason is None else text)
         field = batch.schema.field("text")
         batch = batch.set_column(batch.schema.get_field_index("text"), field, pa.array(out, field.type))
-        return split_dropped(batch, [None] * batch.num_rows)
+        return split_dropped(batch, reasons, details)
 
 
 def _cut(text: str, spans: list[tuple[int, int]]) -> str:

@@ -12,7 +12,8 @@ import pytest
 
 from jobs.curate import curate
 from pipeline.config import parse_job
-from stages.safety.decontaminate import Decontaminate, tokens
+from sigma.evals.overlap import tokens
+from stages.safety.decontaminate import Decontaminate
 
 FILLER = ("The administrator checked the service status after the upgrade and wrote the result to the "
           "team's log, then went back to reviewing the backup schedule for the next quarter.")
