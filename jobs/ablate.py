@@ -112,7 +112,7 @@ def run_arm(arm: dict) -> dict:
         "arm": arm["arm"], "variant": arm["variant"], "seed": arm["seed"], "tokens": state["tokens"],
         "budget": arm["budget"], "steps": state["step"], "corpus_tokens": arm["corpus_tokens"],
         "epochs": state["tokens"] / arm["corpus_tokens"], "final_loss": _last_loss(run),
-        "scoring": arm["scoring"], "scores": scores,
+        "train_config": arm["train_config"], "scoring": arm["scoring"], "scores": scores,
         "seconds": {"train": round(train_seconds, 1) if trained_here else None,
                     "score": round(time.time() - started - train_seconds, 1)},
     }
@@ -167,12 +167,14 @@ class Ablation:
 
     def curate_variants(self) -> dict[str, Path]:
         from jobs.curate import curate
+        from stages.presets import expand_presets
 
         c = self.config
         dirs = {}
         for name in c.variants:
             out = self.variant_dir(name)
-            self.say(f"variant {name}: curating ({' -> '.join(s.name for s in c.variant_stages(name))})")
+            stages = expand_presets(c.variant_stages(name))
+            self.say(f"variant {name}: curating ({' -> '.join(s.name for s in stages)})")
             job = JobConfig(name=f"{c.name}-{name}", inputs=c.sources, stages=c.variant_stages(name), writer=c.writer,
                             unit_mb=c.unit_mb, ray=c.ray)
             totals = curate(job, str(out), progress=False)["totals"]
@@ -220,7 +222,19 @@ class Ablation:
         if not path.exists():
             return None
         result = json.loads(path.read_text())
-        return result if result.get("scoring") == spec["scoring"] and result.get("budget") == spec["budget"] else None
+        same = all(result.get(k) == spec[k] for k in ("scoring", "budget", "train_config"))
+        return result if same else None
+
+    def check_trained_alike(self, specs: list[dict]) -> None:
+        """An arm's checkpoints are of this ablation's training settings, or the arm would resume
+        (or be scored) under a schedule it did not train with."""
+        from sigma.checkpoint import find_checkpoint, read_checkpoint
+
+        other = [s["arm"] for s in specs if find_checkpoint(s["run"]) is not None
+                 and read_checkpoint(s["run"]).state["train_config"] != s["train_config"]]
+        if other:
+            raise ConfigError(f"arms {', '.join(other)} in {self.root / 'arms'} were trained with other training "
+                              "settings (model, budget, schedule): remove those arm folders, or use another output")
 
     def run_arms(self, specs: list[dict]) -> list[dict]:
         import ray
@@ -263,7 +277,9 @@ class Ablation:
         with ray_session(self.config.ray):
             dirs = self.curate_variants()
             tokenizer, counts = self.tokenize(dirs)
-            results = self.run_arms(self.arm_specs(dirs, tokenizer, counts, suite))
+            specs = self.arm_specs(dirs, tokenizer, counts, suite)
+            self.check_trained_alike(specs)
+            results = self.run_arms(specs)
         summary = summarise(self.config, results, counts)
         write_results(self.root, summary)
         return summary

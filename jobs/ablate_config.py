@@ -109,11 +109,10 @@ class AblateConfig(Strict):
         return [(f"{v}-seed{s}", v, s) for v in self.variants for s in self.seeds]
 
     def output_hash(self) -> str:
-        """What the curated variants, the tokenizer and every arm's training depend on; not the
-        seeds (more seeds add arms), the baseline, scoring, where it runs or goes."""
-        body = self.model_dump(mode="json", include={"sources", "suite", "variants", "tokenizer", "train", "writer",
-                                                     "unit_mb"})
-        body["train"].pop("device", None)
+        """What the curated variants and the tokenizer depend on. Not the training settings (each
+        arm checks its own), the seeds (more seeds add arms), the baseline, scoring, where it runs
+        or goes."""
+        body = self.model_dump(mode="json", include={"sources", "suite", "variants", "tokenizer", "writer", "unit_mb"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
