@@ -210,7 +210,9 @@ class Ablation:
         for arm, variant, seed in c.arm_names():
             specs.append({
                 "arm": arm, "variant": variant, "seed": seed, "run": str(self.arm_dir(arm)), "data": str(dirs[variant]),
-                "tokenizer": str(tokenizer), "train_config": train_config(c, seed).to_dict(), "budget": c.train.tokens,
+                "tokenizer": str(tokenizer), "budget": c.train.tokens,
+                # as JSON reads it back (lists, not tuples), to compare with what checkpoints and scores record
+                "train_config": json.loads(json.dumps(train_config(c, seed).to_dict())),
                 "corpus_tokens": counts[variant]["tokens"], "suite": c.suite, "limit": c.score.limit,
                 "scoring": scoring, "device": c.train.device, "threads": c.arms.num_cpus,
             })

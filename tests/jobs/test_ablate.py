@@ -113,3 +113,10 @@ def test_config_errors(ablation):
         parse_ablate({**ablation, "seeds": [0]})
     with pytest.raises(ConfigError, match="max_steps"):
         parse_ablate({**ablation, "train": {**ablation["train"], "overrides": {"max_steps": 5}}})
+
+
+def test_arms_trained_with_other_settings_are_refused(whole, ablation):
+    out, _ = whole
+    longer = {**ablation, "train": {**ablation["train"], "tokens": BUDGET * 2}}
+    with pytest.raises(ConfigError, match="other training settings"):
+        Ablation(parse_ablate(longer), out, progress=False).run()
