@@ -100,12 +100,17 @@ def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> JobCo
     return parse_job(data, str(path))
 
 
-def parse_job(data: dict, where: str = "job") -> JobConfig:
+def validate_config(model: type[BaseModel], data: dict, where: str, what: str):
+    """``data`` as a ``model``, or a ConfigError that lists every wrong field (`where: invalid what`)."""
     try:
-        return JobConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{where}: invalid job"]
+        lines = [f"{where}: invalid {what}"]
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             lines.append(f"  {loc}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def parse_job(data: dict, where: str = "job") -> JobConfig:
+    return validate_config(JobConfig, data, where, "job")

@@ -1,0 +1,125 @@
+"""An ablation's configuration: YAML validated into typed objects (see configs/ablate/curation.yaml).
+
+An ablation compares curation recipes the way DCLM and FineWeb do: the same sources curated by
+each variant's stage list, one tokenizer trained on the union of the variants' outputs, and the
+same model, token budget and seeds for every variant; each arm (variant x seed) is scored on the
+frozen eval suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.config import InputConfig, RayConfig, StageConfig, WriterConfig, read_yaml_mapping, validate_config
+
+from jobs.loop_config import _stage_list
+
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+DEFAULT_SUITE = "configs/eval/suite.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenizerSettings(Strict):
+    vocab_size: int = Field(1024, gt=256)
+
+
+class TrainSettings(Strict):
+    """Every arm trains this config on exactly `tokens` tokens: `tokens` must be a whole number of
+    steps (batch_size x seq_len x grad_accum), so no arm gets a token more than another."""
+
+    config: str = "sigma-tiny"  # a train YAML (configs/train/...) or a model preset
+    overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields; not max_steps or seed
+    tokens: int = Field(gt=0)
+    device: str | None = None
+
+    @field_validator("overrides")
+    @classmethod
+    def _not_derived(cls, value: dict[str, Any]) -> dict[str, Any]:
+        derived = sorted({"max_steps", "seed"} & set(value))
+        if derived:
+            raise ValueError(f"{', '.join(derived)} come from `tokens` and `seeds`, not from overrides")
+        return value
+
+
+class ArmSettings(Strict):
+    """How arms run: each is a Ray task holding `num_cpus` (its torch threads), `concurrency` at once."""
+
+    concurrency: int = Field(1, ge=1)
+    num_cpus: int = Field(2, ge=1)
+
+
+class ScoreSettings(Strict):
+    limit: int | None = Field(None, gt=0)  # items per suite task, for a quick look; None: the whole suite
+
+
+class AblateConfig(Strict):
+    name: str = "ablate"
+    output: str | None = None
+    sources: list[InputConfig] = Field(min_length=1)
+    suite: str = DEFAULT_SUITE  # scored on; and every variant's first stage excludes its text
+    variants: dict[str, list[StageConfig]] = Field(min_length=2)
+    baseline: str
+    tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
+    train: TrainSettings
+    seeds: list[int] = Field(min_length=2)  # the spread over seeds is what a difference is judged against
+    arms: ArmSettings = Field(default_factory=ArmSettings)
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
+    writer: WriterConfig = Field(default_factory=WriterConfig)
+    unit_mb: float = Field(64, gt=0)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _variant_stages(cls, value):
+        if not isinstance(value, dict):
+            raise ValueError("variants: a mapping of name -> stage list (`raw: []`, `full: [redact, ...]`)")
+        return {name: _stage_list(stages) for name, stages in value.items()}
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds repeat: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _names(self) -> "AblateConfig":
+        bad = [n for n in self.variants if not VARIANT_NAME.match(n)]
+        if bad:
+            raise ValueError(f"variant names {bad}: letters, digits and _ . + - only (they name folders)")
+        if self.baseline not in self.variants:
+            raise ValueError(f"baseline {self.baseline!r} is not a variant ({', '.join(self.variants)})")
+        return self
+
+    def variant_stages(self, name: str) -> list[StageConfig]:
+        """The suite exclusion first, then the variant's own stages: no arm trains on suite text."""
+        return [StageConfig(name="decontaminate", options={"suite": self.suite}), *self.variants[name]]
+
+    def arm_names(self) -> list[tuple[str, str, int]]:
+        """(arm, variant, seed) for every arm, variants in file order, then seeds."""
+        return [(f"{v}-seed{s}", v, s) for v in self.variants for s in self.seeds]
+
+    def output_hash(self) -> str:
+        """What the curated variants and the tokenizer depend on. Not the training settings (each
+        arm checks its own), the seeds (more seeds add arms), the baseline, scoring, where it runs
+        or goes."""
+        body = self.model_dump(mode="json", include={"sources", "suite", "variants", "tokenizer", "writer", "unit_mb"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_ablate(data: dict, where: str = "ablation") -> AblateConfig:
+    return validate_config(AblateConfig, data, where, "ablation")
+
+
+def load_ablate(path: str | Path) -> AblateConfig:
+    path = Path(path)
+    return parse_ablate(read_yaml_mapping(path, "ablation file", "`sources:`, `variants:` and `train:`"), str(path))
