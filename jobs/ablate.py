@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import ConfigError, JobConfig
+from pipeline.progress import table_console
 from pipeline.ray_session import ray_session
 
 from jobs.ablate_config import AblateConfig, load_ablate
@@ -313,7 +314,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    render_table(summary, Console())
+    render_table(summary, table_console())
     console.print(f"results: {Path(output) / 'results.json'}, {Path(output) / 'report.html'}")
     return 0
 

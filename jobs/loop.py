@@ -38,6 +38,7 @@ from pathlib import Path
 
 from pipeline.config import ConfigError, JobConfig, StageConfig
 from pipeline.manifest import code_version
+from pipeline.progress import table_console
 from pipeline.ray_session import ray_session
 from stages.presets import expand_presets
 from stages.registry import STAGES
@@ -322,7 +323,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    render_table(rows, Console())
+    render_table(rows, table_console())
     return 0
 
 

@@ -91,3 +91,11 @@ class Progress:
         with RichProgress(*columns, console=self.console, transient=False) as progress:
             task = progress.add_task(title, total=total, completed=done, info="")
             yield UnitBar(progress, task, title)
+
+
+def table_console() -> Console:
+    """Standard output for a closing table: off a terminal (a log, CI, `| cat`) rich would fold a
+    wide table into 80 columns of cut cells, so it gets room to print whole rows."""
+    console = Console()
+    return console if console.is_terminal else Console(width=240)
+
