@@ -15,6 +15,7 @@ embedding (on Ray actors) beside k-means, the pairs and the rest.
 
     python bench/semantic_dedupe.py quality [--sets SET ...] [--models minilm minilm-static]
     python bench/semantic_dedupe.py speed --sizes 10000 100000 [--models minilm-static minilm]
+    python bench/semantic_dedupe.py guard-cost [--docs 10000]   # CPU per document, one process
 """
 
 from __future__ import annotations
@@ -229,6 +230,28 @@ def speed(args) -> int:
     return 0
 
 
+def guard_cost(args) -> int:
+    """CPU time per document of the guard's hard-token hashes beside the static model's encoding
+    of the same texts (process time, so other jobs on the machine count little)."""
+    from stages.dedupe.embed import Encoder
+    from stages.dedupe.hard_tokens import hashes
+
+    texts = [d["text"][:2000] for d in speed_docs(args.docs)]
+    started = time.process_time()
+    for text in texts:
+        hashes(text)
+    guard_s = time.process_time() - started
+    encoder = Encoder("minilm-static")
+    encoder.encode(texts[:8])
+    started = time.process_time()
+    encoder.encode(texts)
+    static_s = time.process_time() - started
+    print("| documents | hard-token hashes ms/doc | minilm-static encode ms/doc | ratio |\n|---:|---:|---:|---:|")
+    print(f"| {len(texts):,} | {guard_s / len(texts) * 1e3:.3f} | {static_s / len(texts) * 1e3:.3f} "
+          f"| {guard_s / static_s:.2f} |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -240,8 +263,10 @@ def main() -> int:
     s.add_argument("--models", nargs="+", default=["minilm-static"])
     for p in (q, s):
         p.add_argument("--num-cpus", type=int, default=2)
+    g = sub.add_parser("guard-cost", help="CPU per document of the guard's hashes beside the static model")
+    g.add_argument("--docs", type=int, default=10_000)
     args = ap.parse_args()
-    return quality(args) if args.command == "quality" else speed(args)
+    return {"quality": quality, "speed": speed, "guard-cost": guard_cost}[args.command](args)
 
 
 if __name__ == "__main__":
