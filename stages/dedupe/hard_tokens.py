@@ -27,7 +27,7 @@ than false ones on the labelled sets (docs/benchmarks.md):
 
 In templated kinds (`config`, `log`: one template filled with other values is the duplicate that
 semantic dedupe is there to find), values are not hard: every word holding a digit is masked, as
-`near_dedupe` masks log lines, and `numbers` and `negation_words` (booleans: `no`, `off`) are empty.
+`near_dedupe` masks log lines, and `numbers` and `negation_words` (a boolean `no`) are empty.
 """
 
 from __future__ import annotations
