@@ -1,17 +1,21 @@
 """Semantic dedupe: quality on a labelled set beside MinHash, and speed at growing sizes.
 
-Quality (`bench/data/semantic_dedupe_set.jsonl.gz`, built by `bench/semantic_dedupe_set.py`):
-pairwise precision, recall and F1 of the stage's clusters (keepers with the documents dropped in
-their name) at each cosine threshold, beside `near_dedupe` (MinHash-LSH, Jaccard verified) at its
-thresholds on the same documents; how many duplicate pairs semantic dedupe finds that MinHash
-misses, and how many hard negatives it merges with the document they were chosen against.
+Quality (`bench/data/semantic_dedupe_set.jsonl.gz`, on which the defaults were chosen, and
+`semantic_dedupe_set2.jsonl.gz`, held out: another seed, none of the first's groups; both built by
+`bench/semantic_dedupe_set.py`): pairwise precision, recall and F1 of the stage's clusters
+(keepers with the documents dropped in their name) at each cosine threshold, with the hard-token
+guard and without it, beside `near_dedupe` (MinHash-LSH, Jaccard verified) at its thresholds on
+the same documents; how many duplicate pairs semantic dedupe finds that MinHash misses, and how
+many hard negatives it merges with the document they were chosen against. Then, at the default
+threshold, what each guard category does: alone, left out of the default guard, and added to it.
 
 Speed: documents/s of the whole stage on NL2Bash questions with their commands (each round of the
 10,086 rows with a growing share of words redrawn, so larger corpora are new documents), with the
 embedding (on Ray actors) beside k-means, the pairs and the rest.
 
-    python bench/semantic_dedupe.py quality [--models minilm minilm-static]
+    python bench/semantic_dedupe.py quality [--sets SET ...] [--models minilm minilm-static]
     python bench/semantic_dedupe.py speed --sizes 10000 100000 [--models minilm-static minilm]
+    python bench/semantic_dedupe.py guard-cost [--docs 10000]   # CPU per document, one process
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.dedupe_eval import load, pairs, run_stage, score  # noqa: E402
 
-SET = ROOT / "bench" / "data" / "semantic_dedupe_set.jsonl.gz"
+SETS = [ROOT / "bench" / "data" / f"semantic_dedupe_set{n}.jsonl.gz" for n in ("", "2")]
 NL2BASH = ROOT.parent / "shared" / "data" / "nl2bash" / "dev.jsonl"
 THRESHOLDS = (0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97)
 MINHASH_THRESHOLDS = (0.3, 0.5, 0.8)
@@ -101,17 +105,25 @@ def row(name: str, m: dict, extra: str = "") -> str:
             f"| {extra} |")
 
 
-def quality(args) -> int:
-    import ray
+def guard_variants(default: list[str]) -> list[tuple[str, list[str]]]:
+    """Guards to compare at the default threshold: none, each category alone, the default without
+    each of its categories, the default, and the default with each other category added."""
+    from stages.dedupe.hard_tokens import CATEGORIES
 
+    out = [("none (cosine only)", [])] + [(f"{c} alone", [c]) for c in CATEGORIES]
+    out += [(f"default without {c}", [x for x in default if x != c]) for c in default]
+    out += [("default", default)] + [(f"default + {c}", [*default, c]) for c in CATEGORIES if c not in default]
+    return out
+
+
+def quality_of_set(path: str, args) -> None:
     from stages.dedupe.semantic import SemanticDedupe
 
-    docs = load(args.set, None)
+    docs = load(path, None)
     ids = [d["id"] for d in docs]
     gold = sum(pairs(n) for n in collections.Counter(d["group"] for d in docs).values())
     negatives = sum("negative_of" in d for d in docs)
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    print(f"{len(docs)} documents, {gold} duplicate pairs, {negatives} hard negatives ({args.set})\n")
+    print(f"### {Path(path).name}: {len(docs)} documents, {gold} duplicate pairs, {negatives} hard negatives\n")
     lines = ["| method | precision | recall | F1 | true pairs | predicted pairs | missed by MinHash 0.8 found "
              "/ hard negatives merged |", "|---|---:|---:|---:|---:|---:|---|"]
     minhash_found = {}
@@ -121,21 +133,53 @@ def quality(args) -> int:
         lines.append(row(f"near_dedupe (MinHash) {t}", score(docs, keeper_of),
                          f"- / {negatives_merged(docs, keeper_of)} of {negatives}"))
     missed = minhash_found[0.8]
+    default = SemanticDedupe()
+
+    def measured(stage, blocks, name: str) -> str:
+        keeper_of = keepers_of(stage.decide_blocks(blocks, len(docs)), ids)
+        found = pair_sets(docs, keeper_of)
+        return row(name, score(docs, keeper_of),
+                   f"{len(found - missed)} / {negatives_merged(docs, keeper_of)} of {negatives}")
+
+    ablation = []
     for model in args.models:
         stage = SemanticDedupe(model=model, workers=args.num_cpus)
         started = time.time()
         blocks = signals_on_actors(stage, docs)
         embed_s = time.time() - started
-        for t in THRESHOLDS:
-            stage.threshold = t
-            keeper_of = keepers_of(stage.decide_blocks(blocks, len(docs)), ids)
-            found = pair_sets(docs, keeper_of)
-            mark = " (default)" if t == SemanticDedupe().threshold and model == "minilm" else ""
-            lines.append(row(f"semantic_dedupe {model} {t}{mark}", score(docs, keeper_of),
-                             f"{len(found - missed)} / {negatives_merged(docs, keeper_of)} of {negatives}"))
+        for guard in ([default.guard, []] if model == default.model else [default.guard]):
+            stage.guard = guard
+            for t in THRESHOLDS:
+                stage.threshold = t
+                mark = " (default)" if t == default.threshold and model == default.model and guard else ""
+                lines.append(measured(stage, blocks, f"semantic_dedupe {model} {t} "
+                                                     f"{'guard' if guard else 'cosine only'}{mark}"))
+        if model == default.model:
+            stage.threshold = default.threshold
+            for name, guard in guard_variants(default.guard):
+                stage.guard = guard
+                ablation.append(measured(stage, blocks, name))
+                if name == "default":
+                    s = stage.stats
+                    refused = ", ".join(f"{c} {n}" for c, n in s["guarded_by"].items())
+                    print(f"guard at {default.threshold}: {s['pairs']} pairs kept, {s['guarded']} refused "
+                          f"(differing in: {refused})", file=sys.stderr, flush=True)
         print(f"{model}: signals {embed_s:.1f} s ({len(docs) / embed_s:.0f} docs/s on {args.num_cpus} actors)",
               file=sys.stderr, flush=True)
     print("\n".join(lines))
+    if ablation:
+        print(f"\nThe guard's categories, {default.model} at {default.threshold}:\n")
+        print("\n".join(["| guard | precision | recall | F1 | true pairs | predicted pairs | missed by MinHash 0.8 "
+                         "found / hard negatives merged |", "|---|---:|---:|---:|---:|---:|---|", *ablation]))
+    print()
+
+
+def quality(args) -> int:
+    import ray
+
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    for path in args.sets:
+        quality_of_set(path, args)
     ray.shutdown()
     return 0
 
@@ -186,19 +230,43 @@ def speed(args) -> int:
     return 0
 
 
+def guard_cost(args) -> int:
+    """CPU time per document of the guard's hard-token hashes beside the static model's encoding
+    of the same texts (process time, so other jobs on the machine count little)."""
+    from stages.dedupe.embed import Encoder
+    from stages.dedupe.hard_tokens import hashes
+
+    texts = [d["text"][:2000] for d in speed_docs(args.docs)]
+    started = time.process_time()
+    for text in texts:
+        hashes(text)
+    guard_s = time.process_time() - started
+    encoder = Encoder("minilm-static")
+    encoder.encode(texts[:8])
+    started = time.process_time()
+    encoder.encode(texts)
+    static_s = time.process_time() - started
+    print("| documents | hard-token hashes ms/doc | minilm-static encode ms/doc | ratio |\n|---:|---:|---:|---:|")
+    print(f"| {len(texts):,} | {guard_s / len(texts) * 1e3:.3f} | {static_s / len(texts) * 1e3:.3f} "
+          f"| {guard_s / static_s:.2f} |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     q = sub.add_parser("quality", help="precision, recall and F1 on the labelled set, beside MinHash")
-    q.add_argument("--set", default=str(SET))
+    q.add_argument("--sets", nargs="+", default=[str(p) for p in SETS])
     q.add_argument("--models", nargs="+", default=["minilm", "minilm-static"])
     s = sub.add_parser("speed", help="documents/s of the stage at growing sizes")
     s.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     s.add_argument("--models", nargs="+", default=["minilm-static"])
     for p in (q, s):
         p.add_argument("--num-cpus", type=int, default=2)
+    g = sub.add_parser("guard-cost", help="CPU per document of the guard's hashes beside the static model")
+    g.add_argument("--docs", type=int, default=10_000)
     args = ap.parse_args()
-    return quality(args) if args.command == "quality" else speed(args)
+    return {"quality": quality, "speed": speed, "guard-cost": guard_cost}[args.command](args)
 
 
 if __name__ == "__main__":

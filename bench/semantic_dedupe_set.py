@@ -17,6 +17,8 @@ Only duplicate pairs whose word 3-gram Jaccard is below `--max-jaccard` are kept
 default threshold cannot see them); the negatives are kept whatever their overlap.
 
     python bench/semantic_dedupe_set.py --out bench/data/semantic_dedupe_set.jsonl.gz
+    python bench/semantic_dedupe_set.py --seed 17 --exclude bench/data/semantic_dedupe_set.jsonl.gz \
+        --out bench/data/semantic_dedupe_set2.jsonl.gz    # a held-out set: none of the first's groups
 """
 
 from __future__ import annotations
@@ -65,7 +67,11 @@ def command_key(cmd: str) -> str:
     return " ".join(key.split())
 
 
-def nl2bash(path: Path, groups: int, max_jaccard: float, rng: random.Random) -> list[dict]:
+def group_of(key: str) -> str:
+    return "nl2bash/" + hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def nl2bash(path: Path, groups: int, max_jaccard: float, rng: random.Random, excluded: set[str]) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     keys_of_nl = collections.defaultdict(set)
     for r in rows:
@@ -80,15 +86,17 @@ def nl2bash(path: Path, groups: int, max_jaccard: float, rng: random.Random) -> 
     rng.shuffle(multi)
     nl_words = {i: set(words(r["nl"])) for i, r in enumerate(rows)}
     key_tokens = {c: set(c.split()) for c in by_key}
-    docs, used = [], set()
+    docs, used = [], {c for c in by_key if group_of(c) in excluded}  # nor as negatives
     for key in multi:
         if len([d for d in docs if d["edit"] == "paraphrase"]) >= groups:
             break
+        if group_of(key) in excluded:
+            continue
         texts = [qa(r["nl"], r["cmd"]) for r in by_key[key][:4]]
         kept = [texts[0]] + [t for t in texts[1:] if jaccard(shingles(texts[0]), shingles(t)) < max_jaccard]
         if len(kept) < 2:
             continue
-        group = "nl2bash/" + hashlib.sha1(key.encode()).hexdigest()[:12]
+        group = group_of(key)
         used.add(key)
         for k, text in enumerate(kept):
             docs.append({"id": f"{group}/{k}", "text": text, "kind": "qa", "group": group,
@@ -106,7 +114,7 @@ def nl2bash(path: Path, groups: int, max_jaccard: float, rng: random.Random) -> 
         if best is not None and best_j >= 0.4:
             r = rows[best]
             used.add(command_key(r["cmd"]))
-            neg = "nl2bash/" + hashlib.sha1(command_key(r["cmd"]).encode()).hexdigest()[:12]
+            neg = group_of(command_key(r["cmd"]))
             docs.append({"id": f"{neg}/neg", "text": qa(r["nl"], r["cmd"]), "kind": "qa", "group": neg,
                          "edit": "", "family": "nl2bash", "negative_of": group})
     return docs
@@ -136,7 +144,7 @@ def revalue(value: str, rng: random.Random) -> str:
     return WORD.sub(one, value)
 
 
-def configs(max_jaccard: float, rng: random.Random, limit: int) -> list[dict]:
+def configs(max_jaccard: float, rng: random.Random, limit: int, excluded: set[str]) -> list[dict]:
     files = sorted({os.path.realpath(p) for g in CONFIG_GLOBS for p in glob.glob(g) if os.path.isfile(p)})
     found, seen = {}, set()
     for p in files:
@@ -150,7 +158,7 @@ def configs(max_jaccard: float, rng: random.Random, limit: int) -> list[dict]:
     for path in sources:
         if taken >= limit:
             break
-        if os.path.dirname(path) in folders:  # sibling files of one folder are often one template too
+        if os.path.dirname(path) in folders or "config" + path in excluded:  # siblings: often one template
             continue
         lines = found[path]
         original = "\n".join(lines) + "\n"
@@ -177,9 +185,13 @@ def main() -> int:
     ap.add_argument("--max-jaccard", type=float, default=0.5,
                     help="keep duplicate pairs under this word 3-gram Jaccard")
     ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--exclude", nargs="*", default=[],
+                    help="labelled sets whose groups (commands, config files) this one must not reuse")
     args = ap.parse_args()
-    docs = nl2bash(Path(args.nl2bash), args.groups, args.max_jaccard, random.Random(args.seed))
-    docs += configs(args.max_jaccard, random.Random(args.seed + 1), args.configs)
+    excluded = {json.loads(line)["group"] for path in args.exclude
+                for line in gzip.open(path, "rt", encoding="utf-8") if line.strip()}
+    docs = nl2bash(Path(args.nl2bash), args.groups, args.max_jaccard, random.Random(args.seed), excluded)
+    docs += configs(args.max_jaccard, random.Random(args.seed + 1), args.configs, excluded)
     body = "".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in docs).encode()
     Path(args.out).write_bytes(gzip.compress(body, mtime=0) if args.out.endswith(".gz") else body)
     groups = collections.Counter(d["group"] for d in docs)

@@ -12,15 +12,19 @@ bounded length. The decision then runs as Ray tasks:
    block order (k x 384 numbers: never the vectors);
 2. every vector goes to its nearest centroid; the exchange (`stages/dedupe/shuffle.py`) brings
    each cluster's members into one task, partitioned by cluster id;
-3. within each cluster, the pairs at or above `threshold` cosine, compared `PAIR_BLOCK` rows
-   against `PAIR_BLOCK` rows at a time, so a task holds its partition's vectors and one block of
-   cosines, never the square of a cluster (a partition holds whole clusters: `cluster_rows` keeps
-   them near that size, and the largest is in the stage's stats);
+3. within each cluster, the pairs at or above `threshold` cosine that also agree on their hard
+   tokens (`guard`: options, operators, file types, paths, signed numbers, negation of the code;
+   `stages/dedupe/hard_tokens.py`; the pairs it refuses are counted in the stage's stats),
+   compared `PAIR_BLOCK` rows against `PAIR_BLOCK` rows at a time, so a task holds its
+   partition's vectors and one block of cosines, never the square of a cluster (a partition holds
+   whole clusters: `cluster_rows` keeps them near that size, and the largest is in the stage's
+   stats);
 4. connected components of those pairs (`stages/dedupe/components.py`), one keeper per component
    by `near_dedupe`'s rule (`keep`: earliest, longest or the highest `score_column`); the members
-   at or above `threshold` cosine to the keeper are dropped as `semantic_duplicate` with the
-   keeper's id and that cosine as detail (`<keeper id> cosine=0.9731`). The rest of a component
-   stays: it hangs on the keeper only through a chain of pairs, and chains drift in meaning.
+   at or above `threshold` cosine to the keeper and agreeing with it on the guard are dropped as
+   `semantic_duplicate` with the keeper's id and that cosine as detail (`<keeper id>
+   cosine=0.9731`). The rest of a component stays: it hangs on the keeper only through a chain
+   of pairs, and chains drift in meaning.
 
 With `existing` (earlier curate outputs), their documents are embedded and take part as keepers
 only, as in `near_dedupe`. Node keys and every tie-break are those of `near_dedupe`, so the
@@ -37,26 +41,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.stage import GlobalStage, Resources, partitions_for
-from stages.dedupe import embed
+from stages.dedupe import embed, hard_tokens
 from stages.dedupe.components import both_directions, connected_components, local_stars
 from stages.dedupe.minhash import fmix64
+from stages.dedupe.normalise import detect_kinds, kinds_of
 from stages.dedupe.near import (PARTITION_BYTES, _cluster_cpus, _node_keys, existing_shards, keeper_choice,
                                 keeper_scores, member_attrs)
 from stages.dedupe.shuffle import PART, from_blocks, partition_of, step
 
-EMB, SCORE = "_semantic.emb", "_semantic.score"
+EMB, SCORE, HARD = "_semantic.emb", "_semantic.score", "_semantic.hard"
 REASON = "semantic_duplicate"
 PAIR_BLOCK = 2048  # rows compared against as many rows at once within a cluster
 ASSIGN_ROWS = 16384  # vectors scored against the centroids at once
 VECTOR = pa.list_(pa.float32(), embed.DIM)
+HARD_TYPE = pa.list_(pa.uint64(), len(hard_tokens.CATEGORIES))
 
 
 class SemanticDedupe(GlobalStage):
     """Semantic near-duplicate removal: embeddings, seeded distributed k-means, cosine pairs
     within clusters, connected components and `near_dedupe`'s keeper rule.
 
-    Options: `threshold` (cosine at which a pair is a duplicate), `model` (`minilm` or
-    `minilm-static`, see `stages/dedupe/embed.py`), `max_tokens` and `max_chars` (each document
+    Options: `threshold` (cosine at which a pair is a duplicate), `guard` (the hard-token
+    categories a pair must also agree on, `stages/dedupe/hard_tokens.py`; null: the default six,
+    `[]`: the cosine alone), `model` (`minilm` or `minilm-static`, see `stages/dedupe/embed.py`),
+    `max_tokens` and `max_chars` (each document
     cut to this length before embedding), `cluster_rows` (k-means clusters of about this many
     documents: k = documents / cluster_rows), `iterations` (of k-means at most), `seed`, `keep`
     (`earliest`, `longest`, `score`), `score_column`, `existing` (curate output folders whose
@@ -65,11 +73,11 @@ class SemanticDedupe(GlobalStage):
 
     name = "semantic_dedupe"
 
-    def __init__(self, threshold: float = 0.95, model: Literal["minilm", "minilm-static"] = "minilm",
-                 max_tokens: int = 128, max_chars: int = 2000, cluster_rows: int = 1000, iterations: int = 10,
-                 seed: int = 1, keep: Literal["earliest", "longest", "score"] = "earliest",
-                 score_column: str | None = None, existing: list[str] | None = None,
-                 rows_per_partition: int = 250_000, workers: int | None = None):
+    def __init__(self, threshold: float = 0.88, guard: list[str] | None = None,
+                 model: Literal["minilm", "minilm-static"] = "minilm", max_tokens: int = 128, max_chars: int = 2000,
+                 cluster_rows: int = 1000, iterations: int = 10, seed: int = 1,
+                 keep: Literal["earliest", "longest", "score"] = "earliest", score_column: str | None = None,
+                 existing: list[str] | None = None, rows_per_partition: int = 250_000, workers: int | None = None):
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], not {threshold}")
         if model not in embed.MODELS:
@@ -78,6 +86,11 @@ class SemanticDedupe(GlobalStage):
             raise ValueError("max_tokens, max_chars, cluster_rows and iterations must be >= 1")
         if keep == "score" and not score_column:
             raise ValueError("keep: score needs score_column")
+        guard = list(hard_tokens.DEFAULT_GUARD if guard is None else guard)
+        unknown = sorted(set(guard) - set(hard_tokens.CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown guard categories {unknown}; known: {', '.join(hard_tokens.CATEGORIES)}")
+        self.guard = [c for c in hard_tokens.CATEGORIES if c in guard]
         self.threshold, self.model, self.max_tokens, self.max_chars = threshold, model, max_tokens, max_chars
         self.cluster_rows, self.iterations, self.seed = cluster_rows, iterations, seed
         self.keep, self.score_column = keep, score_column
@@ -89,7 +102,7 @@ class SemanticDedupe(GlobalStage):
     # -- signal: per batch, on the actors of the preceding map segment ----------------------------
 
     def columns(self) -> dict[str, pa.DataType]:
-        return {EMB: VECTOR, SCORE: pa.float64()}
+        return {EMB: VECTOR, SCORE: pa.float64(), HARD: HARD_TYPE}
 
     def setup(self) -> None:
         self._encoder()
@@ -103,8 +116,13 @@ class SemanticDedupe(GlobalStage):
         has = [i for i, t in enumerate(texts) if t.strip()]
         if has:
             vectors[has] = self._encoder().encode([texts[i] for i in has])
+        kinds = kinds_of(batch["kind"] if "kind" in batch.column_names else pa.nulls(batch.num_rows, pa.string()))
+        kinds = detect_kinds(batch["text"].fill_null("").combine_chunks().cast(pa.large_string()), kinds)
+        hard = np.array([hard_tokens.hashes(t[: self.max_chars], k in hard_tokens.TEMPLATE_KINDS)
+                         for t, k in zip(texts, kinds)], np.uint64).reshape(-1)  # the part the encoder sees
         cols = {EMB: pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), embed.DIM),
-                SCORE: pa.array(keeper_scores(batch, self.keep, self.score_column), pa.float64())}
+                SCORE: pa.array(keeper_scores(batch, self.keep, self.score_column), pa.float64()),
+                HARD: pa.FixedSizeListArray.from_arrays(pa.array(hard, pa.uint64()), len(hard_tokens.CATEGORIES))}
         for name, col in cols.items():
             if name in batch.column_names:
                 batch = batch.drop_columns([name])
@@ -146,18 +164,26 @@ class SemanticDedupe(GlobalStage):
             return [ray.put(_keepers(None, self.threshold))]
         clustered, attrs = step(_assign, [blocks_in], [partitions, partitions], (centroids, partitions),
                                 max_in_flight=w)
-        edges, stats = step(_cluster_pairs, [clustered], [partitions, None], (partitions, self.threshold),
+        guard = self._guard_columns()
+        edges, stats = step(_cluster_pairs, [clustered], [partitions, None], (partitions, self.threshold, guard),
                             max_in_flight=w)
         members, cc_rounds = connected_components(edges, partitions, max_in_flight=w)
-        (members,) = step(member_attrs, [members, attrs], [partitions], (partitions, ("emb",)), max_in_flight=w)
-        (drops,) = step(_keepers, [members], [None], (self.threshold,), max_in_flight=w)
+        (members,) = step(member_attrs, [members, attrs], [partitions], (partitions, ("emb", "hard")),
+                          max_in_flight=w)
+        (drops,) = step(_keepers, [members], [None], (self.threshold, guard), max_in_flight=w)
         stats = pa.concat_tables(ray.get(stats))
         self.stats = {"partitions": partitions, "clusters": len(centroids), "kmeans_iterations": iterations,
                       "largest_cluster": int(max(stats["largest"].to_pylist(), default=0)),
                       "compared": int(sum(stats["compared"].to_pylist())),
-                      "pairs": int(sum(stats["pairs"].to_pylist())), "cc_rounds": cc_rounds,
+                      "pairs": int(sum(stats["pairs"].to_pylist())),
+                      "guarded": int(sum(stats["guarded"].to_pylist())),
+                      "guarded_by": {c: int(sum(stats[f"guarded.{c}"].to_pylist())) for c in self.guard},
+                      "cc_rounds": cc_rounds,
                       "kmeans_s": round(kmeans_s, 3)}
         return drops
+
+    def _guard_columns(self) -> np.ndarray:
+        return np.array([hard_tokens.CATEGORIES.index(c) for c in self.guard], np.int64)
 
     def _kmeans(self, blocks, k: int) -> tuple[np.ndarray, int]:
         """Spherical k-means (cosine): seeded first centroids, then at most `iterations` rounds of
@@ -195,9 +221,9 @@ def _matrix(column, dtype=np.float32) -> np.ndarray:
 # -- the steps (each runs as Ray tasks) ----------------------------------------------------------
 
 
-def _vector_table(node: np.ndarray, ids, score, existing: bool, emb) -> pa.Table:
+def _vector_table(node: np.ndarray, ids, score, existing: bool, emb, hard) -> pa.Table:
     return pa.table({"node": pa.array(node, pa.int64()), "id": ids, "score": score,
-                     "existing": pa.array(np.full(len(node), existing), pa.bool_()), "emb": emb})
+                     "existing": pa.array(np.full(len(node), existing), pa.bool_()), "emb": emb, "hard": hard})
 
 
 def _vectors(table: pa.Table, nodes: np.ndarray | None = None, existing: bool = False) -> pa.Table:
@@ -206,13 +232,13 @@ def _vectors(table: pa.Table, nodes: np.ndarray | None = None, existing: bool = 
     emb = table[EMB].combine_chunks() if isinstance(table[EMB], pa.ChunkedArray) else table[EMB]
     has = pa.array(np.abs(_matrix(emb)).sum(axis=1) > 0) if len(emb) else pa.array([], pa.bool_())
     return _vector_table(nodes[has.to_numpy(zero_copy_only=False)], table["id"].filter(has),
-                         table[SCORE].filter(has), existing, emb.filter(has))
+                         table[SCORE].filter(has), existing, emb.filter(has), table[HARD].filter(has))
 
 
 def _existing_vectors(stage: SemanticDedupe, path: str, index: int) -> pa.Table:
     """Vectors of one shard of an existing corpus, with negative node keys (they sort first)."""
     pf = pq.ParquetFile(path)
-    wanted = [c for c in ("id", "text", stage.score_column) if c and c in pf.schema_arrow.names]
+    wanted = [c for c in ("id", "text", "kind", stage.score_column) if c and c in pf.schema_arrow.names]
     out, start = [], 0
     for batch in pf.iter_batches(batch_size=1024, columns=wanted):
         table = stage.signal(pa.Table.from_batches([batch]))
@@ -266,27 +292,42 @@ def _assign(table: pa.Table | None, centroids: np.ndarray, partitions: int):
     attributes (id, score, origin, vector) by node."""
     if table is None or table.num_rows == 0:
         table = _vector_table(np.zeros(0, np.int64), pa.array([], pa.string()), pa.array([], pa.float64()), False,
-                              pa.array([], VECTOR))
+                              pa.array([], VECTOR), pa.array([], HARD_TYPE))
     cluster = _nearest(_matrix(table["emb"]), centroids) if table.num_rows else np.zeros(0, np.int64)
     node = table["node"].to_numpy()
     by_cluster = pa.table({"cluster": pa.array(cluster, pa.int64()), "node": table["node"], "emb": table["emb"],
-                           PART: pa.array(partition_of(cluster, partitions), pa.int32())})
+                           "hard": table["hard"], PART: pa.array(partition_of(cluster, partitions), pa.int32())})
     attrs = table.append_column(PART, pa.array(partition_of(node, partitions), pa.int32()))
     return by_cluster, attrs
 
 
-def _cluster_pairs(table: pa.Table | None, partitions: int, threshold: float):
-    """Partition by cluster: within each cluster, the pairs (u < v) at or above the threshold,
-    block against block; edges as local stars, by node."""
+def _pair_stats(compared: int = 0, pairs: int = 0, largest: int = 0, refused: np.ndarray | None = None) -> pa.Table:
+    """One task's counts; `refused`: the pairs the guard refused by category, then in all."""
+    refused = np.zeros(len(hard_tokens.CATEGORIES) + 1, np.int64) if refused is None else refused
+    return pa.table({"compared": [compared], "pairs": [pairs], "largest": [largest], "guarded": [int(refused[-1])],
+                     **{f"guarded.{c}": [int(refused[i])] for i, c in enumerate(hard_tokens.CATEGORIES)}})
+
+
+def _agree(a: np.ndarray, b: np.ndarray, guard: np.ndarray) -> np.ndarray:
+    """Per row: whether the two rows of hard-token hashes agree on every guarded category."""
+    return (a[:, guard] == b[:, guard]).all(axis=1) if len(guard) else np.ones(len(a), bool)
+
+
+def _cluster_pairs(table: pa.Table | None, partitions: int, threshold: float, guard: np.ndarray):
+    """Partition by cluster: within each cluster, the pairs (u < v) at or above the threshold that
+    agree on the guarded hard tokens, block against block; edges as local stars, by node. The
+    stats count the pairs the guard refused, in all and by category (a pair can differ in several)."""
     empty = np.zeros(0, np.int64)
     if table is None or table.num_rows == 0:
-        return both_directions(empty, empty, partitions), pa.table({"compared": [0], "pairs": [0], "largest": [0]})
+        return both_directions(empty, empty, partitions), _pair_stats()
     cluster, node = table["cluster"].to_numpy(), table["node"].to_numpy()
     order = np.lexsort((node, cluster))
     cluster, node = cluster[order], node[order]
     emb = _matrix(table["emb"].take(pa.array(order)))
+    hard = _matrix(table["hard"].take(pa.array(order)), np.uint64)
     bounds = np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1], True])
     us, vs, compared = [], [], 0
+    refused = np.zeros(len(hard_tokens.CATEGORIES) + 1, np.int64)  # by category, then in all
     for a, b in zip(bounds[:-1], bounds[1:]):
         for i in range(a, b, PAIR_BLOCK):
             x = emb[i: min(i + PAIR_BLOCK, b)]
@@ -299,18 +340,23 @@ def _cluster_pairs(table: pa.Table | None, partitions: int, threshold: float):
                 else:
                     compared += len(x) * len(y)
                 r, c = np.nonzero(sim >= threshold)
-                us.append(node[i + r])
-                vs.append(node[j + c])
+                differ = hard[i + r] != hard[j + c]
+                ok = _agree(hard[i + r], hard[j + c], guard)
+                refused[:-1] += differ[~ok].sum(axis=0)
+                refused[-1] += int((~ok).sum())
+                us.append(node[i + r[ok]])
+                vs.append(node[j + c[ok]])
     u, v = np.concatenate(us), np.concatenate(vs)
-    stats = pa.table({"compared": [compared], "pairs": [len(u)], "largest": [int(np.diff(bounds).max())]})
+    stats = _pair_stats(compared, len(u), int(np.diff(bounds).max()), refused)
     return both_directions(*local_stars(u, v), partitions), stats
 
 
-def _keepers(members: pa.Table | None, threshold: float) -> pa.Table:
+def _keepers(members: pa.Table | None, threshold: float, guard: np.ndarray) -> pa.Table:
     """Partition by root: per component, the keeper by `near_dedupe`'s rule; every other new
-    member within `threshold` of the keeper is a drop naming the keeper and its cosine to it.
-    Members that joined the component through a chain of pairs but are not close to the keeper
-    stay: a chain of near pairs can link documents that mean different things."""
+    member within `threshold` of the keeper and agreeing with it on the guard is a drop naming
+    the keeper and its cosine to it. Members that joined the component through a chain of pairs
+    but are not close to the keeper stay: a chain of near pairs can link documents that mean
+    different things."""
     schema = pa.schema([("_unit", pa.int32()), ("_row", pa.int64()), ("reason", pa.string()), ("detail", pa.string())])
     if members is None or members.num_rows == 0:
         return schema.empty_table()
@@ -319,8 +365,9 @@ def _keepers(members: pa.Table | None, threshold: float) -> pa.Table:
     ids = members["id"].take(pa.array(order)).to_pylist()
     emb = _matrix(members["emb"].take(pa.array(order)))
     rows = np.flatnonzero(drop)
+    hard = _matrix(members["hard"].take(pa.array(order)), np.uint64)
     cosine = np.einsum("ij,ij->i", emb[rows], emb[keeper[rows]])
-    close = cosine >= threshold
+    close = (cosine >= threshold) & _agree(hard[rows], hard[keeper[rows]], guard)
     rows, cosine = rows[close], cosine[close]
     dropped = node[rows]
     return pa.table({
