@@ -64,6 +64,7 @@ class SemanticDedupe(GlobalStage):
     `workers` (at most this many embedding actors, and tasks at once in every step)."""
 
     name = "semantic_dedupe"
+    duplicate_reasons = (REASON,)
 
     def __init__(self, threshold: float = 0.95, model: Literal["minilm", "minilm-static"] = "minilm",
                  max_tokens: int = 128, max_chars: int = 2000, cluster_rows: int = 1000, iterations: int = 10,
