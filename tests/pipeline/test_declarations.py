@@ -6,16 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cloudpickle
 import pyarrow as pa
 import pytest
+from ray import cloudpickle
 
-from jobs.curate import build_job, stage_failure
+from jobs.curate import stage_failure
 from pipeline.config import parse_job
 from pipeline.report import render_html
-from pipeline.runner import Runner
+from pipeline.runner import Job, Runner
 from pipeline.stage import Filter, Result, Rule, Stage
 from pipeline.stats import compute_stats
+from stages.registry import build_source
 
 ROOT = Path(__file__).resolve().parents[2]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers get the test's stages by value
@@ -59,10 +60,10 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-def _job(corpus: Path, out: Path, stage):
-    job = build_job(parse_job({"name": "declared", "inputs": [{"type": "jsonl", "paths": [str(corpus)]}]}), str(out))
-    job.stages.append(stage)
-    return job
+def _job(corpus: Path, out: Path, stage) -> Job:
+    """One source and one stage: a single map segment, no shuffle."""
+    config = parse_job({"name": "declared", "inputs": [{"type": "jsonl", "paths": [str(corpus)]}]})
+    return Job(config, [build_source(config.inputs[0], 0)], [stage], out)
 
 
 def test_a_new_filter_reaches_manifest_stats_and_report(ray_local, corpus, tmp_path):
