@@ -87,13 +87,14 @@ def _text_bytes(table: pa.Table) -> int:
 
 def _safe_process(stage: Stage, batch: pa.Table, errors: list[str]) -> Iterator[Result]:
     """Run a stage; if it raises, bisect to the documents that make it fail and drop only those.
-    Only an error raised for a single document is a ledger entry; each is appended to `errors`."""
+    Only an error raised for a single document is a ledger entry; the first one goes to `errors`."""
     try:
         yield stage.process(batch)
     except Exception as exc:  # a document that breaks a stage is a ledger entry, not a crashed job
         if batch.num_rows == 1:
             log.warning("stage %s failed on document %s: %r", stage.name, batch["id"][0], exc)
-            errors.append(f"{type(exc).__name__}: {exc}"[:500])
+            if not errors:
+                errors.append(f"{type(exc).__name__}: {exc}"[:500])
             yield split_dropped(batch, [f"{STAGE_ERROR}:{type(exc).__name__}"], [str(exc)[:500]])
             return
         half = batch.num_rows // 2
