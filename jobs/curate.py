@@ -12,12 +12,14 @@ import argparse
 import errno
 import glob
 import os
+import re
 import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError, JobConfig, load_job, parse_job
 from pipeline.progress import Progress
 from pipeline.runner import Job, Runner
+from pipeline.segment import StageFailed
 from stages.ingest.unique_ids import UniqueIds
 from stages.registry import build_source, build_stages
 
@@ -141,6 +143,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     except Exception as exc:
+        failure = stage_failure(exc)
+        if failure:
+            console.print(f"[red]error:[/red] {failure}. Fix the stage or its options and run the same command "
+                          "again: it resumes where it stopped.")
+            return 4
         if not _disk_full(exc):
             raise
         console.print(f"[red]error:[/red] no space left on the output device ({args.output or config.output}). "
@@ -162,17 +169,33 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def _disk_full(exc: BaseException) -> bool:
-    """Whether `exc` comes from a full disk, in this process or in a Ray worker (whose error
-    reaches the driver as text: Ray Data's wrapping drops the exception chain)."""
+def _chain(exc: BaseException | None):
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "[Errno 28]" in str(exc) or "No space left on device" in str(exc):
-            return True
+        yield exc
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+
+
+def stage_failure(exc: BaseException) -> str | None:
+    """The message of a StageFailed raised in this process or in a Ray worker (as text there)."""
+    for e in _chain(exc):
+        if isinstance(e, StageFailed):
+            return str(e)
+        found = re.search(r"StageFailed: (stage .*)", str(e))
+        if found:
+            return found.group(1)
+    return None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` comes from a full disk, in this process or in a Ray worker (whose error
+    reaches the driver as text: Ray Data's wrapping drops the exception chain)."""
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "[Errno 28]" in str(e) or "No space left on device" in str(e):
+            return True
     return False
 
 

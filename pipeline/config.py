@@ -57,6 +57,8 @@ class JobConfig(Strict):
     writer: WriterConfig = Field(default_factory=WriterConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     unit_mb: float = Field(64, gt=0, description="input bytes per work unit, the grain of resume")
+    max_stage_error_rate: float = Field(0.5, ge=0, le=1, description=(
+        "a stage that raises for more than this share of a unit's documents fails the run"))
     keep_work: bool = False
 
     @field_validator("stages", mode="before")
@@ -75,8 +77,9 @@ class JobConfig(Strict):
         return out
 
     def output_hash(self) -> str:
-        """Hash of everything that determines the output (not where it goes or which cluster)."""
-        body = self.model_dump(mode="json", exclude={"output", "ray", "keep_work"})
+        """Hash of everything that determines the output (not where it goes, which cluster, or
+        when a run gives up: a finished run's output does not depend on that)."""
+        body = self.model_dump(mode="json", exclude={"output", "ray", "keep_work", "max_stage_error_rate"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

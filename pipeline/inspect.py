@@ -6,9 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.manifest import read_manifest
 from pipeline.query import columns, connect, quote_columns, records
 
-DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")  # detail: the kept id first
+
+def duplicate_reasons(root: str | Path) -> set[str]:
+    """The reasons the run's stages declared as duplicates: their detail names the kept id first."""
+    declared = read_manifest(Path(root)).get("declared", {})
+    return {r["reason"] for r in declared.get("reasons", []) if r["duplicate"]}
 
 
 @dataclass
@@ -55,6 +60,7 @@ def sample(root: str | Path, *, kind: str | None = None, source: str | None = No
         rest = f"select * from ledger{clause}{' and' if clause else ' where'} id not in (select id from rejects)"
         rows += records(con, f"select * from ({rest}) using sample reservoir({int(limit) - len(rows)} rows) "
                              f"repeatable ({int(seed)})", params)
+    duplicates = duplicate_reasons(root)
     out = []
     for row in sorted(rows, key=lambda r: r["id"]):
         s = Sample(dict(row), dropped=True)
@@ -64,7 +70,7 @@ def sample(root: str | Path, *, kind: str | None = None, source: str | None = No
             s.doc["text"], s.doc["meta"] = text
         else:
             s.notes.append("text not kept (rejects are sampled or off for this run)")
-        if row["reason"] in DUPLICATE_REASONS and row["detail"]:
+        if row["reason"] in duplicates and row["detail"]:
             twin = records(con, "select * from shards where id = ? limit 1", [row["detail"].split()[0]])
             s.kept_twin = twin[0] if twin else None
         out.append(s)

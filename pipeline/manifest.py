@@ -15,6 +15,7 @@ from pipeline.config import JobConfig
 from pipeline.counts import RunCounts
 from pipeline.schema import SCHEMA_VERSION
 from pipeline.segment import INGEST
+from pipeline.stage import Filter
 
 
 def code_version() -> str:
@@ -62,8 +63,21 @@ def balance(counts: RunCounts, kept_rows: int, ledger_rows: int) -> dict:
     }
 
 
+def declared(stages) -> dict:
+    """What the job's stages declare (pipeline.stage.Declared): every filter's active thresholds,
+    the score columns to draw, the drop reasons and the tallied columns. Statistics, the report
+    and inspection read these, never a stage's vocabulary."""
+    return {
+        "thresholds": [{"stage": s.name, **t} for s in stages if isinstance(s, Filter) for t in s.thresholds()],
+        "scores": [{"stage": s.name, "column": sc.column, "high": sc.high} for s in stages for sc in s.scores()],
+        "reasons": [{"stage": s.name, "reason": r, "duplicate": r in s.duplicate_reasons}
+                    for s in stages for r in s.reasons()],
+        "tallies": [{"stage": s.name, "prefix": s.tally_prefix} for s in stages if s.tally_prefix],
+    }
+
+
 def build_manifest(config: JobConfig, segments, reports: list[list[dict]], started: float, units: int,
-                   thresholds: list[dict] | None = None) -> dict:
+                   declarations: dict | None = None) -> dict:
     counts = RunCounts()
     files, ledger, rejects = [], [], []
     for seg_reports in reports:
@@ -87,7 +101,8 @@ def build_manifest(config: JobConfig, segments, reports: list[list[dict]], start
         "stages": counts.to_list(),
         "totals": balance(counts, sum(f["rows"] for f in files), sum(f["rows"] for f in ledger)),
         "schema": [{"name": f.name, "type": str(f.type)} for f in segments[-1].schema],
-        "thresholds": thresholds or [],
+        "thresholds": (declarations or {}).get("thresholds", []),
+        "declared": {k: v for k, v in (declarations or {}).items() if k != "thresholds"},
         "files": sorted(files, key=lambda f: f["path"]),
         "ledger": sorted(ledger, key=lambda f: f["path"]),
         "rejects": sorted(rejects, key=lambda f: f["path"]),

@@ -145,39 +145,38 @@ def waterfall_plot(stats: dict) -> str:
 
 
 def score_plots(stats: dict) -> list[str]:
+    """One plot for every declared score column, with a dashed line at each of its thresholds."""
     import matplotlib.pyplot as plt
 
     out = []
     for name, s in stats["scores"].items():
         fig, ax = plt.subplots(figsize=(5.2, 2.8))
-        edges = s["edges"]
-        ax.bar(edges[:-1], s["counts"], width=edges[1] - edges[0], align="edge", color=PALETTE[0])
+        ax.stairs(s["counts"], s["edges"], fill=True, color=PALETTE[0])
+        if s.get("scale") == "log2":
+            ax.set_xscale("symlog", linthresh=1)
+        top = max(s["counts"], default=0) or 1
         for t in s["thresholds"]:
             ax.axvline(t["value"], color=PALETTE[3], linestyle="--")
-            ax.annotate(f"{t['op']} {t['value']}", (t["value"], max(s["counts"]) * .9), color=PALETTE[3],
-                        fontsize=8, ha="left")
+            ax.annotate(f"{t['op']} {t['value']:g}", (t["value"], top * .9), color=PALETTE[3], fontsize=8, ha="left")
         ax.set_title(name, fontsize=11)
-        ax.set_xlabel("score")
+        ax.set_xlabel("count (log scale)" if s.get("scale") == "log2" else "score")
         ax.set_ylabel("documents")
         out.append(_figure(f"score-{name}", f"Distribution of {name}" +
                            (" with its thresholds (dashed)." if s["thresholds"] else "."), fig))
     return out
 
 
-def cluster_plot(stats: dict) -> str | None:
-    clusters = stats["near_duplicate_clusters"]
-    if not clusters:
-        return None
-    return _figure("near-duplicate-clusters", "Near-duplicate clusters by size (the keeper and its duplicates).",
-                   _bars([c["size"] for c in clusters], [c["clusters"] for c in clusters], "clusters",
-                         "near-duplicate cluster sizes", log=True))
+def cluster_plots(stats: dict) -> list[str]:
+    return [_figure(f"clusters-{reason}", f"Clusters of {reason} by size (the keeper and its duplicates).",
+                    _bars([c["size"] for c in clusters], [c["clusters"] for c in clusters], "clusters",
+                          f"{reason} cluster sizes", log=True))
+            for reason, clusters in stats["duplicate_clusters"].items() if clusters]
 
 
-def redaction_plot(stats: dict) -> str | None:
-    r = stats["redactions"]
-    if not r:
-        return None
-    return _figure("redactions", "Redactions by type.", _bars(list(r), list(r.values()), "count", "redactions"))
+def tally_plots(stats: dict) -> list[str]:
+    return [_figure(f"tallies-{stage}", f"{stage}: totals over the kept documents.",
+                    _bars(list(t), list(t.values()), "count", stage))
+            for stage, t in stats["tallies"].items() if t]
 
 
 def rounds_plot(rounds: list[dict]) -> str | None:
@@ -217,10 +216,12 @@ def render_html(stats: dict, rounds: list[dict] | None = None) -> str:
     scores = score_plots(stats)
     if scores:
         sections.append(("Scores", '<div class="grid">' + "".join(scores) + "</div>"))
-    for title, part in (("Near-duplicate clusters", cluster_plot(stats)), ("Redactions", redaction_plot(stats)),
-                        ("Rounds", rounds_plot(rounds or []))):
-        if part:
-            sections.append((title, part))
+    for title, parts in (("Duplicate clusters", cluster_plots(stats)), ("Totals", tally_plots(stats))):
+        if parts:
+            sections.append((title, "".join(parts)))
+    rounds_part = rounds_plot(rounds or [])
+    if rounds_part:
+        sections.append(("Rounds", rounds_part))
     body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections)
     meta = (f"{html.escape(stats['output'])} · job {html.escape(str(stats.get('name')))} · config "
             f"{html.escape(str(stats.get('config_hash')))} · report made {time.strftime('%Y-%m-%d %H:%M')}")

@@ -21,12 +21,12 @@ import pyarrow as pa
 
 from pipeline.config import ConfigError, JobConfig
 from pipeline.decisions import ApplyDecisions, write_unit_decisions
-from pipeline.manifest import build_manifest, write_manifest
+from pipeline.manifest import build_manifest, declared, write_manifest
 from pipeline.progress import Progress
 from pipeline.schema import WORK_SCHEMA, public_schema
 from pipeline.segment import Segment, WriterSettings, run_unit
 from pipeline.source import Source
-from pipeline.stage import Filter, GlobalStage, Resources, Stage
+from pipeline.stage import GlobalStage, Resources, Stage
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,24 @@ def _worker_class(segment: Segment) -> type:
     return SegmentWorker
 
 
+def check_stages(stages: list[Stage | GlobalStage]) -> None:
+    """Before any work: each stage's options can work, and the columns it reads are written by an
+    earlier stage. A mistake here is a ConfigError naming the stage, not a run that drops every
+    document as `stage_error`."""
+    written = set(WORK_SCHEMA.names)
+    for index, stage in enumerate(stages):
+        where = f"stage {stage.name} (#{index})"
+        try:
+            stage.check()
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        missing = [c for c in stage.requires() if c not in written]
+        if missing:
+            raise ConfigError(f"{where} needs the column(s) {', '.join(missing)}, which no earlier stage writes: "
+                              "put the stages that write them before it")
+        written |= set(stage.columns())
+
+
 def plan_segments(job: Job) -> list[Segment | GlobalStage]:
     """Cut the stage list into map segments, with each global stage between two of them."""
     w = job.config.writer
@@ -84,7 +102,7 @@ def plan_segments(job: Job) -> list[Segment | GlobalStage]:
         seg = Segment(len([p for p in plan if isinstance(p, Segment)]), job.root, list(current),
                       public_schema(schema) if final else schema,
                       sources=job.sources if not plan else None, signal_of=signal_of, final=final,
-                      writer=settings)
+                      writer=settings, max_error_rate=job.config.max_stage_error_rate)
         current.clear()
         return seg
 
@@ -149,6 +167,7 @@ class Runner:
 
     def run(self, overwrite: bool = False) -> dict:
         started = time.time()
+        check_stages(self.job.stages)
         units = self._prepare(overwrite)
         if units is None:
             manifest = json.loads((self.root / "manifest.json").read_text())
@@ -170,10 +189,8 @@ class Runner:
                     self._run_global(step, steps[i - 1], units)
         segments = [s for s in steps if isinstance(s, Segment)]
         reports = [[json.loads(s.report_path(u).read_text()) for u in range(len(units))] for s in segments]
-        thresholds = [{"stage": s.name, "column": c, "op": op, "value": v}
-                      for s in self.job.stages if isinstance(s, Filter) for c, op, v in s.thresholds()]
         manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units),
-                                  thresholds=thresholds)
+                                  declarations=declared(self.job.stages))
         write_manifest(self.root, manifest)
         if not self.job.config.keep_work:
             shutil.rmtree(self.root / "_work", ignore_errors=True)

@@ -29,6 +29,12 @@ from pipeline.stage import GlobalStage, Result, Stage, split_dropped
 log = logging.getLogger(__name__)
 INGEST = "ingest"
 READ_BATCH_ROWS = 2048
+STAGE_ERROR = "stage_error"
+MIN_ERRORS_TO_FAIL = 2  # one document that breaks a stage, alone in its unit, is a ledger entry
+
+
+class StageFailed(RuntimeError):
+    """A stage raised for too many documents of one unit: the stage is broken, not the documents."""
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Segment:
     signal_of: GlobalStage | None = None  # the global stage whose signal ends this segment
     final: bool = False
     writer: WriterSettings = field(default_factory=WriterSettings)
+    max_error_rate: float = 0.5  # share of a unit's documents a stage may raise for before the run fails
 
     @property
     def work_dir(self) -> Path:
@@ -78,18 +85,33 @@ def _text_bytes(table: pa.Table) -> int:
     return pc.sum(pc.binary_length(table["text"].cast(pa.large_binary()))).as_py() or 0
 
 
-def _safe_process(stage: Stage, batch: pa.Table) -> Iterator[Result]:
-    """Run a stage; if it raises, bisect to the documents that make it fail and drop only those."""
+def _safe_process(stage: Stage, batch: pa.Table, errors: list[str]) -> Iterator[Result]:
+    """Run a stage; if it raises, bisect to the documents that make it fail and drop only those.
+    Only an error raised for a single document is a ledger entry; the first one goes to `errors`."""
     try:
         yield stage.process(batch)
     except Exception as exc:  # a document that breaks a stage is a ledger entry, not a crashed job
         if batch.num_rows == 1:
             log.warning("stage %s failed on document %s: %r", stage.name, batch["id"][0], exc)
-            yield split_dropped(batch, [f"stage_error:{type(exc).__name__}"], [str(exc)[:500]])
+            if not errors:
+                errors.append(f"{type(exc).__name__}: {exc}"[:500])
+            yield split_dropped(batch, [f"{STAGE_ERROR}:{type(exc).__name__}"], [str(exc)[:500]])
             return
         half = batch.num_rows // 2
-        yield from _safe_process(stage, batch.slice(0, half))
-        yield from _safe_process(stage, batch.slice(half))
+        yield from _safe_process(stage, batch.slice(0, half), errors)
+        yield from _safe_process(stage, batch.slice(half), errors)
+
+
+def check_error_rate(counts: RunCounts, errors: dict[str, list[str]], unit: int, max_rate: float) -> None:
+    """Fail the run, with the first error, when a stage raised for more than `max_rate` of the
+    documents it saw in this unit (and for at least MIN_ERRORS_TO_FAIL of them)."""
+    for name, first in errors.items():
+        c = counts[name]
+        failed = sum(n for reason, n in c.dropped.items() if reason.startswith(STAGE_ERROR + ":"))
+        if failed >= MIN_ERRORS_TO_FAIL and failed > max_rate * c.docs_in:
+            raise StageFailed(f"stage {name} raised for {failed} of {c.docs_in} documents of unit {unit} "
+                              f"(more than max_stage_error_rate {max_rate:g}); first error: "
+                              f"{first[0]}".replace("\n", " "))
 
 
 def _previous_output(segment: Segment, unit: int) -> Iterator[Result]:
@@ -143,6 +165,7 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
     ledger = LedgerWriter(segment.root, f"s{segment.index}-u{unit:05d}", segment.writer.rejects,
                           segment.writer.rejects_rate)
     counts = RunCounts()
+    errors: dict[str, list[str]] = {}
     for stage in segment.stages:
         stage.start_unit(unit)
     try:
@@ -159,11 +182,12 @@ def run_unit(segment: Segment, unit: int, payload) -> dict:
                     ledger.write(INGEST, result.dropped)
             batches = [result.kept]
             for stage in segment.stages:
-                batches = list(_run_stage(stage, batches, counts, ledger))
+                batches = list(_run_stage(stage, batches, counts, ledger, errors.setdefault(stage.name, [])))
             for batch in batches:
                 if segment.signal_of is not None:
                     batch = segment.signal_of.signal(batch)
                 out.write(conform(batch, segment.schema) if segment.final else batch)
+        check_error_rate(counts, {n: e for n, e in errors.items() if e}, unit, segment.max_error_rate)
         files = out.close()
         ledger_files, rejects_files = ledger.close()
     except BaseException:
@@ -199,7 +223,7 @@ def _read_guarded(source: Source, payload, unit: int) -> Iterator[Result]:
         yield result
 
 
-def _run_stage(stage: Stage, batches: list[pa.Table], counts: RunCounts, ledger: LedgerWriter):
+def _run_stage(stage: Stage, batches: list[pa.Table], counts: RunCounts, ledger: LedgerWriter, errors: list[str]):
     size = stage.resources.batch_size
     for batch in batches:
         for start in range(0, max(batch.num_rows, 1), size):
@@ -207,7 +231,7 @@ def _run_stage(stage: Stage, batches: list[pa.Table], counts: RunCounts, ledger:
             if chunk.num_rows == 0:
                 continue
             c = StageCounts(chunk.num_rows, 0, _text_bytes(chunk))
-            for result in _safe_process(stage, chunk):
+            for result in _safe_process(stage, chunk, errors):
                 c.docs_out += result.kept.num_rows
                 c.bytes_out += _text_bytes(result.kept)
                 if result.counts:

@@ -57,15 +57,76 @@ def split_dropped(batch: pa.Table, reasons, details=None) -> Result:
     return Result(batch.filter(keep), dropped)
 
 
-class Stage:
-    """A map stage. Subclasses set `name`, may set `resources`, and implement `process`."""
+@dataclass(frozen=True)
+class Rule:
+    """One threshold of a filter: drop with `reason` when `column` is below (`min`) or above (`max`)
+    the threshold held in the constructor keyword `option` (the rule's name); `None` or `False`
+    there turns the rule off, `True` means the rule's `fixed` bound. `inclusive` also drops at the
+    bound itself (FineWeb's `<=` and `>=`). `detail` is the ledger's detail, formatted with
+    `column`, `value`, `sign` and `threshold`."""
+
+    reason: str
+    column: str
+    bound: str  # "min" | "max"
+    option: str
+    fixed: float | None = None
+    inclusive: bool = False
+    detail: str = "{column}={value:.4g} {sign} {threshold:g}"
+
+    def __post_init__(self):
+        if self.bound not in ("min", "max"):
+            raise ValueError(f"rule {self.reason}: bound is min or max, not {self.bound!r}")
+
+    @property
+    def sign(self) -> str:
+        return ("<" if self.bound == "min" else ">") + ("=" if self.inclusive else "")
+
+
+@dataclass(frozen=True)
+class Score:
+    """A column that reports draw as a distribution. Histograms span [0, `high`] (values outside
+    fall in the end bins); integer columns (counts) use powers-of-two bins instead."""
+
+    column: str
+    high: float = 1.0
+
+
+class Declared:
+    """What a stage writes, declared so the engine's manifest, statistics, report and inspection
+    read it without knowing the stage: `columns()` (added columns), `scores()` (columns drawn as
+    distributions), `reasons()` (drop reasons), `duplicate_reasons` (reasons whose detail starts
+    with the kept document's id), `tally_prefix` (integer columns named `<prefix><what>`, summed
+    over the corpus), `requires()` (columns earlier stages must write), `check()` (options)."""
 
     name: ClassVar[str] = "stage"
     resources: ClassVar[Resources] = Resources()
+    duplicate_reasons: ClassVar[tuple[str, ...]] = ()
+    tally_prefix: ClassVar[str | None] = None
 
     def columns(self) -> dict[str, pa.DataType]:
         """The columns this stage adds to every document (part of the output schema)."""
         return {}
+
+    def scores(self) -> list[Score]:
+        return []
+
+    def reasons(self) -> list[str]:
+        """The drop reasons this stage writes (a reason may carry `:<detail>` after it)."""
+        return list(self.duplicate_reasons)
+
+    def requires(self) -> list[str]:
+        """Columns this stage reads that an earlier stage must write; checked when the plan is built."""
+        return []
+
+    def check(self) -> None:
+        """Raise ValueError for options that cannot work (a missing model), before any work starts."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+
+class Stage(Declared):
+    """A map stage. Subclasses set `name`, may set `resources`, and implement `process`."""
 
     def setup(self) -> None:
         """Costly one-time set-up (loading a model), run once per worker before the first batch."""
@@ -76,22 +137,74 @@ class Stage:
     def process(self, batch: pa.Table) -> Result:
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name})"
-
 
 class Filter(Stage):
-    """A stage that computes signal columns, then decides per row: keep, or drop with a reason."""
+    """A stage that computes signal columns, then decides per row: keep, or drop with a reason.
 
-    def thresholds(self) -> list[tuple[str, str, float]]:
-        """(column, "min" or "max", value) for each active threshold, for reports to draw."""
-        return []
+    A threshold filter declares its `rules` and implements only `signal`: `decide`, `thresholds`,
+    `scores` and `reasons` follow from the rules. Rules are checked in order and the first one
+    broken is the drop reason; a null (not measured) value passes. Where the filter has `kinds`
+    (a list), rows of other kinds pass. `extra_scores` declares a score column's range, or a
+    score column no rule reads."""
+
+    rules: ClassVar[tuple[Rule, ...]] = ()
+    extra_scores: ClassVar[tuple[Score, ...]] = ()
+    kinds: list[str] | None = None
+
+    def threshold(self, rule: Rule) -> float | None:
+        value = getattr(self, rule.option)
+        if value is None or value is False:
+            return None
+        return rule.fixed if value is True else value
+
+    def thresholds(self) -> list[dict]:
+        """Each active rule as {column, op, value, reason}, for the manifest and reports to draw."""
+        return [{"column": r.column, "op": r.bound, "value": t, "reason": r.reason}
+                for r in self.rules if (t := self.threshold(r)) is not None]
+
+    def scores(self) -> list[Score]:
+        declared = {s.column: s for s in self.extra_scores}
+        for rule in self.rules:
+            declared.setdefault(rule.column, Score(rule.column))
+        return list(declared.values())
+
+    def reasons(self) -> list[str]:
+        return list(dict.fromkeys(r.reason for r in self.rules))
 
     def signal(self, batch: pa.Table) -> pa.Table:
         return batch
 
+    def describe(self, rule: Rule, value: float, threshold: float, batch: pa.Table, row: int) -> str:
+        return rule.detail.format(column=rule.column, value=value, sign=rule.sign, threshold=threshold)
+
     def decide(self, batch: pa.Table) -> tuple[list[str | None], list[str | None] | None]:
-        raise NotImplementedError
+        n = batch.num_rows
+        return self.apply_rules(batch, [None] * n, [None] * n)
+
+    def apply_rules(self, batch: pa.Table, reasons: list[str | None], details: list[str | None]):
+        """`reasons` and `details` with the first broken rule filled in for every row still open
+        (a row that has a reason already keeps it)."""
+        open_rows = np.array([r is None for r in reasons], bool)
+        if self.kinds is not None:
+            open_rows &= pc.is_in(batch["kind"], value_set=pa.array(self.kinds, pa.string())) \
+                .fill_null(False).to_numpy(zero_copy_only=False)
+        for rule in self.rules:
+            bound = self.threshold(rule)
+            if bound is None or not open_rows.any():
+                continue
+            col = batch[rule.column].cast(pa.float64()).to_numpy(zero_copy_only=False)
+            limit = float(bound)
+            with np.errstate(invalid="ignore"):
+                if rule.inclusive:
+                    broken = (col <= limit) if rule.bound == "min" else (col >= limit)
+                else:
+                    broken = (col < limit) if rule.bound == "min" else (col > limit)
+            broken &= open_rows  # NaN (not measured) compares False: the row passes
+            for i in np.nonzero(broken)[0]:
+                reasons[i] = rule.reason
+                details[i] = self.describe(rule, float(col[i]), bound, batch, int(i))
+            open_rows &= ~broken
+        return reasons, details
 
     def process(self, batch: pa.Table) -> Result:
         batch = self.signal(batch)
@@ -99,7 +212,7 @@ class Filter(Stage):
         return split_dropped(batch, reasons, details)
 
 
-class GlobalStage:
+class GlobalStage(Declared):
     """A stage that decides over the whole corpus (exact and near dedupe).
 
     `signal` runs per batch at the end of the preceding map segment and adds the columns that
@@ -109,10 +222,6 @@ class GlobalStage:
     """
 
     name: ClassVar[str] = "global"
-    resources: ClassVar[Resources] = Resources()
-
-    def columns(self) -> dict[str, pa.DataType]:
-        return {}
 
     def signal_columns(self) -> list[str]:
         return list(self.columns())
@@ -125,9 +234,6 @@ class GlobalStage:
 
     def decide(self, ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name})"
 
 
 def partitions_for(rows: int, rows_per_partition: int = 1_000_000) -> int:

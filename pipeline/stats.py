@@ -1,5 +1,6 @@
 """Statistics of a curate output, computed from its shards, ledger and manifest in one streaming
-pass with Arrow compute (no corpus-sized frame in memory)."""
+pass with Arrow compute (no corpus-sized frame in memory). Which columns are scores or tallies,
+and which reasons name a kept duplicate, is read from what the stages declared in the manifest."""
 
 from __future__ import annotations
 
@@ -18,48 +19,66 @@ from pipeline.manifest import read_manifest
 BATCH_ROWS = 8192
 LENGTH_BUCKETS = 32  # powers of two of characters
 SCORE_BINS = 20
-SCORE_PREFIXES = ("quality.", "domain.", "lang.", "stats.printable")
-COUNT_PREFIXES = ("redact.",)
+COUNT_BINS = 32  # an integer score (a count): bins 0, 1, 2-3, 4-7, ..., from 2^30
 
 
 def _numeric(field: pa.Field) -> bool:
     return pa.types.is_floating(field.type) or pa.types.is_integer(field.type)
 
 
-def _columns(schema: pa.Schema, prefixes: tuple[str, ...], floating: bool) -> list[str]:
-    return [f.name for f in schema if f.name.startswith(prefixes) and _numeric(f)
-            and pa.types.is_floating(f.type) == floating]
+def score_edges(high: float, integer: bool) -> list[float]:
+    if integer:
+        return [0.0] + [float(2 ** k) for k in range(COUNT_BINS)]  # COUNT_BINS + 1 edges
+    return np.linspace(0.0, high, SCORE_BINS + 1).round(6).tolist()
 
 
 class _Scores:
-    """Histograms of score columns over [0, 1] (or their running range), merged batch by batch."""
+    """Histograms of score columns over [0, high] (powers of two for counts), with each column's
+    range, merged batch by batch."""
 
     def __init__(self):
         self.counts: dict[str, np.ndarray] = {}
+        self.edges: dict[str, list[float]] = {}
+        self.log2: set[str] = set()  # integer columns (counts), binned by powers of two
         self.low: dict[str, float] = {}
         self.high: dict[str, float] = {}
 
-    def add(self, name: str, values: pa.Array) -> None:
+    def add(self, name: str, values: pa.Array, high: float) -> None:
         v = values.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
         v = v[np.isfinite(v)]
         if not len(v):
             return
-        self.low[name] = min(self.low.get(name, 0.0), float(v.min()))
-        self.high[name] = max(self.high.get(name, 1.0), float(v.max()))
-        hist, _ = np.histogram(np.clip(v, 0.0, 1.0), bins=SCORE_BINS, range=(0.0, 1.0))
+        if pa.types.is_integer(values.type):
+            self.log2.add(name)
+        edges = self.edges.setdefault(name, score_edges(high, name in self.log2))
+        self._range(name, float(v.min()), float(v.max()))
+        hist, _ = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)
         self.counts[name] = self.counts.get(name, 0) + hist
+
+    def _range(self, name: str, low: float, high: float) -> None:
+        self.low[name] = min(self.low.get(name, low), low)
+        self.high[name] = max(self.high.get(name, high), high)
 
     def merge(self, other: _Scores) -> None:
         for name, counts in other.counts.items():
             self.counts[name] = self.counts.get(name, 0) + counts
-            self.low[name] = min(self.low.get(name, 0.0), other.low[name])
-            self.high[name] = max(self.high.get(name, 1.0), other.high[name])
+            self.edges[name] = other.edges[name]
+            self.log2 |= other.log2 & {name}
+            self._range(name, other.low[name], other.high[name])
 
     def to_dict(self, thresholds: list[dict]) -> dict:
-        edges = np.linspace(0.0, 1.0, SCORE_BINS + 1).round(4).tolist()
-        return {name: {"edges": edges, "counts": counts.tolist(), "min": self.low[name], "max": self.high[name],
-                       "thresholds": [t for t in thresholds if t["column"] == name]}
-                for name, counts in sorted(self.counts.items())}
+        out = {}
+        for name, counts in sorted(self.counts.items()):
+            lines = [t for t in thresholds if t["column"] == name]
+            edges = self.edges[name]
+            log2 = name in self.log2
+            if log2:  # up to the bin of the largest value or threshold
+                top = max([self.high[name], *(t["value"] for t in lines)])
+                n = min(len(counts), int(np.searchsorted(edges, top, side="right")))
+                counts, edges = counts[:n], edges[:n + 1]
+            out[name] = {"edges": edges, "counts": counts.tolist(), "scale": "log2" if log2 else "linear",
+                         "min": self.low[name], "max": self.high[name], "thresholds": lines}
+        return out
 
 
 _SPACE = np.zeros(256, bool)
@@ -97,7 +116,8 @@ class _Partial:
         self.lengths: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(LENGTH_BUCKETS, np.int64))
         self.scores, self.counts = _Scores(), Counter()
 
-    def add(self, batch: pa.RecordBatch, score_cols: list[str], count_cols: list[str], tokenizer) -> int:
+    def add(self, batch: pa.RecordBatch, scores: dict[str, float], tallies: dict[str, tuple[str, str]],
+            tokenizer) -> int:
         text = batch.column("text")
         size, chars, words = text_measures(text)
         tokens = (pa.array([len(e.ids) for e in tokenizer.encode_batch(text.to_pylist())], pa.int64())
@@ -112,10 +132,10 @@ class _Partial:
         buckets = np.minimum(np.log2(np.maximum(chars, 1)).astype(np.int64), LENGTH_BUCKETS - 1)
         for kind in set(kinds.tolist()):
             self.lengths[kind] += np.bincount(buckets[kinds == kind], minlength=LENGTH_BUCKETS)
-        for name in score_cols:
-            self.scores.add(name, batch.column(name))
-        for name in count_cols:
-            self.counts[name[len("redact."):]] += pc.sum(batch.column(name)).as_py() or 0
+        for name, high in scores.items():
+            self.scores.add(name, batch.column(name), high)
+        for name, key in tallies.items():
+            self.counts[key] += pc.sum(batch.column(name)).as_py() or 0
         return int(size.sum())
 
     def merge(self, other: _Partial) -> None:
@@ -127,13 +147,15 @@ class _Partial:
         self.counts.update(other.counts)
 
 
-def _shard_stats(root: Path, record: dict, tokenizer) -> tuple[_Partial, dict]:
+def _shard_stats(root: Path, record: dict, declared: dict, tokenizer) -> tuple[_Partial, dict]:
     f = pq.ParquetFile(root / record["path"])
-    score_cols = _columns(f.schema_arrow, SCORE_PREFIXES, True)
-    count_cols = _columns(f.schema_arrow, COUNT_PREFIXES, False)
+    numeric = {f.name: f for f in f.schema_arrow if _numeric(f)}
+    scores = {s["column"]: s["high"] for s in declared.get("scores", []) if s["column"] in numeric}
+    tallies = {name: (t["stage"], name[len(t["prefix"]):]) for t in declared.get("tallies", [])
+               for name, field in numeric.items() if name.startswith(t["prefix"]) and pa.types.is_integer(field.type)}
     part, rows, nbytes = _Partial(), 0, 0
-    for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=["source", "kind", "text", *score_cols, *count_cols]):
-        nbytes += part.add(batch, score_cols, count_cols, tokenizer)
+    for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=["source", "kind", "text", *scores, *tallies]):
+        nbytes += part.add(batch, scores, tallies, tokenizer)
         rows += batch.num_rows
     return part, {"path": record["path"], "rows": rows, "text_bytes": nbytes, "file_bytes": record["bytes"]}
 
@@ -144,15 +166,17 @@ def compute_stats(root: str | Path, tokenizer=None, threads: int | None = None) 
     root = Path(root)
     manifest = read_manifest(root)
     thresholds = manifest.get("thresholds", [])
+    declared = manifest.get("declared", {})
     total = _Partial()
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-        results = list(pool.map(lambda r: _shard_stats(root, r, tokenizer), manifest["files"]))
+        results = list(pool.map(lambda r: _shard_stats(root, r, declared, tokenizer), manifest["files"]))
     shards = []
     for part, shard in results:
         total.merge(part)
         shards.append(shard)
     groups, lengths, scores, counts = total.groups, total.lengths, total.scores, total.counts
-    clusters, ledger_rows = _near_duplicate_clusters(root, manifest)
+    duplicate_reasons = sorted({r["reason"] for r in declared.get("reasons", []) if r["duplicate"]})
+    clusters, ledger_rows = _duplicate_clusters(root, manifest, duplicate_reasons)
     kept = sum(s["rows"] for s in shards)
     totals = manifest["totals"]
 
@@ -183,8 +207,9 @@ def compute_stats(root: str | Path, tokenizer=None, threads: int | None = None) 
         "length_histogram": _histogram(all_lengths),
         "length_histogram_by_kind": {k: _histogram(v) for k, v in sorted(lengths.items(), key=lambda kv: str(kv[0]))},
         "scores": scores.to_dict(thresholds),
-        "redactions": dict(sorted(counts.items())),
-        "near_duplicate_clusters": clusters,
+        "tallies": {stage: dict(sorted((k, v) for (st, k), v in counts.items() if st == stage))
+                    for stage in sorted({st for st, _ in counts})},
+        "duplicate_clusters": clusters,
         "seconds": manifest.get("seconds"),
     }
 
@@ -201,18 +226,24 @@ def _histogram(counts: np.ndarray) -> list[dict]:
             for k, n in enumerate(counts) if n]
 
 
-def _near_duplicate_clusters(root: Path, manifest: dict) -> tuple[list[dict], int]:
-    """Sizes of near-duplicate clusters (the keeper plus the documents dropped for it), from the ledger."""
+def _duplicate_clusters(root: Path, manifest: dict, reasons: list[str]) -> tuple[dict[str, list[dict]], int]:
+    """For each duplicate reason: sizes of its clusters (the keeper, named first in the detail,
+    plus the documents dropped for it), from the ledger; and the ledger's row count."""
     per_keeper: Counter = Counter()
     rows = 0
     for record in manifest["ledger"]:
         f = pq.ParquetFile(root / record["path"])
         rows += f.metadata.num_rows
+        if not reasons:
+            continue
         for batch in f.iter_batches(batch_size=BATCH_ROWS * 8, columns=["reason", "detail"]):
-            near = batch.filter(pc.equal(batch.column("reason"), "near_duplicate"))
-            per_keeper.update(near.column("detail").to_pylist())
-    sizes = Counter(n + 1 for n in per_keeper.values())
-    return [{"size": s, "clusters": n} for s, n in sorted(sizes.items())], rows
+            dup = batch.filter(pc.is_in(batch.column("reason"), value_set=pa.array(reasons, pa.string())))
+            per_keeper.update((r, (d or "").split(" ", 1)[0])
+                              for r, d in zip(dup.column("reason").to_pylist(), dup.column("detail").to_pylist()))
+    sizes: dict[str, Counter] = defaultdict(Counter)
+    for (reason, _), n in per_keeper.items():
+        sizes[reason][n + 1] += 1
+    return {r: [{"size": s, "clusters": n} for s, n in sorted(c.items())] for r, c in sorted(sizes.items())}, rows
 
 
 def render_stats(stats: dict, console) -> None:
@@ -256,9 +287,9 @@ def render_stats(stats: dict, console) -> None:
             t.add_row(f"{h['min_chars']:,}-{h['max_chars']:,}", f"{h['documents']:,}",
                       "[cyan]" + "█" * max(1, round(30 * h["documents"] / top)))
         console.print(t)
-    if stats["redactions"]:
-        t = table("redactions", "type", "count")
-        for name, n in stats["redactions"].items():
+    for stage, tallies in stats["tallies"].items():
+        t = table(f"{stage}: totals", "column", "count")
+        for name, n in tallies.items():
             t.add_row(name, f"{n:,}")
         console.print(t)
     b = stats["balance"]

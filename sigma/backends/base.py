@@ -14,6 +14,7 @@ once however many stages or calls use it.
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar, Literal, Sequence
 
@@ -125,21 +126,25 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(found)], True) if found else (text, False)
 
 
+# Backends by name: module and class, imported when first used (a backend's module imports torch,
+# transformers or vllm, and imports this one; a name table keeps that one-way).
+BACKENDS: dict[str, tuple[str, str]] = {
+    "sigma": ("sigma.backends.sigma_engine", "SigmaBackend"),
+    "transformers": ("sigma.backends.transformers_lm", "TransformersBackend"),
+    "vllm": ("sigma.backends.vllm_lm", "VLLMBackend"),
+    "vllm-server": ("sigma.backends.openai_server", "OpenAIServerBackend"),  # vllm with a `url`
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
 @functools.lru_cache(maxsize=4)
 def load_backend(spec: EngineSpec) -> Backend:
     """The backend for ``spec``, loaded once per process."""
-    if spec.backend == "sigma":
-        from sigma.backends.sigma_engine import SigmaBackend
-
-        return SigmaBackend(spec)
-    if spec.backend == "transformers":
-        from sigma.backends.transformers_lm import TransformersBackend
-
-        return TransformersBackend(spec)
-    if spec.url:
-        from sigma.backends.openai_server import OpenAIServerBackend
-
-        return OpenAIServerBackend(spec)
-    from sigma.backends.vllm_lm import VLLMBackend
-
-    return VLLMBackend(spec)
+    name = "vllm-server" if spec.backend == "vllm" and spec.url else spec.backend
+    return backend_class(name)(spec)

@@ -52,6 +52,7 @@ class ExactDedupe(GlobalStage):
     with the same `lowercase`; otherwise their text is hashed again."""
 
     name = "exact_dedupe"
+    duplicate_reasons = ("exact_duplicate",)
     resources = Resources(batch_size=4096)
 
     def __init__(self, lowercase: bool = False, rows_per_partition: int = 2_000_000,

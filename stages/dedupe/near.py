@@ -67,6 +67,7 @@ class NearDedupe(GlobalStage):
     in every step; null: as many as Ray runs)."""
 
     name = "near_dedupe"
+    duplicate_reasons = (REASON,)
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, bands: int | None = 16, rows: int | None = 8,
                  ngram: int | dict[str, int] | None = None, seed: int = 1, hashfunc: Literal["xxh", "sha1"] = "xxh",

@@ -72,6 +72,7 @@ class SemanticDedupe(GlobalStage):
     `workers` (at most this many embedding actors, and tasks at once in every step)."""
 
     name = "semantic_dedupe"
+    duplicate_reasons = (REASON,)
 
     def __init__(self, threshold: float = 0.88, guard: list[str] | None = None,
                  model: Literal["minilm", "minilm-static"] = "minilm", max_tokens: int = 128, max_chars: int = 2000,

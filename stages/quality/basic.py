@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.stage import Filter, Resources
+from pipeline.stage import Filter, Resources, Rule
+from stages.quality.text_measures import NON_PRINTABLE
 
 CHARS, LINES, PRINTABLE = "stats.chars", "stats.lines", "stats.printable"
-NON_PRINTABLE = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{fffd}]"
 
 
 class BasicFilter(Filter):
@@ -18,6 +18,11 @@ class BasicFilter(Filter):
 
     name = "basic_filter"
     resources = Resources(batch_size=4096)
+    rules = (
+        Rule("too_short", CHARS, "min", "min_chars", detail="{value:.0f} chars < {threshold}"),
+        Rule("too_long", CHARS, "max", "max_chars", detail="{value:.0f} chars > {threshold}"),
+        Rule("low_printable", PRINTABLE, "min", "min_printable", detail="{value:.3f} < {threshold}"),
+    )
 
     def __init__(self, min_chars: int | None = 20, max_chars: int | None = 10_000_000,
                  min_printable: float | None = 0.95):
@@ -25,11 +30,6 @@ class BasicFilter(Filter):
 
     def columns(self) -> dict[str, pa.DataType]:
         return {CHARS: pa.int64(), LINES: pa.int64(), PRINTABLE: pa.float32()}
-
-    def thresholds(self) -> list[tuple[str, str, float]]:
-        candidates = [(CHARS, "min", self.min_chars), (CHARS, "max", self.max_chars),
-                      (PRINTABLE, "min", self.min_printable)]
-        return [(c, op, v) for c, op, v in candidates if v is not None]
 
     def signal(self, batch: pa.Table) -> pa.Table:
         text = batch["text"]
@@ -41,18 +41,3 @@ class BasicFilter(Filter):
             batch = batch.drop_columns([name]) if name in batch.column_names else batch
             batch = batch.append_column(name, col)
         return batch
-
-    def decide(self, batch: pa.Table):
-        chars = batch[CHARS].to_pylist()
-        printable = batch[PRINTABLE].to_pylist()
-        reasons, details = [], []
-        for n, p in zip(chars, printable):
-            if self.min_chars is not None and n < self.min_chars:
-                reasons.append("too_short"), details.append(f"{n} chars < {self.min_chars}")
-            elif self.max_chars is not None and n > self.max_chars:
-                reasons.append("too_long"), details.append(f"{n} chars > {self.max_chars}")
-            elif self.min_printable is not None and p < self.min_printable:
-                reasons.append("low_printable"), details.append(f"{p:.3f} < {self.min_printable}")
-            else:
-                reasons.append(None), details.append(None)
-        return reasons, details

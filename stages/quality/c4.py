@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from stages.quality.rule_filter import PROSE_KINDS, Rule, RuleFilter
+from pipeline.stage import Rule
+from stages.quality.rule_filter import PROSE_KINDS, RuleFilter
 from stages.quality.text_measures import TERMINAL, lines
 
 P = "quality.c4."

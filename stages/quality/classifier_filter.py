@@ -12,13 +12,15 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.stage import Filter, Resources
-from stages.quality.classifier import Classifier
+from pipeline.stage import Filter, Resources, Rule
+from stages.quality.classifier import Classifier, model_file
+
+
+DETAIL = "{column}={value:.3f} < {threshold}"
 
 
 class ClassifierFilter(Filter):
     column: ClassVar[str] = "score"
-    reason: ClassVar[str] = "low_score"
     resources = Resources(batch_size=1024, actor=True)
 
     def __init__(self, model: str, min_score: float | None = 0.5, kinds: Sequence[str] | None = None,
@@ -33,8 +35,12 @@ class ClassifierFilter(Filter):
     def __getstate__(self):
         return {**self.__dict__, "_classifier": None}
 
+    def check(self) -> None:
+        if not model_file(self.model).exists():
+            raise ValueError(f"model {self.model} not found (train one with `sigma classifier train`)")
+
     def setup(self) -> None:
-        # checked here, not in the constructor: `sigma refilter` builds the stage to re-decide over
+        # loaded here, not in the constructor: `sigma refilter` builds the stage to re-decide over
         # stored scores, and needs no model for that
         if self._classifier is None:
             self._classifier = Classifier.load(self.model)
@@ -51,16 +57,6 @@ class ClassifierFilter(Filter):
             batch = batch.drop_columns([self.column])
         return batch.append_column(pa.field(self.column, pa.float32()), pa.array(scores, pa.float32()))
 
-    def decide(self, batch: pa.Table):
-        reasons, details = [], []
-        for kind, score in zip(batch["kind"].to_pylist(), batch[self.column].to_pylist()):
-            if self.min_score is None or score is None or (self.kinds is not None and kind not in self.kinds) \
-                    or score >= self.min_score:
-                reasons.append(None), details.append(None)
-            else:
-                reasons.append(self.reason), details.append(f"{self.column}={score:.3f} < {self.min_score}")
-        return reasons, details
-
 
 class DomainClassifier(ClassifierFilter):
     """System-domain score (`domain.score`, the probability that a document is system text);
@@ -68,7 +64,7 @@ class DomainClassifier(ClassifierFilter):
 
     name = "domain_classifier"
     column = "domain.score"
-    reason = "not_system_domain"
+    rules = (Rule("not_system_domain", column, "min", "min_score", detail=DETAIL),)
 
 
 class QualityClassifier(ClassifierFilter):
@@ -77,4 +73,4 @@ class QualityClassifier(ClassifierFilter):
 
     name = "quality_classifier"
     column = "quality.score"
-    reason = "low_quality"
+    rules = (Rule("low_quality", column, "min", "min_score", detail=DETAIL),)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipeline.stage import Filter, Resources
+from pipeline.stage import Filter, Resources, Rule
 
 COMPOSITE = "score.composite"
 
@@ -21,6 +21,7 @@ class CompositeScore(Filter):
 
     name = "composite_score"
     resources = Resources(batch_size=4096)
+    rules = (Rule("low_composite_score", COMPOSITE, "min", "min_score", detail="{value:.3f} < {threshold}"),)
 
     def __init__(self, weights: dict[str, float], min_score: float | None = None,
                  kinds: Sequence[str] | None = None):
@@ -31,6 +32,9 @@ class CompositeScore(Filter):
 
     def columns(self) -> dict[str, pa.DataType]:
         return {COMPOSITE: pa.float32()}
+
+    def requires(self) -> list[str]:
+        return list(self.weights)
 
     def signal(self, batch: pa.Table) -> pa.Table:
         missing = [c for c in self.weights if c not in batch.column_names]
@@ -50,13 +54,3 @@ class CompositeScore(Filter):
             batch = batch.drop_columns([COMPOSITE])
         return batch.append_column(pa.field(COMPOSITE, pa.float32()),
                                    pa.array(score, pa.float32(), from_pandas=True))
-
-    def decide(self, batch: pa.Table):
-        reasons, details = [], []
-        for kind, score in zip(batch["kind"].to_pylist(), batch[COMPOSITE].to_pylist()):
-            if self.min_score is None or score is None or (self.kinds is not None and kind not in self.kinds) \
-                    or score >= self.min_score:
-                reasons.append(None), details.append(None)
-            else:
-                reasons.append("low_composite_score"), details.append(f"{score:.3f} < {self.min_score}")
-        return reasons, details

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from stages.quality.rule_filter import PROSE_KINDS, Rule, RuleFilter
+from pipeline.stage import Rule
+from stages.quality.rule_filter import PROSE_KINDS, RuleFilter
 from stages.quality.text_measures import duplicated, lines, words
 
 P = "quality.fineweb."

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from stages.quality.rule_filter import PROSE_KINDS, Rule, RuleFilter
+from pipeline.stage import Rule, Score
+from stages.quality.rule_filter import PROSE_KINDS, RuleFilter
 from stages.quality.text_measures import (duplicate_ngram_char_shares, duplicated, lines, paragraphs,
                                           top_ngram_char_shares, words)
 
@@ -44,6 +45,7 @@ class GopherQuality(RuleFilter):
         Rule("gopher_below_alpha_threshold", P + "alpha_words", "min", "min_alpha_words_ratio"),
         Rule("gopher_enough_stop_words", P + "stop_words", "min", "min_stop_words"),
     )
+    extra_scores = (Score(P + "mean_word_length", high=20),)
 
     def __init__(self, min_words: int | None = 50, max_words: int | None = 100_000,
                  min_mean_word_length: float | None = 3, max_mean_word_length: float | None = 10,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.stage import Filter, Resources
+from pipeline.stage import Filter, Resources, Rule
 from stages.quality.rule_filter import PROSE_KINDS
 
 LANG, SCORE = "lang", "lang.score"
@@ -59,6 +59,7 @@ class LanguageFilter(Filter):
 
     name = "language_filter"
     resources = Resources(batch_size=1024, actor=True)
+    rules = (Rule("lang_low_score", SCORE, "min", "min_score"),)
 
     def __init__(self, languages: list[str] | None = ("en",), min_score: float | None = 0.65,
                  kinds: Sequence[str] | None = PROSE_KINDS, max_chars: int = 2000, model_path: str | None = None):
@@ -95,17 +96,24 @@ class LanguageFilter(Filter):
         return batch.append_column(LANG, pa.array(langs, pa.string())).append_column(
             SCORE, pa.array(scores, pa.float32()))
 
+    def reasons(self) -> list[str]:
+        return ([self.language_reason()] if self.languages is not None else []) + super().reasons()
+
+    def language_reason(self) -> str:
+        return f"lang_not_{'_'.join(self.languages)}"
+
+    def describe(self, rule, value, threshold, batch, row) -> str:
+        return f"{batch[LANG][row].as_py()} {value:.3f} < {threshold}"
+
     def decide(self, batch: pa.Table):
-        kinds = batch["kind"].to_pylist()
-        reasons, details = [], []
-        for kind, lang, score in zip(kinds, batch[LANG].to_pylist(), batch[SCORE].to_pylist()):
-            if self.kinds is not None and kind not in self.kinds:
-                reasons.append(None), details.append(None)
-            elif self.languages is not None and lang not in self.languages:
-                reasons.append(f"lang_not_{'_'.join(self.languages)}")
-                details.append(f"{lang} ({score:.2f})")
-            elif self.min_score is not None and score < self.min_score:
-                reasons.append("lang_low_score"), details.append(f"{lang} {score:.3f} < {self.min_score}")
-            else:
-                reasons.append(None), details.append(None)
-        return reasons, details
+        """A language outside `languages` first (detail: the language and its score), then the rules."""
+        n = batch.num_rows
+        reasons: list[str | None] = [None] * n
+        details: list[str | None] = [None] * n
+        if self.languages is not None:
+            wanted = set(self.kinds) if self.kinds is not None else None
+            rows = zip(batch["kind"].to_pylist(), batch[LANG].to_pylist(), batch[SCORE].to_pylist())
+            for i, (kind, lang, score) in enumerate(rows):
+                if (wanted is None or kind in wanted) and lang not in self.languages:
+                    reasons[i], details[i] = self.language_reason(), f"{lang} ({score:.2f})"
+        return self.apply_rules(batch, reasons, details)

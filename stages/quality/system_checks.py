@@ -22,11 +22,13 @@ from collections.abc import Sequence
 import pyarrow as pa
 import yaml
 
-from stages.quality.rule_filter import Rule, RuleFilter
+from pipeline.stage import Rule
+from stages.quality import text_measures
+from stages.quality.rule_filter import RuleFilter
 
 P = "quality.system."
 F32 = pa.float32()
-NON_PRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+NON_PRINTABLE = re.compile(text_measures.NON_PRINTABLE)
 BLOB = re.compile(r"[A-Za-z0-9+/=_\-]{64,}")
 MASKS = [
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<UUID>"),

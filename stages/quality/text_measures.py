@@ -13,6 +13,9 @@ import numpy as np
 PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«»“”‘’…"
 TERMINAL = (".", "!", "?", '"', "'", "”", "’", ":")  # a line that ends a sentence (C4, FineWeb)
 PARAGRAPH = re.compile(r"\n\s*\n")
+# Control characters other than tab, newline and carriage return, and the decoding replacement
+# character (a literal U+FFFD, so the same pattern works in Python's re and in Arrow's RE2)
+NON_PRINTABLE = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\ufffd]"
 
 
 def words(text: str) -> list[str]:

@@ -329,6 +329,7 @@ class Redact(Stage):
     `TYPES`); `hostnames`: regular expressions of host names to redact."""
 
     name = "redact"
+    tally_prefix = "redact."
     resources = Resources(batch_size=1024)
 
     def __init__(self, types: list[str] | None = None, hostnames: list[str] | None = None):

@@ -52,7 +52,8 @@ def test_stats_match_a_full_read(two_runs):
     assert stats["balance"]["balanced"]
     printable = stats["scores"]["stats.printable"]
     assert sum(printable["counts"]) == len(df)
-    assert printable["thresholds"] == [{"stage": "basic_filter", "column": "stats.printable", "op": "min", "value": 0.95}]
+    assert printable["thresholds"] == [{"stage": "basic_filter", "column": "stats.printable", "op": "min", "value": 0.95,
+                                      "reason": "low_printable"}]
 
 
 def test_html_report_renders_every_plot_in_chromium(two_runs, tmp_path):
