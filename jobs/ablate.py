@@ -270,15 +270,19 @@ class Ablation:
         return result if same else None
 
     def check_trained_alike(self, specs: list[dict]) -> None:
-        """An arm's checkpoints are of this ablation's training settings, or the arm would resume
-        (or be scored) under a schedule it did not train with."""
+        """An arm's checkpoints are of this ablation's training settings and data, or the arm would
+        resume (or be scored) under a schedule or an order it did not train with."""
         from sigma.checkpoint import find_checkpoint, read_checkpoint
 
-        other = [s["arm"] for s in specs if find_checkpoint(s["run"]) is not None
-                 and read_checkpoint(s["run"]).state["train_config"] != s["train_config"]]
+        def differs(spec: dict) -> bool:
+            state = read_checkpoint(spec["run"]).state
+            return state["train_config"] != spec["train_config"] or state.get("data_dirs") != [spec["data"]]
+
+        other = [s["arm"] for s in specs if find_checkpoint(s["run"]) is not None and differs(s)]
         if other:
             raise ConfigError(f"arms {', '.join(other)} in {self.root / 'arms'} were trained with other training "
-                              "settings (model, budget, schedule): remove those arm folders, or use another output")
+                              "settings (model, budget, schedule) or data: remove those arm folders, or use another "
+                              "output")
 
     def run_arms(self, specs: list[dict]) -> list[dict]:
         import ray
