@@ -3,18 +3,26 @@
     sigma ablate configs/ablate/curation.yaml
     python -m jobs.ablate configs/ablate/curation.yaml     (the same, for `ray job submit`)
 
-The way DCLM and FineWeb compare data recipes: the same sources curated by each variant (every
-variant's first stage is the suite exclusion, `decontaminate: {suite: ...}`, so no arm trains on
-suite text), one tokenizer trained once on the union of the variants' outputs, and for every
-variant the same model, the same token budget (to the token: a whole number of steps, however
-large the variant's corpus; a smaller corpus repeats, and its epochs are recorded) and the same
-seeds. Each arm (variant x seed) trains as a Ray task and is scored on the frozen eval suite.
+The way DCLM and FineWeb compare data recipes: the same sources curated by each variant (the
+sources are read once, with the suite exclusion `decontaminate: {suite: ...}` first, so no arm
+trains on suite text, and every variant curates that output with its own stages), one tokenizer
+trained once on the union of the named variants' outputs, and for every variant the same model,
+the same token budget (to the token: a whole number of steps, however large the variant's corpus;
+a smaller corpus repeats, and its epochs are recorded) and the same seeds. An arm reads its
+variant in a fixed random order of pieces of documents (jobs/ablate_order.py), so a budget
+smaller than the corpus trains on a random sample of it, not on the first row groups; what each
+arm read of each kind is recorded. Each arm (variant x seed) trains as a Ray task and is scored on
+the frozen eval suite.
 
 The folder:
 
     ablate.json              the configuration and its hash; the suite's name and content hash
-    variants/<name>/         each variant's curate output (manifest, shards, ledger)
-    tokenizer.json, corpus.json    the shared tokenizer; each variant's documents and tokens
+    ingest/                  the sources and the suite exclusion, curated once
+    variants/<name>/         each variant's curate output (manifest, shards, ledger); a variant
+                             with no stages of its own is `ingest/`
+    tokenizer.json           the shared tokenizer
+    ordered/<name>/          each variant in the order arms read it; corpus.json: its documents,
+                             pieces and tokens
     arms/<variant>-seed<k>/  the arm's training run (checkpoints, metrics.jsonl) and scores.json
     results.json, results.md, report.html    the table: mean and spread per variant and metric,
                              the difference from the baseline
@@ -22,7 +30,8 @@ The folder:
 Resumable: curate outputs resume by work unit, a killed arm resumes from its last checkpoint (and
 trains the same steps as an uninterrupted one), and an arm whose `scores.json` is written
 (atomically, last) is skipped. An arm scored on another build of the suite is scored again from
-its checkpoint, without training.
+its checkpoint, without training. Variants can be added to a finished ablation: the ones it
+has keep their curation and arms (the tokenizer trains on `tokenizer.variants`, not on them all).
 """
 
 from __future__ import annotations
@@ -93,7 +102,9 @@ def run_arm(arm: dict) -> dict:
     score it on the suite and write `scores.json`. Runs as a Ray task, or in process."""
     import torch
 
+    from jobs.ablate_order import bytes_by_kind
     from sigma.checkpoint import find_checkpoint, read_checkpoint
+    from sigma.tokenizer import load_tokenizer
     from sigma.train import TrainConfig, train
 
     torch.set_num_threads(arm["threads"])
@@ -108,10 +119,13 @@ def run_arm(arm: dict) -> dict:
     if state["tokens"] != arm["budget"]:
         raise RuntimeError(f"arm {arm['arm']} trained on {state['tokens']:,} tokens, not the budget's {arm['budget']:,}")
     train_seconds = time.time() - started
+    trained_bytes = bytes_by_kind(Path(arm["data"]), load_tokenizer(arm["tokenizer"]), state["data"][0]["streams"][0],
+                                  config.seed, config.lanes)
     scores = score_arm(run, arm["suite"], arm["limit"], arm["device"])
     result = {
         "arm": arm["arm"], "variant": arm["variant"], "seed": arm["seed"], "tokens": state["tokens"],
-        "budget": arm["budget"], "steps": state["step"], "corpus_tokens": arm["corpus_tokens"],
+        "budget": arm["budget"], "steps": state["step"], "data": arm["data"], "corpus_tokens": arm["corpus_tokens"],
+        "trained_bytes_by_kind": trained_bytes,
         "epochs": state["tokens"] / arm["corpus_tokens"], "final_loss": _last_loss(run),
         "train_config": arm["train_config"], "scoring": arm["scoring"], "scores": scores,
         "seconds": {"train": round(train_seconds, 1) if trained_here else None,
@@ -166,43 +180,70 @@ class Ablation:
                             "suite": {"name": suite.name, "hash": suite.hash},
                             "config": self.config.model_dump(mode="json")})
 
-    def curate_variants(self) -> dict[str, Path]:
+    def _curate(self, what: str, out: Path, inputs, stages) -> Path:
         from jobs.curate import curate
         from stages.presets import expand_presets
 
         c = self.config
-        dirs = {}
-        for name in c.variants:
-            out = self.variant_dir(name)
-            stages = expand_presets(c.variant_stages(name))
-            self.say(f"variant {name}: curating ({' -> '.join(s.name for s in stages)})")
-            job = JobConfig(name=f"{c.name}-{name}", inputs=c.sources, stages=c.variant_stages(name), writer=c.writer,
-                            unit_mb=c.unit_mb, ray=c.ray)
-            totals = curate(job, str(out), progress=False)["totals"]
-            if not totals["balanced"]:
-                raise RuntimeError(f"variant {name}: the curate ledger does not balance (see {out})")
-            if not totals["kept"]:
-                raise RuntimeError(f"variant {name} kept no documents (see {out}/manifest.json): nothing to train on")
-            self.say(f"variant {name}: {totals['input']:,} documents in, {totals['kept']:,} kept")
-            dirs[name] = out
-        return dirs
+        self.say(f"{what}: curating ({' -> '.join(s.name for s in expand_presets(stages))})")
+        job = JobConfig(name=f"{c.name}-{out.name}", inputs=inputs, stages=stages, writer=c.writer, unit_mb=c.unit_mb,
+                        ray=c.ray)
+        totals = curate(job, str(out), progress=False)["totals"]
+        if not totals["balanced"]:
+            raise RuntimeError(f"{what}: the curate ledger does not balance (see {out})")
+        if not totals["kept"]:
+            raise RuntimeError(f"{what} kept no documents (see {out}/manifest.json): nothing to train on")
+        self.say(f"{what}: {totals['input']:,} documents in, {totals['kept']:,} kept")
+        return out
 
-    def tokenize(self, dirs: dict[str, Path]) -> tuple[Path, dict]:
-        """One tokenizer on the union of the variants' outputs, trained once; each variant's tokens."""
-        from jobs.loop_report import corpus_tokens
-        from sigma.tokenizer import load_tokenizer, train_on_shards
+    def curate_variants(self) -> dict[str, Path]:
+        """The sources are read once (`ingest/`: the sources and the suite exclusion); every variant
+        then curates that output with its own stages (the exclusion again first, so each variant's
+        manifest shows it). A variant with no stages of its own is the ingest output itself."""
+        from pipeline.config import InputConfig
+
+        c = self.config
+        ingest = self._curate("ingest", self.root / "ingest", c.sources, c.exclusion())
+        shards = InputConfig(type="parquet", name="ingest", paths=[str(ingest / "shards")])
+        return {name: ingest if not stages else self._curate(f"variant {name}", self.variant_dir(name), [shards],
+                                                               c.variant_stages(name))
+                for name, stages in c.variants.items()}
+
+    def tokenize(self, dirs: dict[str, Path]) -> Path:
+        """One tokenizer on the union of the named variants' outputs, trained once."""
+        from sigma.tokenizer import train_on_shards
 
         path = self.root / "tokenizer.json"
         if not path.exists():
-            self.say(f"tokenizer: training (vocab {self.config.tokenizer.vocab_size}) on the union of the variants")
-            train_on_shards(list(dirs.values()), self.config.tokenizer.vocab_size, self.root)
+            names = self.config.tokenizer_variants()
+            self.say(f"tokenizer: training (vocab {self.config.tokenizer.vocab_size}) on {', '.join(names)}")
+            train_on_shards(sorted({dirs[n] for n in names}), self.config.tokenizer.vocab_size, self.root)
+        return path
+
+    def order(self, dirs: dict[str, Path], tokenizer: Path) -> tuple[dict[str, Path], dict]:
+        """Each variant in the fixed random order arms read it in (jobs/ablate_order.py), and its
+        documents, pieces and tokens (counted once per ordered folder)."""
+        from jobs.ablate_order import write_order
+        from jobs.loop_report import corpus_tokens
+        from sigma.tokenizer import load_tokenizer
+
+        o = self.config.order
         counts_path = self.root / "corpus.json"
         counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
-        if set(counts) != set(dirs):
-            tokenizer = load_tokenizer(path)
-            counts = {name: corpus_tokens(d, tokenizer) for name, d in dirs.items()}
-            write_json(counts_path, counts)
-        return path, counts
+        ordered, loaded = {}, None
+        for name, d in dirs.items():
+            out = self.root / "ordered" / name
+            if not (out / "manifest.json").exists():
+                self.say(f"variant {name}: writing the training order (pieces of {o.piece_chars:,} characters)")
+            ordered[name] = write_order(d, out, o.piece_chars, o.row_group_rows)
+            manifest = json.loads((out / "manifest.json").read_text())
+            if counts.get(name, {}).get("order") != manifest["order"]:
+                loaded = loaded or load_tokenizer(tokenizer)
+                counts[name] = {**corpus_tokens(out, loaded), "documents": manifest["documents"],
+                                "pieces": manifest["pieces"], "bytes_by_kind": manifest["bytes_by_kind"],
+                                "order": manifest["order"]}
+                write_json(counts_path, counts)
+        return ordered, {name: counts[name] for name in dirs}
 
     def arm_specs(self, dirs: dict[str, Path], tokenizer: Path, counts: dict, suite) -> list[dict]:
         c = self.config
@@ -225,19 +266,23 @@ class Ablation:
         if not path.exists():
             return None
         result = json.loads(path.read_text())
-        same = all(result.get(k) == spec[k] for k in ("scoring", "budget", "train_config"))
+        same = all(result.get(k) == spec[k] for k in ("scoring", "budget", "train_config", "data"))
         return result if same else None
 
     def check_trained_alike(self, specs: list[dict]) -> None:
-        """An arm's checkpoints are of this ablation's training settings, or the arm would resume
-        (or be scored) under a schedule it did not train with."""
+        """An arm's checkpoints are of this ablation's training settings and data, or the arm would
+        resume (or be scored) under a schedule or an order it did not train with."""
         from sigma.checkpoint import find_checkpoint, read_checkpoint
 
-        other = [s["arm"] for s in specs if find_checkpoint(s["run"]) is not None
-                 and read_checkpoint(s["run"]).state["train_config"] != s["train_config"]]
+        def differs(spec: dict) -> bool:
+            state = read_checkpoint(spec["run"]).state
+            return state["train_config"] != spec["train_config"] or state.get("data_dirs") != [spec["data"]]
+
+        other = [s["arm"] for s in specs if find_checkpoint(s["run"]) is not None and differs(s)]
         if other:
             raise ConfigError(f"arms {', '.join(other)} in {self.root / 'arms'} were trained with other training "
-                              "settings (model, budget, schedule): remove those arm folders, or use another output")
+                              "settings (model, budget, schedule) or data: remove those arm folders, or use another "
+                              "output")
 
     def run_arms(self, specs: list[dict]) -> list[dict]:
         import ray
@@ -279,8 +324,9 @@ class Ablation:
         self._prepare(overwrite, suite)
         with ray_session(self.config.ray):
             dirs = self.curate_variants()
-            tokenizer, counts = self.tokenize(dirs)
-            specs = self.arm_specs(dirs, tokenizer, counts, suite)
+            tokenizer = self.tokenize(dirs)
+            ordered, counts = self.order(dirs, tokenizer)
+            specs = self.arm_specs(ordered, tokenizer, counts, suite)
             self.check_trained_alike(specs)
             results = self.run_arms(specs)
         summary = summarise(self.config, results, counts)

@@ -30,6 +30,19 @@ class Strict(BaseModel):
 
 class TokenizerSettings(Strict):
     vocab_size: int = Field(1024, gt=256)
+    # the variants whose outputs it trains on (default: all); naming them lets variants be added
+    # to an ablation later without a new tokenizer, which would retrain every arm
+    variants: list[str] | None = None
+
+
+class OrderSettings(Strict):
+    """The order an arm reads its variant in. A budget smaller than the corpus trains on a prefix
+    of that order, so it must be a random sample of the variant's text, and the same draw for
+    every variant: documents are cut into pieces of at most `piece_chars` (at a line end where
+    there is one) and the pieces ordered by a hash of their document id and index."""
+
+    piece_chars: int = Field(4096, ge=256)
+    row_group_rows: int = Field(256, gt=0)
 
 
 class TrainSettings(Strict):
@@ -73,6 +86,7 @@ class AblateConfig(Strict):
     seeds: list[int] = Field(min_length=2)  # the spread over seeds is what a difference is judged against
     arms: ArmSettings = Field(default_factory=ArmSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
+    order: OrderSettings = Field(default_factory=OrderSettings)
     writer: WriterConfig = Field(default_factory=WriterConfig)
     unit_mb: float = Field(64, gt=0)
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -98,21 +112,34 @@ class AblateConfig(Strict):
             raise ValueError(f"variant names {bad}: letters, digits and _ . + - only (they name folders)")
         if self.baseline not in self.variants:
             raise ValueError(f"baseline {self.baseline!r} is not a variant ({', '.join(self.variants)})")
+        unknown = sorted(set(self.tokenizer.variants or []) - set(self.variants))
+        if unknown:
+            raise ValueError(f"tokenizer.variants {unknown} are not variants ({', '.join(self.variants)})")
         return self
 
+    def tokenizer_variants(self) -> list[str]:
+        return self.tokenizer.variants or list(self.variants)
+
+    def exclusion(self) -> list[StageConfig]:
+        """The suite exclusion, every variant's first stage: no arm trains on suite text."""
+        return [StageConfig(name="decontaminate", options={"suite": self.suite})]
+
     def variant_stages(self, name: str) -> list[StageConfig]:
-        """The suite exclusion first, then the variant's own stages: no arm trains on suite text."""
-        return [StageConfig(name="decontaminate", options={"suite": self.suite}), *self.variants[name]]
+        return [*self.exclusion(), *self.variants[name]]
 
     def arm_names(self) -> list[tuple[str, str, int]]:
         """(arm, variant, seed) for every arm, variants in file order, then seeds."""
         return [(f"{v}-seed{s}", v, s) for v in self.variants for s in self.seeds]
 
     def output_hash(self) -> str:
-        """What the curated variants and the tokenizer depend on. Not the training settings (each
-        arm checks its own), the seeds (more seeds add arms), the baseline, scoring, where it runs
-        or goes."""
-        body = self.model_dump(mode="json", include={"sources", "suite", "variants", "tokenizer", "writer", "unit_mb"})
+        """What the ingest, the tokenizer and a variant's stages are curated under. Not the
+        variants themselves (each variant folder records its stages, so variants can be added),
+        the training settings (each arm checks its own), the seeds (more seeds add arms), the
+        baseline, scoring, where it runs or goes."""
+        body = self.model_dump(mode="json", include={"sources", "suite", "writer", "unit_mb"})
+        tokenizer = self.tokenizer_variants()
+        body["tokenizer"] = {"vocab_size": self.tokenizer.vocab_size,
+                             "variants": {n: [s.model_dump(mode="json") for s in self.variants[n]] for n in tokenizer}}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

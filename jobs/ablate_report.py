@@ -45,6 +45,13 @@ def _versus(m: dict, base: dict, direction: str) -> dict:
     return {"diff": diff, "beyond_spread": beyond, "verdict": ("better" if improves else "worse") if beyond else "within spread"}
 
 
+def _shares(counts: list[dict[str, int]]) -> dict[str, float]:
+    """Each kind's share of the total, averaged over the given counts (arms, or one corpus)."""
+    counts = [c for c in counts if sum(c.values())]
+    kinds = sorted({k for c in counts for k in c})
+    return {k: statistics.fmean(c.get(k, 0) / sum(c.values()) for c in counts) for k in kinds} if counts else {}
+
+
 def summarise(config, results: list[dict], corpus: dict) -> dict:
     metrics = list(dict.fromkeys(k for r in results for k in arm_metrics(r["scores"])))
     variants = {}
@@ -54,7 +61,8 @@ def summarise(config, results: list[dict], corpus: dict) -> dict:
                for k in metrics}
         variants[name] = {"documents": corpus[name]["documents"], "corpus_tokens": corpus[name]["tokens"],
                           "epochs": statistics.fmean(r["epochs"] for r in arms), "arms": [r["arm"] for r in arms],
-                          "metrics": per}
+                          "metrics": per, "corpus_share": _shares([corpus[name].get("bytes_by_kind", {})]),
+                          "read_share": _shares([r.get("trained_bytes_by_kind", {}) for r in arms])}
     base = variants[config.baseline]["metrics"]
     for name, v in variants.items():
         if name != config.baseline:
@@ -103,10 +111,25 @@ def caption(summary: dict) -> str:
             f"{summary['baseline']}, ✓/✗ beyond the seed spread (no seed of either overlaps)")
 
 
+def mix_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Per variant, source and kind: its share of the corpus's bytes, and of the bytes the arms read."""
+    kinds = sorted({k for v in summary["variants"].values() for k in (*v.get("corpus_share", {}), *v.get("read_share", {}))})
+    rows = [[name] + [f"{100 * v.get('corpus_share', {}).get(k, 0):.1f}% / {100 * v.get('read_share', {}).get(k, 0):.1f}%"
+                      for k in kinds] for name, v in summary["variants"].items()]
+    return ["variant"] + kinds, rows
+
+
+def _markdown(headings: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(headings) + " |", "|---|" + "---:|" * (len(headings) - 1)] + \
+        ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def table_markdown(summary: dict) -> str:
-    headings, rows = table_rows(summary)
-    lines = [caption(summary), "", "| " + " | ".join(headings) + " |", "|---|" + "---:|" * (len(headings) - 1)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = [caption(summary), "", *_markdown(*table_rows(summary))]
+    headings, rows = mix_rows(summary)
+    if len(headings) > 1:
+        lines += ["", "Each source and kind's share of the variant's bytes / of the bytes its arms read (mean over seeds):", "",
+                  *_markdown(headings, rows)]
     return "\n".join(lines) + "\n"
 
 

@@ -38,7 +38,7 @@ def ablation(tmp_path_factory, loghub, nl2bash) -> dict:
         "suite": str(base / "suite.yaml"),
         "variants": {"raw": [], "copy": []},
         "baseline": "raw",
-        "tokenizer": {"vocab_size": 300},
+        "tokenizer": {"vocab_size": 300, "variants": ["raw", "copy"]},
         "train": {"config": "sigma-tiny", "tokens": BUDGET,
                   "overrides": {"seq_len": 64, "batch_size": 4, "warmup_steps": 2, "save_every": 10, "log_every": 4}},
         "seeds": [0, 1],
@@ -75,6 +75,9 @@ def test_every_arm_trains_on_exactly_the_budget(whole):
         metrics = [json.loads(line) for line in (out / "arms" / arm["arm"] / "metrics.jsonl").read_text().splitlines()]
         assert metrics[-1]["tokens"] == BUDGET
         assert arm["epochs"] == pytest.approx(BUDGET / arm["corpus_tokens"]) and arm["epochs"] > 1  # the corpus repeats
+        (group, read), = arm["trained_bytes_by_kind"].items()
+        assert group.endswith(":log") and read > BUDGET
+        assert arm["data"] == str(out / "ordered" / arm["variant"])
     assert "raw" in (out / "results.md").read_text()
     report = (out / "report.html").read_text()
     assert report.count("<figure data-plot") == 2 and report.count("<svg") == 2
@@ -120,3 +123,12 @@ def test_arms_trained_with_other_settings_are_refused(whole, ablation):
     longer = {**ablation, "train": {**ablation["train"], "tokens": BUDGET * 2}}
     with pytest.raises(ConfigError, match="other training settings"):
         Ablation(parse_ablate(longer), out, progress=False).run()
+
+
+def test_a_variant_added_later_keeps_the_finished_arms(whole, ablation):
+    out, _ = whole
+    kept = {p.parent.name: p.stat().st_mtime_ns for p in (out / "arms").glob("*/scores.json")}
+    more = {**ablation, "variants": {**ablation["variants"], "more": [{"exact_dedupe": {}}]}}
+    summary = Ablation(parse_ablate(more), out, progress=False).run()
+    assert {a: (out / "arms" / a / "scores.json").stat().st_mtime_ns for a in kept} == kept
+    assert list(summary["variants"]) == ["raw", "copy", "more"] and (out / "variants" / "more" / "manifest.json").exists()
