@@ -253,10 +253,10 @@ class Redactor:
     def redact(self, text: str) -> tuple[str, Counter]:
         counts: Counter = Counter()
         hits = self.triggers.scan(text.lower())
-        stale = False  # the text changed since `hits`: scanned again when a detector next needs its lines
+        stale = False  # the text changed since `hits`: looked at again when a detector next needs its lines
         for detector in self._wanted(hits):
             if stale and detector.by_line and detector.hints:
-                hits, stale = self.triggers.scan(text.lower()), False
+                hits, stale = self.triggers.rescan(text.lower()), False
             redacted = self._apply(detector, text, hits, counts)
             if redacted is not text:
                 text, stale = redacted, True
