@@ -1,9 +1,10 @@
 """Connect to Ray: an embedded local Ray by default, or an existing cluster by address.
 
-Ray's own log lines (its Python loggers and what its C++ core writes to the driver's stderr,
-such as core_worker.cc's note about Ray Data's actor-pool constructor arguments) go to the run's
-log file, not the terminal, for as long as the session lasts; this process's own output (the
-progress display, errors) still reaches the terminal.
+Ray's own log lines go to the run's log file, not the terminal, for as long as the session
+lasts: its Python loggers, what its C++ core writes to the driver's stderr (such as
+core_worker.cc's note about Ray Data's actor-pool constructor arguments), and the notes that the
+raylet sends the driver (such as its warning that many worker processes have been started).
+This process's own output (the progress display, errors) still reaches the terminal.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from pipeline.config import RayConfig
@@ -45,11 +47,36 @@ def stderr_to(path: Path | None):
 
 
 @contextlib.contextmanager
+def driver_notes_to(path: Path | None):
+    """The notes that Ray's driver prints from its background thread (the raylet's and the
+    autoscaler's, `(raylet) WARNING: ...`) appended to `path`. Ray prints them to the `sys.stdout`
+    of the moment through `ray._private.worker.print_to_stdstream`, so neither fd 2 nor
+    `log_to_driver=False` keeps them off the terminal; that function is replaced meanwhile."""
+    from ray._private import worker
+
+    if path is None or not callable(getattr(worker, "print_to_stdstream", None)):
+        yield
+        return
+    printed = worker.print_to_stdstream
+
+    def to_log(data: dict, ignore_prefix: bool = False) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(path, "a", encoding="utf-8", errors="backslashreplace") as log:
+            log.writelines(f"{stamp} ({data.get('pid', 'ray')}) {line}\n" for line in data.get("lines", []))
+
+    worker.print_to_stdstream = to_log
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = printed
+
+
+@contextlib.contextmanager
 def ray_session(config: RayConfig, log_path: Path | None = None):
     import ray
     from ray.data import DataContext
 
-    with stderr_to(log_path):
+    with stderr_to(log_path), driver_notes_to(log_path):
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING if log_path else logging.ERROR)
         started = False

@@ -35,6 +35,7 @@ import pyarrow as pa
 from pipeline.stage import Result, Stage, Resources
 from stages.safety.entropy import looks_random
 from stages.safety.token_formats import TOKEN_FORMATS
+from stages.safety.triggers import Hits, Triggers
 
 SECRET_WORDS = (r"pass(?:word|wd|phrase)?|pwd|secret(?:[_\-]?key)?|token|api[_\-]?key|apikey|access[_\-]?key|"
                 r"auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?|requirepass|masterauth|"
@@ -70,7 +71,7 @@ class Detector:
     pattern: re.Pattern
     placeholder: str
     keep: Callable[[str, str, int], bool] | None = None  # (value, text, start): True for a match that is not one
-    hints: tuple[str, ...] = ()  # lower-case strings one of which the text must hold (a fast pre-check)
+    hints: tuple[str, ...] = ()  # lower-case strings (triggers) one of which the text must hold (`triggers.py`)
     key_at: str | None = None  # the group holding a secret word whose key must be a whole key (`_whole_key`)
     by_line: bool = True  # a finding sits on one line: scan only the lines that hold a hint
     on_lower: re.Pattern | None = None  # the same pattern for the lower-cased text (faster without IGNORECASE)
@@ -79,28 +80,6 @@ class Detector:
 def _secret(t: str, pattern: str, hints: tuple[str, ...], keep=None, key_at: str | None = None,
             by_line: bool = True) -> Detector:
     return Detector(t, re.compile(pattern), f"<SECRET:{t}>", keep, hints, key_at, by_line)
-
-
-def _hint_lines(text: str, lower: str, hints: tuple[str, ...]) -> list[tuple[int, int]]:
-    """The spans of the lines that hold one of `hints`, merged (a pattern's cost is then paid only
-    on those lines, not at every position of a long document)."""
-    spans = []
-    for hint in hints:
-        at = lower.find(hint)
-        while at >= 0:
-            start = lower.rfind("\n", 0, at) + 1
-            end = lower.find("\n", at)
-            end = len(lower) if end < 0 else end
-            spans.append((start, end))
-            at = lower.find(hint, end)
-    spans.sort()
-    merged: list[list[int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(a, b) for a, b in merged]
 
 
 def _whole_key(text: str, start: int) -> bool:
@@ -250,27 +229,18 @@ class Redactor:
             host = re.compile(r"(?<![\w.\-])(?:" + "|".join(hostnames) + r")(?![\w\-])", re.I)
             self.detectors.append(Detector("hostname", host, "<HOSTNAME>"))
         self.types = sorted({d.type for d in self.detectors})
-        gates: dict[str | None, list[str]] = {}
-        for h in sorted({h for d in self.detectors for h in d.hints}):
-            gates.setdefault(next((c for c in "_$-." if c in h and c != h), None), []).append(h)
-        self.hint_gates = list(gates.items())
+        self.triggers = Triggers(h for d in self.detectors for h in d.hints)
 
-    def _wanted(self, lower: str) -> list[Detector]:
-        # each hint looked for once, however many detectors share it, and none whose punctuation the text lacks
-        present = {h for gate, hints in self.hint_gates if gate is None or gate in lower for h in hints if h in lower}
-        return [d for d in self.detectors if not d.hints or not present.isdisjoint(d.hints)]
+    def _wanted(self, hits: Hits) -> list[Detector]:
+        return [d for d in self.detectors if not d.hints or not hits.present.isdisjoint(d.hints)]
 
-    def _matches(self, d: Detector, text: str, lower: str, lines: dict):
-        if not (d.by_line and d.hints):
-            yield from d.pattern.finditer(text)
-            return
-        if len(lower) != len(text):  # a case mapping changed lengths: offsets would not line up
-            yield from d.pattern.finditer(text)
+    def _matches(self, d: Detector, text: str, hits: Hits):
+        lower = hits.lower
+        if not (d.by_line and d.hints) or len(lower) != len(text):  # a case mapping that changed lengths
+            yield from d.pattern.finditer(text)  # would put the lines' offsets off
             return
         pattern, target = (d.on_lower, lower) if d.on_lower is not None else (d.pattern, text)
-        if d.hints not in lines:  # detectors that share hints share the lines (while the text is the same)
-            lines[d.hints] = _hint_lines(text, lower, d.hints)
-        for start, end in lines[d.hints]:
+        for start, end in hits.lines(d.hints):
             yield from pattern.finditer(target, start, end)
 
     def _skip(self, d: Detector, m: re.Match, text: str, start: int, value: str) -> bool:
@@ -282,17 +252,19 @@ class Redactor:
 
     def redact(self, text: str) -> tuple[str, Counter]:
         counts: Counter = Counter()
-        lower = text.lower()
-        lines: dict = {}
-        for detector in self._wanted(lower):
-            redacted = self._apply(detector, text, lower, counts, lines)
+        hits = self.triggers.scan(text.lower())
+        stale = False  # the text changed since `hits`: looked at again when a detector next needs its lines
+        for detector in self._wanted(hits):
+            if stale and detector.by_line and detector.hints:
+                hits, stale = self.triggers.rescan(text.lower()), False
+            redacted = self._apply(detector, text, hits, counts)
             if redacted is not text:
-                text, lower, lines = redacted, redacted.lower(), {}
+                text, stale = redacted, True
         return text, counts
 
-    def _apply(self, d: Detector, text: str, lower: str, counts: Counter, lines: dict) -> str:
+    def _apply(self, d: Detector, text: str, hits: Hits, counts: Counter) -> str:
         out, last = [], 0
-        for m in self._matches(d, text, lower, lines):
+        for m in self._matches(d, text, hits):
             start, end = _value_span(m)
             value = text[start:end]
             if start < last or PLACEHOLDER.fullmatch(value) or self._skip(d, m, text, start, value):
@@ -309,10 +281,9 @@ class Redactor:
         """What `redact` would replace, as spans of the original text (for evaluation)."""
         findings: list[Finding] = []
         taken: list[tuple[int, int]] = []
-        lower = text.lower()
-        lines: dict = {}
-        for d in self._wanted(lower):
-            for m in self._matches(d, text, lower, lines):
+        hits = self.triggers.scan(text.lower())
+        for d in self._wanted(hits):
+            for m in self._matches(d, text, hits):
                 start, end = _value_span(m)
                 value = text[start:end]
                 if self._skip(d, m, text, start, value) or any(s < end and start < e for s, e in taken):

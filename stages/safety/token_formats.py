@@ -4,8 +4,7 @@ maintained rule sets describe them (gitleaks' default configuration, detect-secr
 Each entry: (redaction type, pattern, hints). The type groups providers by family, so a shard
 has one count column per family rather than one per vendor; the pattern's group `secret` (or
 the whole match) is what gets replaced; a hint is a lower-case string that a line must hold
-for the pattern to run there: short ones shared between formats, since a hint that a text lacks
-costs a scan of the whole text.
+for the pattern to run there (the hints of all rules are looked for in one pass, `triggers.py`).
 """
 
 from __future__ import annotations

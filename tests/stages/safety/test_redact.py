@@ -4,6 +4,7 @@ which neither the shards nor the rejects keep a planted secret."""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from jobs.curate import curate
 from pipeline.config import parse_job
 from stages.safety.redact import Redact, Redactor
+from stages.safety.triggers import Triggers
 
 from bench.redaction import score as coverage
 from bench.redaction_set import FAMILIES, Planter, load_set
@@ -76,6 +78,23 @@ def test_hostnames_only_where_configured():
     text = "connect to db01.corp.example.com and www.gnu.org"
     assert Redactor().redact(text)[0] == text
     assert Redactor(hostnames=[r"[\w\-]+\.corp\.example\.com"]).redact(text)[0] == "connect to <HOSTNAME> and www.gnu.org"
+
+
+def test_triggers_found_in_one_pass_with_their_lines():
+    text = "a\nask-x key\nb@c\n\nsk"
+    triggers = pickle.loads(pickle.dumps(Triggers(["sk", "sk-", "key", "@", "zz"])))  # as a Ray worker gets it
+    hits = triggers.scan(text)
+    assert hits.present == {"sk", "sk-", "key", "@"}  # overlapping triggers are all seen
+    assert hits.lines(("sk",)) == [(2, 11), (17, 19)]
+    assert hits.lines(("key", "@")) == [(2, 15)]  # adjacent lines merged
+    assert hits.lines(("zz",)) == []
+
+
+def test_lines_follow_the_text_after_an_earlier_redaction():
+    # the key block's placeholder moves the password line: its offsets come from the redacted text
+    key = "-----BEGIN RSA PRIVATE KEY-----\n" + "MIIBOgIBAAJBAKj34GkxFhD9\n" * 40 + "-----END RSA PRIVATE KEY-----"
+    text = f"{key}\npassword = hunter2hunter\nmail a.b@example.com"
+    assert Redactor().redact(text)[0] == "<SECRET:private_key>\npassword = <SECRET:password>\nmail <EMAIL>"
 
 
 def test_labelled_set_recall_and_precision():
