@@ -45,7 +45,7 @@ from pathlib import Path
 
 from pipeline.config import ConfigError, JobConfig
 from pipeline.progress import table_console
-from pipeline.ray_session import ray_session
+from pipeline.ray_session import driver_notes_to, ray_session
 
 from jobs.ablate_config import AblateConfig, load_ablate
 from jobs.ablate_report import summarise, write_results
@@ -322,7 +322,7 @@ class Ablation:
         train_config(self.config, self.config.seeds[0])  # a budget that is not whole steps fails before curation
         suite = load_suite(self.config.suite)
         self._prepare(overwrite, suite)
-        with ray_session(self.config.ray):
+        with ray_session(self.config.ray), driver_notes_to(self.root / "logs" / "ray.log"):
             dirs = self.curate_variants()
             tokenizer = self.tokenize(dirs)
             ordered, counts = self.order(dirs, tokenizer)

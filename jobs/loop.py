@@ -39,7 +39,7 @@ from pathlib import Path
 from pipeline.config import ConfigError, JobConfig, StageConfig
 from pipeline.manifest import code_version
 from pipeline.progress import table_console
-from pipeline.ray_session import ray_session
+from pipeline.ray_session import driver_notes_to, ray_session
 from stages.presets import expand_presets
 from stages.registry import STAGES
 
@@ -106,7 +106,7 @@ class Loop:
 
     def run(self, overwrite: bool = False) -> list[dict]:
         self._prepare(overwrite)
-        with ray_session(self.config.ray):
+        with ray_session(self.config.ray), driver_notes_to(self.root / "logs" / "ray.log"):
             for k in range(1, self.config.rounds + 1):
                 done = self.state(k)["steps"]
                 for step in STEPS:

@@ -57,6 +57,7 @@ def driver_notes_to(path: Path | None):
     if path is None or not callable(getattr(worker, "print_to_stdstream", None)):
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     printed = worker.print_to_stdstream
 
     def to_log(data: dict, ignore_prefix: bool = False) -> None:
