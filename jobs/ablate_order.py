@@ -115,8 +115,8 @@ def _bytes_by_group(table: pa.Table) -> dict[str, int]:
 
 def bytes_by_kind(data_dir: Path, tokenizer, stream_state: dict, seed: int, lanes: int) -> dict[str, int]:
     """UTF-8 bytes of each source and kind (`group`) that a training stream over `data_dir` (seed
-    `seed`, `lanes` lanes, from the start) had read when it saved `stream_state`: in each lane's row groups, every row
-    before the lane's position, and the part of the row at it that was read."""
+    `seed`, `lanes` lanes, from the start) had read when it saved `stream_state`: in each lane's row
+    groups, every row before the lane's position, and the part of the row at it that was read."""
     from sigma.packing import SequenceStream
 
     shard_set = ShardSet.open(data_dir, verify=False)

@@ -20,9 +20,8 @@ import pyarrow.parquet as pq
 
 from pipeline.counts import RunCounts, StageCounts
 from pipeline.ledger import LedgerWriter
-from pipeline.schema import ORDER_FIELDS, conform
+from pipeline.schema import BASE_SCHEMA, ORDER_FIELDS, conform
 from pipeline.shards import ShardWriter
-from pipeline.schema import BASE_SCHEMA
 from pipeline.source import Source, unreadable, unreadable_table
 from pipeline.stage import GlobalStage, Result, Stage, split_dropped
 

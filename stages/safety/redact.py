@@ -57,7 +57,7 @@ LOOSE = (rf"(?:{'|'.join(LOOSE_HINTS)})[\w.\-]*[\"']?[ \t]*(?:=|:=|=>|:)[ \t]*[\
          r"(?P<secret>[a-zA-Z0-9+/=_\-.~]{16,})")
 NOT_SECRET_KEY_PARTS = {"id", "ids", "hash", "checksum", "digest", "sha", "sha1", "sha256", "sha512", "md5",
                         "fingerprint", "public", "pub", "authorized", "version", "path", "file", "name", "url", "uri",
-                        "type", "size", "len", "length", "count", "format", "prefix", "alg", "algorithm", "length",
+                        "type", "size", "len", "length", "count", "format", "prefix", "alg", "algorithm",
                         "expiry", "expires", "timeout", "ttl", "store", "dir", "header", "field", "column", "pair"}
 KEY_PART = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 IPV6 = re.compile(r"(?:[0-9A-Fa-f]{1,4}:|:)(?:[0-9A-Fa-f]{0,4}:){1,6}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})")
