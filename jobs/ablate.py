@@ -224,7 +224,7 @@ class Ablation:
         """Each variant in the fixed random order arms read it in (jobs/ablate_order.py), and its
         documents, pieces and tokens (counted once per ordered folder)."""
         from jobs.ablate_order import write_order
-        from jobs.loop_report import corpus_tokens
+        from jobs.flywheel_report import corpus_tokens
         from sigma.tokenizer import load_tokenizer
 
         o = self.config.order

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from jobs.cli import main as sigma
+from jobs.sigma_command import main as sigma
 from sigma.backends.base import EngineSpec
 from sigma.backends.sigma_engine import SigmaBackend
 from sigma.checkpoint import find_checkpoint, save_checkpoint
