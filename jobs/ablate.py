@@ -317,10 +317,10 @@ class Ablation:
         return [results[spec["arm"]] for spec in specs]
 
     def run(self, overwrite: bool = False) -> dict:
-        from sigma.evals.suite import load_suite
+        from stages.ingest.eval_suite import ensure_suite
 
         train_config(self.config, self.config.seeds[0])  # a budget that is not whole steps fails before curation
-        suite = load_suite(self.config.suite)
+        suite = ensure_suite(self.config.suite)
         self._prepare(overwrite, suite)
         with ray_session(self.config.ray), driver_notes_to(self.root / "logs" / "ray.log"):
             dirs = self.curate_variants()

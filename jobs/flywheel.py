@@ -216,10 +216,10 @@ class Flywheel:
 
     def pinned_suite(self):
         """The eval suite, checked to be the one round 1 was scored on."""
-        from sigma.evals.suite import load_suite
+        from stages.ingest.eval_suite import ensure_suite
 
         s = self.config.eval.suite
-        suite = load_suite(s.definition, build_dir=s.build_dir, progress=self.progress)
+        suite = ensure_suite(s.definition, build_dir=s.build_dir, progress=self.progress)
         first = self.state(1)["steps"].get("eval", {}).get("suite")
         if first and first["hash"] != suite.hash:
             raise ConfigError(f"the eval suite changed since round 1 (round 1: {first['hash'][:12]}, now "

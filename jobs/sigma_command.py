@@ -36,6 +36,12 @@ def _ablate(args) -> int:
     return run_from_args(args)
 
 
+def _ensure_suite(*args, **kwargs):
+    from stages.ingest.eval_suite import ensure_suite
+
+    return ensure_suite(*args, **kwargs)
+
+
 def _stats(args) -> int:
     import json
 
@@ -131,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_classifier(sub)
     register_refilter(sub)
-    register_model_commands(sub)
+    register_model_commands(sub, build_suite=_ensure_suite)
     from jobs.flywheel import add_arguments as add_flywheel_arguments
 
     # `loop` is the command's earlier name; the training loop itself is `sigma train`

@@ -13,7 +13,8 @@ import argparse
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, build_suite=None) -> None:
+    """``build_suite`` builds an eval suite not yet built (see ``sigma.evals.command.register``)."""
     _register_model(subparsers)
     _register_tokenizer(subparsers)
     _register_train(subparsers)
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_generate(subparsers)
     from sigma.evals.command import register as register_eval
 
-    register_eval(subparsers)
+    register_eval(subparsers, build_suite=build_suite)
 
 
 def _register_model(subparsers: argparse._SubParsersAction) -> None:
