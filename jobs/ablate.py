@@ -224,7 +224,7 @@ class Ablation:
         """Each variant in the fixed random order arms read it in (jobs/ablate_order.py), and its
         documents, pieces and tokens (counted once per ordered folder)."""
         from jobs.ablate_order import write_order
-        from jobs.loop_report import corpus_tokens
+        from jobs.flywheel_report import corpus_tokens
         from sigma.tokenizer import load_tokenizer
 
         o = self.config.order
@@ -317,10 +317,10 @@ class Ablation:
         return [results[spec["arm"]] for spec in specs]
 
     def run(self, overwrite: bool = False) -> dict:
-        from sigma.evals.suite import load_suite
+        from stages.ingest.eval_suite import ensure_suite
 
         train_config(self.config, self.config.seeds[0])  # a budget that is not whole steps fails before curation
-        suite = load_suite(self.config.suite)
+        suite = ensure_suite(self.config.suite)
         self._prepare(overwrite, suite)
         with ray_session(self.config.ray), driver_notes_to(self.root / "logs" / "ray.log"):
             dirs = self.curate_variants()

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipeline.config import InputConfig, RayConfig, StageConfig, WriterConfig, read_yaml_mapping, validate_config
 
-from jobs.loop_config import _stage_list
+from jobs.flywheel_config import _stage_list
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 DEFAULT_SUITE = "configs/eval/suite.yaml"

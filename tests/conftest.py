@@ -96,4 +96,7 @@ def small_suite(tmp_path_factory, loghub, nl2bash) -> Path:
     }
     path = base / "suite.yaml"
     path.write_text(yaml.safe_dump(definition))
+    from stages.ingest.eval_suite import ensure_suite
+
+    ensure_suite(path)
     return path

@@ -33,7 +33,9 @@ def engine_spec(args: argparse.Namespace):
                       dtype=args.dtype, max_batch_size=args.batch_size)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, build_suite=None) -> None:
+    """``build_suite``: a function like ``stages.ingest.eval_suite.ensure_suite`` that builds a suite
+    not yet built (the full install passes it); without it `sigma eval suite` reads built suites only."""
     parser = subparsers.add_parser(
         "eval", help="evaluate a model: the frozen suite, held-out perplexity per kind, NL -> command",
         formatter_class=RAW,
@@ -74,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     suite.add_argument("--limit", type=int, help="at most this many documents per kind and multiple-choice items")
     suite.add_argument("--allow-contaminated", action="store_true", help="score a model trained on suite text; the result says so")
     suite.add_argument("--json", metavar="FILE", help="write the result here")
-    suite.set_defaults(func=suite_command)
+    suite.set_defaults(func=suite_command, build_suite=build_suite)
     nl2cmd = commands.add_parser("nl2cmd", help="NL -> bash command", formatter_class=RAW,
                                  description="Exact match, command-name accuracy and token F1 of generated commands.")
     add_engine_arguments(nl2cmd)
@@ -132,12 +134,17 @@ def suite_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sigma.backends.base import load_backend
-    from sigma.evals.suite import ContaminationError, check_uncontaminated, load_suite, score_suite
+    from sigma.evals.suite import ContaminationError, SuiteNotBuilt, check_uncontaminated, load_suite, score_suite
 
     console = Console(stderr=True)
     try:
-        suite = load_suite(args.suite, build_dir=args.build_dir, rebuild=args.rebuild, progress=True)
-    except ValueError as exc:
+        if args.build_suite:
+            suite = args.build_suite(args.suite, build_dir=args.build_dir, rebuild=args.rebuild, progress=True)
+        elif args.rebuild:
+            raise ValueError("--rebuild needs the suite's sources, read by the full install's `sigma` command")
+        else:
+            suite = load_suite(args.suite, build_dir=args.build_dir)
+    except (ValueError, SuiteNotBuilt) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     contaminated = None

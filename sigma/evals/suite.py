@@ -1,16 +1,19 @@
 """The frozen system-domain eval suite: held-out text scored in bits per byte, and NL -> command
 as log-likelihood tasks, the way lm-eval-harness and lighteval judge small models.
 
-    suite = load_suite("configs/eval/suite.yaml")      # built once, then read from its folder
+    suite = ensure_suite("configs/eval/suite.yaml")    # stages.ingest.eval_suite: built once, then read
+    suite = load_suite("configs/eval/suite.yaml")      # a built suite, anywhere (no Ray, no sources)
     result = score_suite(load_backend(spec), suite)     # bpb per kind, nl2cmd bpb, MC accuracy
 
 The definition (``configs/eval/suite.yaml``) names what is held out from training: man pages of a
 fixed list of commands, config files and logs whose id hashes under a fraction (decided before
 curation, by where a file is), Loghub systems no training job reads, and a seeded subset of
-NL2Bash's dev pairs. Building reads those sources once (``sigma.evals.suite_build``) into a folder
+NL2Bash's dev pairs. Building reads those sources once (``stages.ingest.eval_suite``, through the
+curation's own sources) into a folder
 keyed by the definition's hash; the sha256 of the built files is the suite's hash, carried in every
 result. A later load reads the same folder, so the suite stays frozen while ``/etc`` and
-``/var/log`` change; ``rebuild=True`` builds it again (a new hash where the sources changed).
+``/var/log`` change; building with ``rebuild=True`` builds it again (a new hash where the sources
+changed).
 
 Scores:
 
@@ -205,16 +208,25 @@ class Suite:
         return {"name": self.name, "hash": self.hash}
 
 
-def load_suite(definition: str | Path = "configs/eval/suite.yaml", *, build_dir: str | Path | None = None,
-               rebuild: bool = False, progress: bool = False) -> Suite:
-    """The suite of ``definition``, built into ``build_dir`` (default: the definition's
-    ``build_dir``) the first time, read from there afterwards."""
-    spec = SuiteDefinition.load(definition)
-    folder = Path(build_dir or spec.build_dir) / f"{spec.name}-{spec.definition_hash()[:12]}"
-    if rebuild or not (folder / SUITE_FILE).exists():
-        from sigma.evals.suite_build import build_suite
+class SuiteNotBuilt(FileNotFoundError):
+    """The suite's data is not in its folder yet."""
 
-        build_suite(spec, folder, progress=progress)
+
+def suite_folder(spec: SuiteDefinition, build_dir: str | Path | None = None) -> Path:
+    """Where ``spec``'s built data lives: a folder keyed by the definition's hash."""
+    return Path(build_dir or spec.build_dir) / f"{spec.name}-{spec.definition_hash()[:12]}"
+
+
+def load_suite(definition: str | Path = "configs/eval/suite.yaml", *, build_dir: str | Path | None = None) -> Suite:
+    """The built suite of ``definition``, read from ``build_dir`` (default: the definition's
+    ``build_dir``). Building reads the system sources, which live beside the curation
+    (``stages.ingest.eval_suite.ensure_suite``), so this side only reads a built folder and runs
+    where Ray and the sources are not."""
+    spec = SuiteDefinition.load(definition)
+    folder = suite_folder(spec, build_dir)
+    if not (folder / SUITE_FILE).exists():
+        raise SuiteNotBuilt(f"suite {spec.name} is not built in {folder}: `sigma eval suite` builds it where its "
+                            "sources are (a full install), or copy a built folder there")
     return Suite.open(folder)
 
 

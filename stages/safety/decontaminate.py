@@ -79,9 +79,9 @@ class Decontaminate(Filter):
         self.action, self.min_matches, self.suite_min_overlap = action, min_matches, suite_min_overlap
         self.suite_path = self.suite_name = self.suite_hash = None
         if suite:
-            from sigma.evals.suite import load_suite
+            from stages.ingest.eval_suite import ensure_suite
 
-            built = load_suite(suite, build_dir=suite_build_dir)  # built here once, read by every worker
+            built = ensure_suite(suite, build_dir=suite_build_dir)  # built here once, read by every worker
             self.suite_path, self.suite_name, self.suite_hash = str(built.path), built.name, built.hash
         self._index = self._suite = None
 

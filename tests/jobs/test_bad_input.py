@@ -9,7 +9,7 @@ import os
 
 import pyarrow.parquet as pq
 
-from jobs.cli import main
+from jobs.sigma_command import main
 from jobs.curate import curate
 from pipeline.config import parse_job
 from pipeline.segment import _read_guarded

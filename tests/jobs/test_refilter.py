@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
+from jobs.sigma_command import main
 from jobs.curate import curate
 from jobs.refilter import parse_sets, refilter
 from pipeline.config import ConfigError, parse_job

@@ -93,7 +93,7 @@ def test_a_misconfigured_stage_is_an_error_before_any_work(corpus, tmp_path):
     job.write_text(json.dumps({"name": "bad", "inputs": [{"type": "jsonl", "paths": [str(corpus)]}],
                                "stages": [{"composite_score": {"weights": {"domain.score": 1.0}, "min_score": 0.5}}]}))
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "jobs.cli", "curate", str(job), "--output", str(out), "--quiet"],
+    run = subprocess.run([sys.executable, "-m", "jobs.sigma_command", "curate", str(job), "--output", str(out), "--quiet"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert "composite_score" in run.stderr and "domain.score" in run.stderr

@@ -24,7 +24,7 @@ def small_disk(tmp_path):
 
 def test_disk_full_is_a_clear_error_and_leaves_no_partial_shard(small_disk, loghub):
     out = small_disk / "out"
-    r = subprocess.run([sys.executable, "-m", "jobs.cli", "curate", "--input", str(loghub), "--output", str(out),
+    r = subprocess.run([sys.executable, "-m", "jobs.sigma_command", "curate", "--input", str(loghub), "--output", str(out),
                         "--quiet", "--num-cpus", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 3, r.stderr[-2000:]
     assert "no space left on the output device" in r.stderr and "resumes" in r.stderr

@@ -104,10 +104,10 @@ def test_diff_explains_the_threshold_change(two_runs):
 def test_cli_inspect_and_diff(two_runs):
     lenient, strict = two_runs
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-m", "jobs.cli", "diff", str(lenient), str(strict), "--json"], cwd=root,
+    out = subprocess.run([sys.executable, "-m", "jobs.sigma_command", "diff", str(lenient), str(strict), "--json"], cwd=root,
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["ids"]["removed"]["count"] > 0
-    out = subprocess.run([sys.executable, "-m", "jobs.cli", "inspect", str(strict), "--reason", "too_short", "-n", "1"],
+    out = subprocess.run([sys.executable, "-m", "jobs.sigma_command", "inspect", str(strict), "--reason", "too_short", "-n", "1"],
                          cwd=root, capture_output=True, text=True, check=True).stdout
     assert "too_short" in out
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from jobs.cli import main as sigma
+from jobs.sigma_command import main as sigma
 from sigma.evals.nl2cmd import Pair, build_prompt, extract_command, load_pairs, score, split, token_f1
 from sigma.evals.shell import command_name
 

@@ -29,7 +29,7 @@ def run(curated_man, curated_logs, tokenizer_file, tmp_path_factory, subprocess_
     """sigma-tiny trained briefly by the ``sigma train`` command."""
     out = tmp_path_factory.mktemp("gen") / "run"
     subprocess.run(
-        [sys.executable, "-m", "sigma.cli", "train", str(PROJECT_ROOT / "configs/train/sigma-tiny.yaml"),
+        [sys.executable, "-m", "sigma.model_commands", "train", str(PROJECT_ROOT / "configs/train/sigma-tiny.yaml"),
          "--data", str(curated_man), str(curated_logs), "--out", str(out), "--tokenizer", str(tokenizer_file),
          "--steps", "120", "--eval-every", "120", "--save-every", "120", "--log-every", "40", "--no-progress"],
         check=True, cwd=PROJECT_ROOT, env=subprocess_env,
@@ -172,7 +172,7 @@ def test_finished_sequences_stop_advancing():
 
 def test_generate_command_on_a_trained_checkpoint(run, subprocess_env):
     done = subprocess.run(
-        [sys.executable, "-m", "sigma.cli", "generate", str(run), "--prompt", "NAME\\n       ls", "--prompt", "ls -l",
+        [sys.executable, "-m", "sigma.model_commands", "generate", str(run), "--prompt", "NAME\\n       ls", "--prompt", "ls -l",
          "--max-new-tokens", "12", "--stop", "@@", "--json", "--device", "cpu"],
         check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=subprocess_env,
     )

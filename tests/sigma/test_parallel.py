@@ -149,7 +149,7 @@ def test_fsdp_training_run_saves_resumes_and_matches_ddp(curated_logs, tokenizer
         config = tmp_path / f"{parallel}.yaml"
         config.write_text(f"model: sigma-tiny\nparallel: {parallel}\nloss_chunk: 50\nlr: 0.003\nwarmup_steps: 1\n")
         subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.cli", "train",
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.model_commands", "train",
              str(config), "--data", str(curated_logs), "--tokenizer", str(tokenizer_file), "--out", str(out),
              "--steps", "4", "--seq-len", "32", "--batch-size", "2", "--eval-every", "2", "--log-every", "1",
              "--save-every", "2", "--no-progress", *extra],

@@ -10,20 +10,23 @@ import math
 import pytest
 import torch
 
-from jobs.cli import main as sigma
+from jobs.sigma_command import main as sigma
 from sigma.backends.base import EngineSpec
 from sigma.backends.sigma_engine import SigmaBackend
 from sigma.checkpoint import find_checkpoint, save_checkpoint
 from sigma.config import PRESETS
-from sigma.evals.suite import ContaminationError, check_uncontaminated, load_suite, score_suite
+from sigma.evals.suite import ContaminationError, SuiteNotBuilt, check_uncontaminated, load_suite, score_suite
 from sigma.model import Transformer
 from sigma.tokenizer import train_tokenizer
 from sigma.train import TrainConfig
+from stages.ingest.eval_suite import ensure_suite
 
 
 def test_build_is_deterministic_and_frozen(small_suite, tmp_path):
-    first = load_suite(small_suite, build_dir=tmp_path / "a")
-    second = load_suite(small_suite, build_dir=tmp_path / "b")
+    with pytest.raises(SuiteNotBuilt, match="not built"):  # the model side reads built suites only
+        load_suite(small_suite, build_dir=tmp_path / "a")
+    first = ensure_suite(small_suite, build_dir=tmp_path / "a")
+    second = ensure_suite(small_suite, build_dir=tmp_path / "b")
     assert first.hash == second.hash and len(first.hash) == 64
     for name in ("documents.jsonl", "mc.jsonl", "held_out.json"):
         assert (first.path / name).read_bytes() == (second.path / name).read_bytes()
@@ -31,12 +34,13 @@ def test_build_is_deterministic_and_frozen(small_suite, tmp_path):
     assert len(first.mc) == 200 and all(len(i["choices"]) == 4 and len(set(i["choices"])) == 4 for i in first.mc)
     assert {i["gold"] for i in first.mc} == {0, 1, 2, 3}  # the gold command's place is hashed, not fixed
     built = (first.path / "suite.json").stat().st_mtime_ns
+    assert ensure_suite(small_suite, build_dir=tmp_path / "a").hash == first.hash
     assert load_suite(small_suite, build_dir=tmp_path / "a").hash == first.hash
     assert (first.path / "suite.json").stat().st_mtime_ns == built  # read, not built again
     (first.path / "mc.jsonl").write_text("")
     with pytest.raises(ValueError, match="changed since the suite was built"):
         load_suite(small_suite, build_dir=tmp_path / "a")
-    assert load_suite(small_suite, build_dir=tmp_path / "a", rebuild=True).hash == first.hash
+    assert ensure_suite(small_suite, build_dir=tmp_path / "a", rebuild=True).hash == first.hash
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def test_cli_writes_the_tokenizer_beside_the_manifest(curated_logs, tmp_path, su
     data = tmp_path / "logs"
     shutil.copytree(curated_logs, data)
     done = subprocess.run(
-        [sys.executable, "-m", "sigma.cli", "tokenizer", "train", "--data", str(data), "--vocab-size", "300"],
+        [sys.executable, "-m", "sigma.model_commands", "tokenizer", "train", "--data", str(data), "--vocab-size", "300"],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2], env=subprocess_env,
     )
     assert (data / "tokenizer.json").exists() and "tokenizer.json" in done.stdout

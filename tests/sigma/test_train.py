@@ -111,7 +111,7 @@ def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_
 
     def run(out, *extra):
         subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.cli", "train",
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.model_commands", "train",
              "sigma-tiny", "--data", str(curated_man), str(curated_logs), "--tokenizer", str(tokenizer_file),
              "--out", str(out), "--steps", "6", "--seq-len", "64", "--batch-size", "2", "--eval-every", "3",
              "--log-every", "1", "--save-every", "3", "--no-progress", *extra],

@@ -13,7 +13,7 @@ import yaml
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from jobs.cli import main as sigma
+from jobs.sigma_command import main as sigma
 from jobs.curate import curate, resolve_job_file
 from pipeline.config import parse_job
 from pipeline.stats import compute_stats

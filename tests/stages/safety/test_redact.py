@@ -156,7 +156,7 @@ def _one_of_every_family(seed: int) -> tuple[list[tuple[str, str]], Planter]:
 
 
 def test_every_family_in_a_config_a_log_and_jsonl_is_gone_after_curate(ray_local, tmp_path):
-    from jobs.cli import main
+    from jobs.sigma_command import main
 
     planted, families = [], set()
     data = tmp_path / "in"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sigma.cli import main, register
+from sigma.model_commands import main, register
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def test_model_info(capsys):
 
 def test_train_then_export_from_the_command_line(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
     run, export = tmp_path / "run", tmp_path / "hf"
-    common = [sys.executable, "-m", "sigma.cli"]
+    common = [sys.executable, "-m", "sigma.model_commands"]
     subprocess.run(
         [*common, "train", str(PROJECT_ROOT / "configs/train/sigma-tiny.yaml"), "--data", str(curated_man), str(curated_logs),
          "--weights", "1", "2", "--out", str(run), "--tokenizer", str(tokenizer_file), "--steps", "4", "--seq-len", "64",
@@ -53,7 +53,7 @@ def test_train_then_export_from_the_command_line(curated_man, curated_logs, toke
 
 def test_sigma_imports_without_ray_or_the_pipeline(subprocess_env):
     code = (
-        "import sys, sigma.cli, sigma.train, sigma.export, sigma.packing, sigma.shards, sigma.tokenizer;"
+        "import sys, sigma.model_commands, sigma.train, sigma.export, sigma.packing, sigma.shards, sigma.tokenizer;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'pipeline', 'stages', 'jobs')];"
         "assert not bad, bad"
     )

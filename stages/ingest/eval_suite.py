@@ -1,9 +1,9 @@
 """Building the eval suite's data from its definition (``sigma.evals.suite``), once.
 
-System sources are read through the curation's own sources (``stages.ingest``: the man source's
-groff rendering, the files source's decoding and classification), so a held-out document has the
-id and the text that a curation run gives it. That is the one place ``sigma`` reads through
-``stages``, and only while building: a built suite is plain JSON that scores anywhere.
+System sources are read through the curation's own sources (the man source's groff rendering, the
+files source's decoding and classification), so a held-out document has the id and the text that
+a curation run gives it. That is why building lives here and not in ``sigma``: a built suite is
+plain JSON that ``sigma.evals.suite.load_suite`` scores anywhere, without Ray or the sources.
 
 Everything is ordered by path or by a seeded hash, so the same sources give the same bytes. A
 source that is not on this machine is left out and listed under ``missing`` (the hash says which
@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from sigma.evals.suite import (DATA_FILES, SUITE_FILE, FilesPart, LoghubPart, ManPart, NL2BashPart, SuiteDefinition,
-                               data_hash, file_id, held_out_file, path_of)
+from sigma.evals.suite import (DATA_FILES, SUITE_FILE, FilesPart, LoghubPart, ManPart, NL2BashPart, Suite,
+                               SuiteDefinition, data_hash, file_id, held_out_file, path_of, suite_folder)
 
 
 def _cut(text: str, max_chars: int) -> str:
@@ -177,3 +177,14 @@ def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> 
     say(f"suite {spec.name}: {len(documents)} documents, {len(mc)} multiple-choice items, hash {meta['hash'][:12]} "
         f"({time.time() - started:.1f}s)" + (f"; missing: {', '.join(missing)}" if missing else ""))
     return folder
+
+
+def ensure_suite(definition: str | Path = "configs/eval/suite.yaml", *, build_dir: str | Path | None = None,
+                 rebuild: bool = False, progress: bool = False) -> Suite:
+    """The suite of ``definition``, built into ``build_dir`` (default: the definition's
+    ``build_dir``) the first time, read from there afterwards."""
+    spec = SuiteDefinition.load(definition)
+    folder = suite_folder(spec, build_dir)
+    if rebuild or not (folder / SUITE_FILE).exists():
+        build_suite(spec, folder, progress=progress)
+    return Suite.open(folder)

@@ -96,7 +96,7 @@ class SynthSettings(Strict):
     _stage_forms = field_validator("stages", mode="before")(_stage_list)
 
 
-class LoopConfig(Strict):
+class FlywheelConfig(Strict):
     name: str = "loop"
     output: str | None = None
     rounds: int = Field(2, ge=1)
@@ -118,9 +118,9 @@ class LoopConfig(Strict):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def parse_loop(data: dict, where: str = "loop") -> LoopConfig:
+def parse_flywheel(data: dict, where: str = "loop") -> FlywheelConfig:
     try:
-        return LoopConfig.model_validate(data)
+        return FlywheelConfig.model_validate(data)
     except ValidationError as exc:
         lines = [f"{where}: invalid loop configuration"]
         for err in exc.errors():
@@ -128,6 +128,6 @@ def parse_loop(data: dict, where: str = "loop") -> LoopConfig:
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_loop(path: str | Path) -> LoopConfig:
+def load_flywheel(path: str | Path) -> FlywheelConfig:
     path = Path(path)
-    return parse_loop(read_yaml_mapping(path, "loop file", "`sources:`"), str(path))
+    return parse_flywheel(read_yaml_mapping(path, "loop file", "`sources:`"), str(path))

@@ -174,7 +174,7 @@ ROUND_METRICS = ("loss", "eval_loss", "suite_bpb", "mc_accuracy", "ppl", "nl2cmd
                  "synth_acceptance")
 
 
-def loop_rounds(root: str | Path) -> tuple[Path, list[dict]] | None:
+def flywheel_rounds(root: str | Path) -> tuple[Path, list[dict]] | None:
     """For a loop's folder (it holds `rounds.json`): the newest round's curate output and the loss
     and evaluation scores by round, for `sigma stats`; None for any other folder."""
     root = Path(root)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sigma(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "jobs.sigma_command", *args], cwd=ROOT, capture_output=True, text=True,
                           check=check, timeout=600)
 
 

@@ -12,7 +12,7 @@ EPILOG = """examples:
   sigma verify out/local-system                   every file against the manifest's checksums
   sigma inspect out/local-system --reason exact_duplicate    dropped duplicates beside what was kept
   sigma diff out/run-a out/run-b                  what changed between two runs
-  sigma loop configs/loop/demo.yaml               curate -> train -> eval -> synthesize, two rounds
+  sigma flywheel configs/loop/demo.yaml           the flywheel, two rounds: curate -> train -> eval -> synthesize
   sigma ablate configs/ablate/curation.yaml   raw vs curated data: same model and tokens, scored on the suite
   sigma eval nl2cmd --model smollm2 --data pairs.jsonl    NL -> command scores of a model
 """
@@ -24,8 +24,8 @@ def _curate(args) -> int:
     return run_from_args(args)
 
 
-def _loop(args) -> int:
-    from jobs.loop import run_from_args
+def _flywheel(args) -> int:
+    from jobs.flywheel import run_from_args
 
     return run_from_args(args)
 
@@ -34,6 +34,12 @@ def _ablate(args) -> int:
     from jobs.ablate import run_from_args
 
     return run_from_args(args)
+
+
+def _ensure_suite(*args, **kwargs):
+    from stages.ingest.eval_suite import ensure_suite
+
+    return ensure_suite(*args, **kwargs)
 
 
 def _stats(args) -> int:
@@ -49,9 +55,9 @@ def _stats(args) -> int:
             from tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_file(args.tokenizer)
-        from jobs.loop_report import loop_rounds
+        from jobs.flywheel_report import flywheel_rounds
 
-        loop = loop_rounds(args.dir)  # a loop's folder: its newest round's data, and scores by round
+        loop = flywheel_rounds(args.dir)  # a flywheel's folder: its newest round's data, and scores by round
         stats = compute_stats(loop[0] if loop else args.dir, tokenizer=tokenizer)
     except FileNotFoundError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
@@ -89,7 +95,7 @@ def _verify(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from jobs.curate import add_arguments
     from jobs.inspect import add_diff, add_inspect
-    from sigma.cli import register as register_model_commands
+    from sigma.model_commands import register as register_model_commands
 
     parser = argparse.ArgumentParser(prog="sigma", description="Curate system data on Ray into Parquet shards, "
                                      "and train DiffQKV language models on them.", epilog=EPILOG,
@@ -109,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "the ledger balance; a length histogram. Streams over the shards.",
                        epilog="examples:\n  sigma stats out/local-system --json\n"
                        "  sigma stats out/local-system --html report.html\n"
-                       "  sigma stats out/loop --html loop.html     # a loop: its newest round, and scores by round",
+                       "  sigma stats out/loop --html loop.html     # a flywheel: its newest round, and scores by round",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dir", help="a curate output folder (holding manifest.json), or a loop's folder")
+    p.add_argument("dir", help="a curate output folder (holding manifest.json), or a flywheel's folder")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
     p.add_argument("--tokenizer", metavar="FILE", help="a tokenizer.json to count tokens with (words are always counted)")
@@ -131,20 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_classifier(sub)
     register_refilter(sub)
-    register_model_commands(sub)
-    from jobs.loop import add_arguments as add_loop_arguments
+    register_model_commands(sub, build_suite=_ensure_suite)
+    from jobs.flywheel import add_arguments as add_flywheel_arguments
 
-    p = sub.add_parser("loop", help="run the flywheel: curate -> train -> eval -> synthesize, round after round",
+    # `loop` is the command's earlier name; the training loop itself is `sigma train`
+    p = sub.add_parser("flywheel", aliases=["loop"], help="run the flywheel: curate -> train -> eval -> synthesize, "
+                       "round after round",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Run rounds of curate (new sources plus the last round's synthetic rows, through "
                        "the same filters and dedupe) -> tokenize -> train (from the last round's checkpoint) -> eval "
                        "(held-out perplexity, NL -> command) -> synthesize with the new model. Each round is a folder "
                        "with its manifest and report; a killed loop, run again, resumes at the step where it stopped. "
                        "Prints the table of rounds at the end.",
-                       epilog="examples:\n  sigma loop configs/loop/demo.yaml --output out/loop\n"
-                       "  sigma loop configs/loop/demo.yaml --output out/loop --rounds 3   # one more round")
-    add_loop_arguments(p)
-    p.set_defaults(func=_loop)
+                       epilog="examples:\n  sigma flywheel configs/loop/demo.yaml --output out/loop\n"
+                       "  sigma flywheel configs/loop/demo.yaml --output out/loop --rounds 3   # one more round")
+    add_flywheel_arguments(p)
+    p.set_defaults(func=_flywheel)
     from jobs.ablate import add_arguments as add_ablate_arguments
 
     p = sub.add_parser("ablate", help="compare curation recipes: the same model and token budget on each, scored on "

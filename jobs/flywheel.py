@@ -1,7 +1,7 @@
 """The flywheel: curate -> tokenize -> train -> eval -> synthesize, round after round.
 
-    sigma loop configs/loop/demo.yaml --output out/loop
-    python -m jobs.loop configs/loop/demo.yaml --output out/loop     (the same, for `ray job submit`)
+    sigma flywheel configs/loop/demo.yaml --output out/loop
+    python -m jobs.flywheel configs/loop/demo.yaml --output out/loop     (the same, for `ray job submit`)
 
 Round k:
 
@@ -43,8 +43,8 @@ from pipeline.ray_session import driver_notes_to, ray_session
 from stages.presets import expand_presets
 from stages.registry import STAGES
 
-from jobs.loop_config import LoopConfig, load_loop
-from jobs.loop_report import (corpus_tokens, loop_rounds, round_row, synth_summary, synthetic_fate, write_report,
+from jobs.flywheel_config import FlywheelConfig, load_flywheel
+from jobs.flywheel_report import (corpus_tokens, flywheel_rounds, round_row, synth_summary, synthetic_fate, write_report,
                               write_table)
 
 STEPS = ("curate", "tokenize", "train", "eval", "synth", "report")
@@ -59,8 +59,8 @@ def _write_json(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-class Loop:
-    def __init__(self, config: LoopConfig, root: str | Path, progress: bool = True):
+class Flywheel:
+    def __init__(self, config: FlywheelConfig, root: str | Path, progress: bool = True):
         self.config, self.root, self.progress = config, Path(root).absolute(), progress
 
     def say(self, message: str) -> None:
@@ -118,7 +118,7 @@ class Loop:
                     done = self._finish_step(k, step, summary, started)["steps"]
         rows = [round_row(self.state(k)) for k in range(1, self.config.rounds + 1)]
         write_table(self.root, rows)
-        found = loop_rounds(self.root)
+        found = flywheel_rounds(self.root)
         if found:
             from pipeline.report import write_html
             from pipeline.stats import compute_stats
@@ -216,10 +216,10 @@ class Loop:
 
     def pinned_suite(self):
         """The eval suite, checked to be the one round 1 was scored on."""
-        from sigma.evals.suite import load_suite
+        from stages.ingest.eval_suite import ensure_suite
 
         s = self.config.eval.suite
-        suite = load_suite(s.definition, build_dir=s.build_dir, progress=self.progress)
+        suite = ensure_suite(s.definition, build_dir=s.build_dir, progress=self.progress)
         first = self.state(1)["steps"].get("eval", {}).get("suite")
         if first and first["hash"] != suite.hash:
             raise ConfigError(f"the eval suite changed since round 1 (round 1: {first['hash'][:12]}, now "
@@ -308,18 +308,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from jobs.loop_report import render_table
+    from jobs.flywheel_report import render_table
 
     console = Console(stderr=True)
     try:
-        config = load_loop(args.config)
+        config = load_flywheel(args.config)
         updates = {"rounds": args.rounds} if args.rounds else {}
         ray = {k: v for k, v in (("address", args.address), ("num_cpus", args.num_cpus)) if v is not None}
         config = config.model_copy(update={**updates, "ray": config.ray.model_copy(update=ray)})
         output = args.output or config.output
         if not output:
             raise ConfigError("no output: give --output DIR, or `output:` in the loop file")
-        rows = Loop(config, output, progress=not args.quiet).run(overwrite=args.overwrite)
+        rows = Flywheel(config, output, progress=not args.quiet).run(overwrite=args.overwrite)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
@@ -328,7 +328,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.loop", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m jobs.flywheel", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))

@@ -13,7 +13,8 @@ import argparse
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, build_suite=None) -> None:
+    """``build_suite`` builds an eval suite not yet built (see ``sigma.evals.command.register``)."""
     _register_model(subparsers)
     _register_tokenizer(subparsers)
     _register_train(subparsers)
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_generate(subparsers)
     from sigma.evals.command import register as register_eval
 
-    register_eval(subparsers)
+    register_eval(subparsers, build_suite=build_suite)
 
 
 def _register_model(subparsers: argparse._SubParsersAction) -> None:
@@ -135,7 +136,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "  sigma train sigma-tiny --data out/curated --out runs/tiny --steps 300\n"
             "  sigma train configs/train/sigma-125m.yaml --data out/man out/logs --weights 1 3 --out runs/125m\n"
             "  sigma train configs/train/smollm2-k1-adapt.yaml --init converted/smollm2-k1 --data out/adapt/man out/adapt/logs --out runs/adapt\n"
-            "  torchrun --nproc-per-node 8 -m sigma.cli train configs/train/sigma-1b.yaml --data out/curated --out runs/1b --resume"
+            "  torchrun --nproc-per-node 8 -m sigma.model_commands train configs/train/sigma-1b.yaml --data out/curated --out runs/1b --resume"
         ),
     )
     train.add_argument("config", metavar="CONFIG_OR_PRESET", help="a train YAML file or a model preset name")

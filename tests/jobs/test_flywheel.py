@@ -1,5 +1,5 @@
 """The flywheel loop: two rounds with sigma-tiny on real logs, run whole in-process and run as
-`python -m jobs.loop` killed with SIGKILL twice (during round 1's synthesis, during round 2's
+`python -m jobs.flywheel` killed with SIGKILL twice (during round 1's synthesis, during round 2's
 training) and started again: the same table of rounds. Round 2 curates round 1's synthetic rows
 with its new sources through the same filters."""
 
@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from jobs.loop import Loop
-from jobs.loop_config import parse_loop
+from jobs.flywheel import Flywheel
+from jobs.flywheel_config import parse_flywheel
 from pipeline.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ def config(tmp_path_factory, loghub, nl2bash, small_suite) -> Path:
 def whole(config, tmp_path_factory, ray_local) -> Path:
     """The loop run in one go, in-process."""
     out = tmp_path_factory.mktemp("whole") / "loop"
-    Loop(parse_loop(yaml.safe_load(config.read_text())), out, progress=False).run()
+    Flywheel(parse_flywheel(yaml.safe_load(config.read_text())), out, progress=False).run()
     return out
 
 
@@ -133,7 +133,7 @@ def test_synthetic_rows_meet_the_same_filters(whole):
 
 def _start(config: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "jobs.loop", str(config), "--output", str(out), "--quiet"],
+    return subprocess.Popen([sys.executable, "-m", "jobs.flywheel", str(config), "--output", str(out), "--quiet"],
                             cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
@@ -176,22 +176,22 @@ def _rows(root: Path, kind: str) -> list[tuple]:
 def test_loop_configuration_errors(config, tmp_path):
     data = yaml.safe_load(config.read_text())
     with pytest.raises(ConfigError, match="synth.tempreature"):
-        parse_loop({**data, "synth": {**data["synth"], "tempreature": 1.0}})
-    a = parse_loop(data)
-    assert parse_loop({**data, "rounds": 5}).output_hash() == a.output_hash()
-    assert parse_loop({**data, "synth": {**data["synth"], "per_task": 7}}).output_hash() != a.output_hash()
+        parse_flywheel({**data, "synth": {**data["synth"], "tempreature": 1.0}})
+    a = parse_flywheel(data)
+    assert parse_flywheel({**data, "rounds": 5}).output_hash() == a.output_hash()
+    assert parse_flywheel({**data, "synth": {**data["synth"], "per_task": 7}}).output_hash() != a.output_hash()
     out = tmp_path / "loop"
-    loop = Loop(a, out)
+    loop = Flywheel(a, out)
     loop._prepare(overwrite=False)
     with pytest.raises(ConfigError, match="another configuration"):
-        Loop(parse_loop({**data, "synth": {**data["synth"], "per_task": 7}}), out)._prepare(overwrite=False)
+        Flywheel(parse_flywheel({**data, "synth": {**data["synth"], "per_task": 7}}), out)._prepare(overwrite=False)
 
 
 def test_the_loop_report_plots_scores_by_round(whole, tmp_path):
-    from jobs.cli import main
-    from jobs.loop_report import loop_rounds
+    from jobs.sigma_command import main
+    from jobs.flywheel_report import flywheel_rounds
 
-    newest, rounds = loop_rounds(whole)
+    newest, rounds = flywheel_rounds(whole)
     assert newest == whole / "round-2" / "curate"
     assert [r["round"] for r in rounds] == [1, 2] and all("loss" in r and "ppl" in r for r in rounds)
     assert main(["stats", str(whole), "--html", str(tmp_path / "stats.html")]) == 0
