@@ -48,6 +48,8 @@ def names(folder: str | Path | Traversable = "") -> list[str]:
 def named(name: str, folder: str, what: str, within: str | Path | None = None) -> Path | Traversable:
     """`folder/NAME.yaml` of the package (or of the folder `within`, a user's), or a ConfigError
     that lists the names there."""
+    if ".." in Path(name).parts:
+        raise ConfigError(f"a {what} name is a file name, without `..`: {name!r}")
     base: Path | Traversable = Path(within) if within else shipped(*Path(folder).parts)
     candidate = base.joinpath(*Path(f"{name}.yaml").parts)
     if candidate.is_file():
@@ -64,7 +66,7 @@ def locate(spec: str | os.PathLike | Traversable) -> Path | Traversable:
     path = Path(spec)
     if path.exists():
         return path
-    if len(path.parts) > 1 and path.parts[0] == PREFIX:
+    if len(path.parts) > 1 and path.parts[0] == PREFIX and ".." not in path.parts:
         candidate = shipped(*path.parts[1:])
         if candidate.is_file():
             return candidate

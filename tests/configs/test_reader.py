@@ -63,6 +63,8 @@ def test_names_resolve_from_the_package_from_any_folder(tmp_path, monkeypatch):
     assert load_job(resolve_job_file("local-system")).name == "local-system"
     with pytest.raises(ConfigError, match="no job file 'nope'; known: local-system, system-sources"):
         resolve_job_file("nope")
+    with pytest.raises(ConfigError, match="without `..`"):
+        load_preset("../local-system")
     assert {"system", "web"} <= set(known_presets()) and load_preset("system")[0].name == "system_checks"
     assert load_template("man_qa").task == "man_qa"
     with pytest.raises(ConfigError, match="no prompt template for task 'haiku'; known: .*man_qa"):
