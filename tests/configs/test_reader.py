@@ -9,7 +9,9 @@ import pytest
 
 import configs
 from configs import ConfigError, find, locate, named, read_yaml_mapping
+from jobs.ablate_config import load_ablate
 from jobs.curate import resolve_job_file
+from jobs.loop_config import load_loop
 from pipeline.config import load_job
 from sigma.evals.suite import SuiteDefinition
 from sigma.train import TrainConfig
@@ -74,6 +76,8 @@ def test_names_resolve_from_the_package_from_any_folder(tmp_path, monkeypatch):
     assert locate("configs/eval/suite.yaml") == configs.shipped("eval", "suite.yaml")
     assert SuiteDefinition.load("configs/eval/suite.yaml").name == "system-v1"
     assert TrainConfig.load("configs/train/sigma-tiny.yaml").model == "sigma-tiny"
+    assert load_loop("configs/loop/demo.yaml").train.config == "configs/train/sigma-tiny.yaml"
+    assert load_ablate("configs/ablate/curation.yaml").variants
 
 
 def test_a_path_that_exists_is_read_as_given(tmp_path, monkeypatch):
