@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the outputs (printed at the end)")
     args = parser.parse_args()
-    job = args.job if os.path.exists(args.job) else str(ROOT / "configs" / f"{args.job}.yaml")
+    job = str(Path(args.job).absolute()) if os.path.exists(args.job) else args.job  # a name: jobs.curate finds it
     tmp = Path(tempfile.mkdtemp(prefix="sigma-cluster-"))
     token = tmp / "auth_token"
     token.write_text(secrets.token_hex(32))

@@ -15,7 +15,9 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import configs
 from pipeline.config import ConfigError, JobConfig, load_job, parse_job
 from pipeline.progress import Progress
 from pipeline.runner import Job, Runner
@@ -23,20 +25,15 @@ from pipeline.segment import StageFailed
 from stages.ingest.unique_ids import UniqueIds
 from stages.registry import build_source, build_stages
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 DEFAULT_STAGES = ["redact", "basic_filter", "exact_dedupe", "near_dedupe"]  # redaction first: rejects keep text
 
 
-def resolve_job_file(name: str) -> Path:
-    """A path, or the name of a job in configs/ (`local-system`)."""
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    candidate = CONFIG_DIR / f"{name}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
-    raise ConfigError(f"no job file {name!r}" + (f"; jobs in configs/: {', '.join(known)}" if known else ""))
+def resolve_job_file(name: str) -> Path | Traversable:
+    """A path, or the name of a job shipped in configs/ (`local-system`), read from the package."""
+    return configs.find(name, "", "job file")
 
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from configs import ConfigError, locate, read_yaml_mapping
 
-class ConfigError(ValueError):
-    """A job file or option that cannot be used, with a message that says why."""
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 class Strict(BaseModel):
@@ -83,24 +83,11 @@ class JobConfig(Strict):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_yaml_mapping(path: Path, what: str, keys: str) -> dict:
-    """A YAML file that must hold a mapping (`what`: "job file"; `keys`: what it should have)."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a {what} is a YAML mapping with {keys}")
-    return data
-
-
-def load_job(path: str | Path, overrides: dict[str, Any] | None = None) -> JobConfig:
-    path = Path(path)
+def load_job(path: str | Path | Traversable, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """A job file (a path, or one under configs/ read from the package; see `configs.locate`)."""
     data = read_yaml_mapping(path, "job file", "`inputs:` and `stages:`")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return parse_job(data, str(path))
+    return parse_job(data, str(locate(path)))
 
 
 def validate_config(model: type[BaseModel], data: dict, where: str, what: str):

@@ -17,10 +17,10 @@ from typing import Any, Literal, Sequence
 
 import torch
 import torch.distributed as dist
-import yaml
 from pydantic import ConfigDict, TypeAdapter
 from torch import Tensor, nn
 
+from configs import read_yaml_mapping
 from sigma.attention import check_attention_kernel, sdpa_attention
 from sigma.checkpoint import find_checkpoint, load_training_state, load_weights, read_checkpoint, save_checkpoint
 from sigma.config import PRESETS, ModelConfig, resolve_model_config
@@ -83,10 +83,11 @@ class TrainConfig:
 
     @classmethod
     def load(cls, spec: str | Path) -> "TrainConfig":
-        """A YAML file of TrainConfig fields, or a model preset name with default training settings."""
+        """A YAML file of TrainConfig fields (one under configs/ read from the package when it is not
+        there from here), or a model preset name with default training settings."""
         path = Path(spec)
         if path.suffix in (".yaml", ".yml") or path.is_file():
-            return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+            return cls.from_dict(read_yaml_mapping(spec, "train config", "TrainConfig fields"))
         if str(spec) in PRESETS:
             return cls(model=str(spec))
         raise ValueError(f"{spec!r} is neither a YAML file nor a model preset ({', '.join(PRESETS)})")

@@ -1,4 +1,5 @@
-"""Filter presets: named stage lists in `configs/filters/NAME.yaml`, used in a job file as
+"""Filter presets: named stage lists in `configs/filters/NAME.yaml` (read from the installed
+package), used in a job file as
 
     stages:
       - preset: {name: system}
@@ -9,24 +10,18 @@ A preset expands, in place, into its stages with their options, before the stage
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
+import configs
 from pipeline.config import ConfigError, StageConfig
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "filters"
+FOLDER = "filters"
 
 
 def known_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+    return configs.names(FOLDER)
 
 
 def load_preset(name: str) -> list[StageConfig]:
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"no filter preset {name!r}; known: {', '.join(known_presets()) or 'none'}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = configs.read_yaml_mapping(configs.named(name, FOLDER, "filter preset"), "filter preset", "`stages:`")
     stages = []
     for item in data.get("stages", []):
         if isinstance(item, str):

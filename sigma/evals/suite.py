@@ -39,8 +39,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal, Sequence
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from configs import locate, read_yaml_mapping
 
 SUITE_FILE = "suite.json"
 DATA_FILES = ("documents.jsonl", "mc.jsonl", "held_out.json")  # what the suite's hash covers
@@ -108,15 +109,13 @@ class SuiteDefinition(Strict):
 
     @classmethod
     def load(cls, path: str | Path) -> "SuiteDefinition":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ValueError(f"suite definition not found: {path}") from None
+        """A definition file (one under configs/, as the default, read from the package when it is
+        not there from here)."""
+        data = read_yaml_mapping(path, "suite definition", "`name:` and its parts")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = [f"{path}: invalid suite definition"]
+            lines = [f"{locate(path)}: invalid suite definition"]
             lines += [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise ValueError("\n".join(lines)) from None
 

@@ -1,4 +1,5 @@
-"""Versioned prompt templates: one YAML file per task in `configs/prompts/` (`TASK.yaml`).
+"""Versioned prompt templates: one YAML file per task in `configs/prompts/` (`TASK.yaml`, read from
+the installed package), or in a folder of one's own (`prompt_dir`).
 
 A template says which parent documents it applies to, how much of a parent the model sees (an
 excerpt), the request as chat messages and as a plain text to continue, the sampling budget, how
@@ -14,13 +15,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+import configs
 from pipeline.schema import KINDS
 from sigma.backends.base import Prompt
 
-PROMPT_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompts"
+FOLDER = "prompts"
 FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
 COMMENT = re.compile(r"^\s*(#|;|//)")
 
@@ -131,17 +132,15 @@ def _fill(template: str, **values: str) -> str:
 
 
 def load_template(task: str, prompt_dir: str | Path | None = None) -> PromptTemplate:
-    return _load(task, str(Path(prompt_dir).absolute()) if prompt_dir else str(PROMPT_DIR))
+    """The template of `task` in `prompt_dir`, or shipped in configs/prompts/ when none is given."""
+    return _load(task, str(Path(prompt_dir).absolute()) if prompt_dir else None)
 
 
 @functools.lru_cache(maxsize=64)
-def _load(task: str, prompt_dir: str) -> PromptTemplate:
-    path = Path(prompt_dir) / f"{task}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in Path(prompt_dir).glob("*.yaml"))
-        raise ValueError(f"no prompt template for task {task!r} in {prompt_dir}; known: {', '.join(known) or 'none'}")
+def _load(task: str, prompt_dir: str | None) -> PromptTemplate:
+    path = configs.named(task, FOLDER, "prompt template for task", within=prompt_dir)
     try:
-        template = PromptTemplate.model_validate(yaml.safe_load(path.read_text()))
+        template = PromptTemplate.model_validate(configs.read_yaml_mapping(path, "prompt template", "`task:`"))
     except ValidationError as exc:
         raise ValueError(f"{path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
     if template.task != task:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.curate import CONFIG_DIR, build_job, resolve_job_file
+import configs
+from jobs.curate import build_job, resolve_job_file
 from pipeline.config import load_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def test_default_job_file_is_valid():
     config = load_job(resolve_job_file("local-system"))
     job = build_job(config, "out/x")
     assert [s.kind for s in job.sources] == ["man", "files"]
-    assert resolve_job_file("local-system") == CONFIG_DIR / "local-system.yaml"
+    assert resolve_job_file("local-system") == configs.shipped("local-system.yaml")
 
 
 def test_clear_errors_exit_2(tmp_path):
