@@ -4,6 +4,7 @@
     python bench/convert.py bpb --k-heads 1 --extra runs/adapt         # also score other Sigma checkpoints
     python bench/convert.py train-cost --model converted/smollm2-k1     # full fine-tuning vs LoRA on this CPU
     python bench/convert.py synth --model converted/smollm2-k3         # synthesis: Sigma engine vs transformers
+    python bench/convert.py suite --model converted/smollm2-k3 --limit 6 --window 256   # a loop's round 0
 
 ``bpb`` converts the source (default: the packaged SmolLM2-135M-Instruct, a Q4_1 GGUF, de-quantized)
 for each N, and scores the source through transformers and each conversion through Sigma's model
@@ -260,6 +261,24 @@ def synth_command(args) -> None:
         Path(args.dump).write_text(json.dumps({label: r["texts"] for label, r in results.items()}, indent=1) + "\n")
 
 
+def suite_command(args) -> None:
+    """A Sigma checkpoint on the eval suite, log-likelihoods in windows of ``--window`` tokens: a
+    converted start scored as the loop scores the checkpoints it trains from it (in windows of
+    their training sequence length)."""
+    from sigma.backends.base import EngineSpec, load_backend
+    from sigma.evals.suite import load_suite, score_suite
+
+    backend = load_backend(EngineSpec(backend="sigma", model=args.model, device="cpu"))
+    backend.score_window = args.window or backend.score_window
+    result = score_suite(backend, load_suite(args.suite), limit=args.limit)
+    kinds = sorted(result["bpb"])
+    print(f"\nsuite {result['suite']['hash'][:12]}, limit {args.limit}, windows of {backend.score_window} tokens")
+    print("| model | bits/byte all | " + " | ".join(kinds) + " | nl2cmd bits/byte | MC accuracy |")
+    print("|---|---:|" + "---:|" * (len(kinds) + 2))
+    print(f"| {args.model} | {result['bpb_all']:.4f} | " + " | ".join(f"{result['bpb'][k]:.4f}" for k in kinds)
+          + f" | {result['nl2cmd_bpb']:.4f} | {result['mc']['accuracy']:.3f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     synth.add_argument("--batch-size", type=int, default=8)
     synth.add_argument("--dump", metavar="JSON", help="write both engines' texts here, to compare them")
     synth.set_defaults(func=synth_command)
+    suite = commands.add_parser("suite", help="a Sigma checkpoint on the eval suite, in windows of a given length")
+    suite.add_argument("--model", required=True, help="a Sigma checkpoint (a converted one, say)")
+    suite.add_argument("--suite", default="configs/eval/suite.yaml")
+    suite.add_argument("--limit", type=int, help="documents per kind and multiple-choice items, as the loop's eval.suite.limit")
+    suite.add_argument("--window", type=int, help="tokens per scoring window (default: the checkpoint's training length)")
+    suite.set_defaults(func=suite_command)
     args = parser.parse_args(argv)
     args.func(args)
 
