@@ -4,6 +4,7 @@
     python bench/convert.py bpb --k-heads 1 --extra runs/adapt         # also score other Sigma checkpoints
     python bench/convert.py train-cost --model converted/smollm2-k1     # full fine-tuning vs LoRA on this CPU
     python bench/convert.py synth --model converted/smollm2-k3         # synthesis: Sigma engine vs transformers
+    python bench/convert.py suite --model converted/smollm2-k3 --limit 6 --window 256   # a loop's round 0
 
 ``bpb`` converts the source (default: the packaged SmolLM2-135M-Instruct, a Q4_1 GGUF, de-quantized)
 for each N, and scores the source through transformers and each conversion through Sigma's model
@@ -222,33 +223,60 @@ def synth_command(args) -> None:
         stage = Synthesize(engine={**spec, "max_batch_size": args.batch_size}, temperature=0.0, batch_size=args.batch_size,
                            max_new_tokens=args.max_new_tokens)
         stage.backend = load_backend(stage.spec)
-        started = time.perf_counter()
-        kept, dropped, tokens = [], [], 0
+        started, cpu_started = time.perf_counter(), time.process_time()
+        kept, texts, tokens = {t: 0 for t in args.tasks}, {}, 0
         for start in range(0, len(requests), args.batch_size):
             result = stage.process(requests.slice(start, args.batch_size))
-            kept.append(result.kept)
-            if result.dropped is not None:
-                dropped.append(result.dropped)
-            tokens += sum(pa.concat_tables([t for t in (result.kept, result.dropped) if t is not None])["synth.completion_tokens"].to_pylist())
-        seconds = time.perf_counter() - started
-        kept_table = pa.concat_tables(kept)
-        results[label] = {"seconds": seconds, "tokens": tokens, "chat": stage.backend.chat,
-                          "kept": {t: kept_table["synth.task"].to_pylist().count(t) for t in args.tasks},
-                          "texts": kept_table.column("text").to_pylist() + [t for d in dropped for t in d.column("text").to_pylist()]}
-        print(f"{label}: {sum(results[label]['kept'].values())}/{len(requests)} kept, {tokens} tokens in {seconds:.0f} s", flush=True)
+            for table, accepted in ((result.kept, True), (result.dropped, False)):
+                if table is None:
+                    continue
+                tokens += sum(n or 0 for n in table["synth.completion_tokens"].to_pylist())
+                for row in table.select(["id", "text", "synth.task"]).to_pylist():
+                    texts[row["id"]] = row["text"]
+                    kept[row["synth.task"]] += accepted
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        results[label] = {"seconds": seconds, "cpu": cpu, "tokens": tokens, "chat": stage.backend.chat, "kept": kept,
+                          "texts": texts}
+        print(f"{label}: {sum(kept.values())}/{len(requests)} kept, {tokens} tokens in {seconds:.0f} s ({cpu:.0f} CPU s)",
+              flush=True)
         del stage
     labels = list(results)
-    same = sum(a == b for a, b in zip(results[labels[0]]["texts"], results[labels[1]]["texts"]))
+    first, second = (results[label]["texts"] for label in labels)
+    same = sum(first[i] == second.get(i) for i in first)
     print(f"\n{len(requests)} requests, greedy, max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, CPU")
-    print("| engine | chat | " + " | ".join(f"kept {t}" for t in args.tasks) + " | acceptance | completion tokens | tokens/s | tokens/s vs transformers |")
-    print("|---|---|" + "---:|" * (len(args.tasks) + 4))
-    base = results[labels[1]]["tokens"] / results[labels[1]]["seconds"]
+    print("| engine | chat | " + " | ".join(f"kept {t}" for t in args.tasks)
+          + " | acceptance | completion tokens | tokens/s | tokens per CPU s | per CPU s vs transformers |")
+    print("|---|---|" + "---:|" * (len(args.tasks) + 5))
+    base = results[labels[1]]["tokens"] / results[labels[1]]["cpu"]
     asked = [json.loads(m)["task"] for m in requests["meta"].to_pylist()]
     for label, r in results.items():
-        rate = r["tokens"] / r["seconds"]
+        per_cpu = r["tokens"] / r["cpu"]
         print(f"| {label} | {r['chat']} | " + " | ".join(f"{r['kept'][t]}/{asked.count(t)}" for t in args.tasks)
-              + f" | {sum(r['kept'].values()) / len(requests):.2f} | {r['tokens']} | {rate:.1f} | {rate / base:.2f}x |")
+              + f" | {sum(r['kept'].values()) / len(requests):.2f} | {r['tokens']} | {r['tokens'] / r['seconds']:.1f}"
+              + f" | {per_cpu:.1f} | {per_cpu / base:.2f}x |")
+    print("tokens per CPU s: completion tokens over the process's CPU time (one thread), which other jobs on a "
+          "shared machine do not inflate as they do wall time")
     print(f"\nchildren with the same text from both engines: {same}/{len(requests)}")
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({label: r["texts"] for label, r in results.items()}, indent=1) + "\n")
+
+
+def suite_command(args) -> None:
+    """A Sigma checkpoint on the eval suite, log-likelihoods in windows of ``--window`` tokens: a
+    converted start scored as the loop scores the checkpoints it trains from it (in windows of
+    their training sequence length)."""
+    from sigma.backends.base import EngineSpec, load_backend
+    from sigma.evals.suite import load_suite, score_suite
+
+    backend = load_backend(EngineSpec(backend="sigma", model=args.model, device="cpu"))
+    backend.score_window = args.window or backend.score_window
+    result = score_suite(backend, load_suite(args.suite), limit=args.limit)
+    kinds = sorted(result["bpb"])
+    print(f"\nsuite {result['suite']['hash'][:12]}, limit {args.limit}, windows of {backend.score_window} tokens")
+    print("| model | bits/byte all | " + " | ".join(kinds) + " | nl2cmd bits/byte | MC accuracy |")
+    print("|---|---:|" + "---:|" * (len(kinds) + 2))
+    print(f"| {args.model} | {result['bpb_all']:.4f} | " + " | ".join(f"{result['bpb'][k]:.4f}" for k in kinds)
+          + f" | {result['nl2cmd_bpb']:.4f} | {result['mc']['accuracy']:.3f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -274,10 +302,17 @@ def main(argv: list[str] | None = None) -> None:
     synth.add_argument("--src", default="smollm2", help="the source model (transformers backend)")
     synth.add_argument("--corpus", nargs="+", default=["out/adapt/man", "out/adapt/logs"], help="curated shard folders")
     synth.add_argument("--tasks", nargs="+", default=["explain_log", "man_qa", "man_nl2cmd", "rewrite_doc"])
-    synth.add_argument("--per-task", type=int, default=6)
-    synth.add_argument("--max-new-tokens", type=int, default=96)
+    synth.add_argument("--per-task", type=int, default=3)
+    synth.add_argument("--max-new-tokens", type=int, default=64)
     synth.add_argument("--batch-size", type=int, default=8)
+    synth.add_argument("--dump", metavar="JSON", help="write both engines' texts here, to compare them")
     synth.set_defaults(func=synth_command)
+    suite = commands.add_parser("suite", help="a Sigma checkpoint on the eval suite, in windows of a given length")
+    suite.add_argument("--model", required=True, help="a Sigma checkpoint (a converted one, say)")
+    suite.add_argument("--suite", default="configs/eval/suite.yaml")
+    suite.add_argument("--limit", type=int, help="documents per kind and multiple-choice items, as the loop's eval.suite.limit")
+    suite.add_argument("--window", type=int, help="tokens per scoring window (default: the checkpoint's training length)")
+    suite.set_defaults(func=suite_command)
     args = parser.parse_args(argv)
     args.func(args)
 

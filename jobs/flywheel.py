@@ -12,6 +12,8 @@ Round k:
 2. tokenize: the tokenizer (trained on round 1's corpus, then fixed) and the corpus's tokens per
    kind; the trainer packs documents into sequences as it streams them (`sigma.packing`);
 3. train: from round k-1's checkpoint (`init_from`), on every round's curated output so far;
+   round 1 from random weights, or from `train.init_from` (a converted or pretrained checkpoint,
+   whose model and tokenizer every round then keeps);
 4. eval: the frozen eval suite (bits per byte per kind, NL -> command multiple choice), the same
    suite every round (its hash is pinned at round 1); perplexity on the round's own held-out
    data; NL -> command generation;
@@ -169,7 +171,21 @@ class Flywheel:
                 "synthetic": synthetic_fate(self.round_dir(k) / "curate")}
 
     def tokenizer_path(self) -> Path:
+        if self.config.train.init_from:
+            from sigma.checkpoint import read_checkpoint
+            from sigma.tokenizer import TOKENIZER_FILE
+
+            return read_checkpoint(self.config.train.init_from).path / TOKENIZER_FILE
         return Path(self.config.tokenizer.path) if self.config.tokenizer.path else self.root / TOKENIZER
+
+    def train_config(self):
+        """The round's training settings; with `train.init_from`, that checkpoint's model."""
+        from sigma.checkpoint import read_checkpoint
+        from sigma.train import TrainConfig
+
+        t = self.config.train
+        model = read_checkpoint(t.init_from).state["model_config"] if t.init_from else None
+        return TrainConfig.load(t.config).override(**{**t.overrides, "max_steps": t.steps, "model": model})
 
     def step_tokenize(self, k: int) -> dict:
         from sigma.tokenizer import load_tokenizer, train_on_shards
@@ -185,15 +201,15 @@ class Flywheel:
         return {"tokenizer": str(path), **counts}
 
     def step_train(self, k: int) -> dict:
-        from sigma.train import TrainConfig, train
+        from sigma.train import train
 
         t = self.config.train
-        config = TrainConfig.load(t.config).override(**{**t.overrides, "max_steps": t.steps})
+        config = self.train_config()
         data = self.curate_dirs(k) if t.data == "all" else self.curate_dirs(k)[-1:]
         if not data:
             raise RuntimeError(f"round {k}: nothing to train on")
         run = self.round_dir(k) / "train"
-        init = self.round_dir(k - 1) / "train" if k > 1 else None
+        init = self.round_dir(k - 1) / "train" if k > 1 else t.init_from
         train(config, data, run, resume=True, tokenizer=self.tokenizer_path(), device=t.device,
               progress=self.progress, init_from=init)
         metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
@@ -232,7 +248,6 @@ class Flywheel:
         from sigma.evals.nl2cmd import evaluate_nl2cmd
         from sigma.evals.perplexity import evaluate_perplexity
         from sigma.evals.suite import check_uncontaminated, score_suite
-        from sigma.train import TrainConfig
 
         e = self.config.eval
         model = str(self.round_dir(k) / "train")
@@ -243,7 +258,7 @@ class Flywheel:
             check_uncontaminated(model, suite)
             result["suite"] = score_suite(backend, suite, limit=e.suite.limit)
         if e.perplexity is not None:
-            fraction = TrainConfig.load(self.config.train.config).override(**self.config.train.overrides).held_out_fraction
+            fraction = self.train_config().held_out_fraction
             result["perplexity"] = evaluate_perplexity(backend, self.curate_dirs(k), held_out_fraction=fraction,
                                                        max_documents=e.perplexity.max_documents,
                                                        max_chars=e.perplexity.max_chars)

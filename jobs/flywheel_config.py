@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import (ConfigError, InputConfig, JobConfig, RayConfig, StageConfig, WriterConfig,
                              read_yaml_mapping)
@@ -36,7 +36,7 @@ class CurateSettings(Strict):
 
 class TokenizerSettings(Strict):
     vocab_size: int = Field(512, gt=256)
-    path: str | None = None  # a tokenizer.json to use instead of training one on round 1
+    path: str | None = None  # a tokenizer.json to use instead of training one on round 1 (or train.init_from's)
 
 
 class TrainSettings(Strict):
@@ -45,6 +45,10 @@ class TrainSettings(Strict):
     data: Literal["all", "round"] = "all"  # every round's curated output so far, or this round's
     overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields
     device: str | None = None
+    # round 1 starts from this checkpoint (a run folder, a step_* folder or a `sigma convert` output)
+    # instead of random weights; every round then trains its model and uses its tokenizer, and
+    # `config` gives only the training settings
+    init_from: str | None = None
 
 
 class NL2CmdSettings(Strict):
@@ -107,6 +111,13 @@ class FlywheelConfig(Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     synth: SynthSettings = Field(default_factory=SynthSettings)
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="after")
+    def _one_tokenizer(self) -> "LoopConfig":
+        if self.train.init_from and self.tokenizer.path:
+            raise ValueError("tokenizer.path and train.init_from both name a tokenizer: a model trains with the "
+                             "tokenizer it was made with, so drop tokenizer.path")
+        return self
 
     def round_inputs(self, round_: int) -> list[InputConfig]:
         return list(self.sources[round_ - 1]) if round_ <= len(self.sources) else []

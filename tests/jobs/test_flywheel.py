@@ -187,6 +187,41 @@ def test_loop_configuration_errors(config, tmp_path):
         Flywheel(parse_flywheel({**data, "synth": {**data["synth"], "per_task": 7}}), out)._prepare(overwrite=False)
 
 
+def test_loop_starts_from_a_checkpoint_with_its_model_and_tokenizer(whole, config, tmp_path):
+    """`train.init_from`: round 1 trains that checkpoint's model (here one layer, not the train
+    file's sigma-tiny) from its weights (at learning rate 0 they come out unchanged), with its
+    tokenizer (vocab 300, not the 512 the loop would train)."""
+    import torch
+
+    from sigma.checkpoint import read_checkpoint
+    from sigma.train import TrainConfig, train
+    from safetensors.torch import load_file
+
+    start = tmp_path / "start"
+    train(TrainConfig(model={"preset": "sigma-tiny", "n_layers": 1, "vocab_size": 300}, seq_len=64, batch_size=2,
+                      max_steps=2, warmup_steps=1, eval_every=100, save_every=2, held_out_fraction=0.0),
+          [whole / "round-1" / "curate"], start, progress=False)
+    data = yaml.safe_load(config.read_text())
+    data.update(rounds=1, tokenizer={"vocab_size": 512},
+                train={**data["train"], "steps": 2, "init_from": str(start), "overrides": {
+                    **data["train"]["overrides"], "lr": 0.0, "warmup_steps": 1, "save_every": 2, "eval_every": 2}},
+                eval={"perplexity": {"max_documents": 2, "max_chars": 300}},
+                synth={**data["synth"], "per_task": 1, "max_new_tokens": 4})
+    out = tmp_path / "loop"
+    Loop(parse_loop(data), out, progress=False).run()
+    state = json.loads((out / "round-1" / "manifest.json").read_text())
+    assert state["steps"]["train"]["init_from"] == str(start)
+    assert not (out / "tokenizer.json").exists()
+    assert state["steps"]["tokenize"]["tokenizer"] == str(read_checkpoint(start).path / "tokenizer.json")
+    first, trained = read_checkpoint(start), read_checkpoint(out / "round-1" / "train")
+    assert trained.step == 2 and trained.state["model_config"] == first.state["model_config"]
+    assert (trained.path / "tokenizer.json").read_text() == (first.path / "tokenizer.json").read_text()
+    before, after = load_file(first.path / "model.safetensors"), load_file(trained.path / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ConfigError, match="tokenizer.path and train.init_from"):
+        parse_loop({**data, "tokenizer": {"path": str(start / "tokenizer.json")}})
+
+
 def test_the_loop_report_plots_scores_by_round(whole, tmp_path):
     from jobs.sigma_command import main
     from jobs.flywheel_report import flywheel_rounds
