@@ -266,11 +266,12 @@ def suite_command(args) -> None:
     converted start scored as the loop scores the checkpoints it trains from it (in windows of
     their training sequence length)."""
     from sigma.backends.base import EngineSpec, load_backend
-    from sigma.evals.suite import load_suite, score_suite
+    from sigma.evals.suite import score_suite
+    from stages.ingest.eval_suite import ensure_suite
 
     backend = load_backend(EngineSpec(backend="sigma", model=args.model, device="cpu"))
     backend.score_window = args.window or backend.score_window
-    result = score_suite(backend, load_suite(args.suite), limit=args.limit)
+    result = score_suite(backend, ensure_suite(args.suite), limit=args.limit)
     kinds = sorted(result["bpb"])
     print(f"\nsuite {result['suite']['hash'][:12]}, limit {args.limit}, windows of {backend.score_window} tokens")
     print("| model | bits/byte all | " + " | ".join(kinds) + " | nl2cmd bits/byte | MC accuracy |")

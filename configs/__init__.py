@@ -8,7 +8,7 @@ site-packages), so a name resolves from the installed package, from any working 
     prompt template `man_qa`            # configs/prompts/man_qa.yaml
 
 A path is read as given when it exists. A path under `configs/` that does not exist from the
-working folder (`sigma loop configs/loop/demo.yaml` run elsewhere, or a default such as
+working folder (`sigma flywheel configs/loop/demo.yaml` run elsewhere, or a default such as
 `configs/eval/suite.yaml`) is read from the package. Files are read through
 `importlib.resources`, never located from a module's `__file__`.
 """

@@ -113,7 +113,7 @@ class FlywheelConfig(Strict):
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
-    def _one_tokenizer(self) -> "LoopConfig":
+    def _one_tokenizer(self) -> "FlywheelConfig":
         if self.train.init_from and self.tokenizer.path:
             raise ValueError("tokenizer.path and train.init_from both name a tokenizer: a model trains with the "
                              "tokenizer it was made with, so drop tokenizer.path")

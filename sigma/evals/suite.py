@@ -410,7 +410,7 @@ def check_uncontaminated(model_path: str | Path, suite: Suite) -> None:
             raise ContaminationError(
                 f"{model_path} was trained on {folder}, which was not decontaminated against suite {suite.name} "
                 f"({suite.hash[:12]}) and holds {count} document(s) that overlap it, e.g. " + "; ".join(examples)
-                + f". Curate with `decontaminate: {{suite: ...}}` or pass --allow-contaminated")
+                + ". Curate with `decontaminate: {suite: ...}` or pass --allow-contaminated")
 
 
 def _sha256(path: Path) -> str:

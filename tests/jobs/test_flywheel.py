@@ -208,7 +208,7 @@ def test_loop_starts_from_a_checkpoint_with_its_model_and_tokenizer(whole, confi
                 eval={"perplexity": {"max_documents": 2, "max_chars": 300}},
                 synth={**data["synth"], "per_task": 1, "max_new_tokens": 4})
     out = tmp_path / "loop"
-    Loop(parse_loop(data), out, progress=False).run()
+    Flywheel(parse_flywheel(data), out, progress=False).run()
     state = json.loads((out / "round-1" / "manifest.json").read_text())
     assert state["steps"]["train"]["init_from"] == str(start)
     assert not (out / "tokenizer.json").exists()
@@ -219,7 +219,7 @@ def test_loop_starts_from_a_checkpoint_with_its_model_and_tokenizer(whole, confi
     before, after = load_file(first.path / "model.safetensors"), load_file(trained.path / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(ConfigError, match="tokenizer.path and train.init_from"):
-        parse_loop({**data, "tokenizer": {"path": str(start / "tokenizer.json")}})
+        parse_flywheel({**data, "tokenizer": {"path": str(start / "tokenizer.json")}})
 
 
 def test_the_loop_report_plots_scores_by_round(whole, tmp_path):

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 import configs
 from jobs.curate import build_job, resolve_job_file

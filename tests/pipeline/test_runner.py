@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.curate import curate, quick_job
-from pipeline.config import parse_job
 from pipeline.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]

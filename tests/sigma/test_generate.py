@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sigma.config import PRESETS, ModelConfig
+from sigma.config import PRESETS
 from sigma.generate import Decoder, Engine, decode_nll, greedy_by_recompute, perplexity
 from sigma.kv_cache import (
     KVCache, kv_bytes_per_token, kv_bytes_per_token_per_layer, kv_cache_bytes, max_batch_size, weight_bytes,
