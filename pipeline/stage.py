@@ -151,6 +151,11 @@ class Filter(Stage):
     extra_scores: ClassVar[tuple[Score, ...]] = ()
     kinds: list[str] | None = None
 
+    def decision_options(self) -> set[str]:
+        """The constructor keywords `decide` reads (the rules' thresholds, `kinds`): the options
+        that decide-only mode can change. Any other option changes the signal."""
+        return {r.option for r in self.rules} | {"kinds"}
+
     def threshold(self, rule: Rule) -> float | None:
         value = getattr(self, rule.option)
         if value is None or value is False:
@@ -210,6 +215,31 @@ class Filter(Stage):
         batch = self.signal(batch)
         reasons, details = self.decide(batch)
         return split_dropped(batch, reasons, details)
+
+
+class DecideOnly(Filter):
+    """A filter in decide-only mode (`sigma refilter`): its `decide` over the signal columns the
+    documents already hold, no `signal`, no set-up (no model is loaded), the same name, ledger
+    reasons and declarations."""
+
+    def __init__(self, inner: Filter):
+        self.inner, self.name = inner, inner.name
+        self.resources = Resources(batch_size=inner.resources.batch_size)
+
+    def columns(self) -> dict[str, pa.DataType]:
+        return self.inner.columns()
+
+    def scores(self) -> list[Score]:
+        return self.inner.scores()
+
+    def reasons(self) -> list[str]:
+        return self.inner.reasons()
+
+    def thresholds(self) -> list[dict]:
+        return self.inner.thresholds()
+
+    def decide(self, batch: pa.Table):
+        return self.inner.decide(batch)
 
 
 class GlobalStage(Declared):
