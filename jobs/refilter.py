@@ -9,8 +9,9 @@ the same output: the rows still kept, a ledger of the rows the new thresholds dr
 reason, detail), and a manifest that balances against the parent's kept rows and names the parent
 and the overrides (`derived_from`). Stages without a decision over stored columns (redaction,
 dedupe) are not re-run: their effect is already in the shards. Only options that a decision reads
-(the rules' thresholds, `kinds`, `languages`) can be set; an option that changes a signal is an
-error.
+(the rules' thresholds, `kinds`, `languages`) can be set, and an option that changes a signal is
+an error, except for a filter whose signal reads only stored columns (`composite_score`'s
+weights): its signal is recomputed.
 
 A threshold can only be tightened this way: rows the first run dropped are not in the shards.
 To explore looser thresholds, run the job once with the filters' thresholds off (`null`), which
@@ -82,7 +83,11 @@ def build_refilter(parent: str | Path, output: str | Path, overrides: dict[str, 
         stage = build_stage(c, i)
         built.append(stage)
         if isinstance(stage, Filter) and stage.columns() and set(stage.columns()) <= stored:
-            signal_options = sorted(set(overrides.get(c.name, {})) - stage.decision_options())
+            missing = sorted(set(stage.requires()) - stored) if stage.signal_reads_columns else []
+            if missing:
+                raise ConfigError(f"{c.name} reads the column(s) {', '.join(missing)}, which {parent} does not hold")
+            signal_options = [] if stage.signal_reads_columns else \
+                sorted(set(overrides.get(c.name, {})) - stage.decision_options())
             if signal_options:
                 raise ConfigError(f"{c.name}: {', '.join(signal_options)} change(s) its signal, not its decision: "
                                   f"refilter decides over stored scores only (it can set "

@@ -150,6 +150,9 @@ class Filter(Stage):
     rules: ClassVar[tuple[Rule, ...]] = ()
     extra_scores: ClassVar[tuple[Score, ...]] = ()
     kinds: list[str] | None = None
+    # True when `signal` reads only the columns in `requires()` (no text, no model): decide-only
+    # mode then recomputes it from the stored columns, and every option can change
+    signal_reads_columns: ClassVar[bool] = False
 
     def decision_options(self) -> set[str]:
         """The constructor keywords `decide` reads (the rules' thresholds, `kinds`): the options
@@ -219,8 +222,8 @@ class Filter(Stage):
 
 class DecideOnly(Filter):
     """A filter in decide-only mode (`sigma refilter`): its `decide` over the signal columns the
-    documents already hold, no `signal`, no set-up (no model is loaded), the same name, ledger
-    reasons and declarations."""
+    documents already hold, no `signal` (unless it reads only columns), no set-up (no model is
+    loaded), the same name, ledger reasons and declarations."""
 
     def __init__(self, inner: Filter):
         self.inner, self.name = inner, inner.name
@@ -237,6 +240,9 @@ class DecideOnly(Filter):
 
     def thresholds(self) -> list[dict]:
         return self.inner.thresholds()
+
+    def signal(self, batch: pa.Table) -> pa.Table:
+        return self.inner.signal(batch) if self.inner.signal_reads_columns else batch
 
     def decide(self, batch: pa.Table):
         return self.inner.decide(batch)

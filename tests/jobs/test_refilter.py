@@ -49,7 +49,8 @@ def test_refilter_uses_stored_scores_only(ray_local, tmp_path, loghub):
                             "max_mean_word_length": None, "max_symbol_word_ratio": None, "max_words": None,
                             "min_mean_word_length": None, "max_bullet_lines_ratio": None,
                             "max_ellipsis_lines_ratio": None}},
-        {"domain_classifier": {"model": str(tmp_path / "model"), "min_score": None}}]})
+        {"domain_classifier": {"model": str(tmp_path / "model"), "min_score": None}},
+        {"composite_score": {"weights": {"domain.score": 1}}}]})
     first = curate(job, str(tmp_path / "run"))
     assert first["totals"]["kept"] == len(rows)  # thresholds off: every row kept, with its scores
     shutil.rmtree(tmp_path / "model")  # no model: a recomputed score would fail
@@ -66,6 +67,15 @@ def test_refilter_uses_stored_scores_only(ray_local, tmp_path, loghub):
     assert (kept.to_pandas().set_index("id")["domain.score"] == original.loc[kept["id"].to_pylist(), "domain.score"]).all()
     ledger = pq.read_table(tmp_path / "strict" / "ledger").to_pylist()
     assert {r["reason"] for r in ledger} == {"not_system_domain"} and len(ledger) == len(rows) - len(expected)
+
+    # a signal that reads only stored columns is recomputed: new weights, a new composite score
+    weights = {"domain.score": 1, "quality.gopher.alpha_words": 1}
+    mixed = refilter(tmp_path / "run", tmp_path / "mixed", {"composite_score": {"weights": weights, "min_score": 0.7}})
+    composite = (original["domain.score"] + original["quality.gopher.alpha_words"]) / 2
+    kept = pq.read_table(tmp_path / "mixed" / "shards").to_pandas().set_index("id")
+    assert sorted(kept.index) == sorted(original.index[composite >= 0.7]) and 0 < len(kept) < len(rows)
+    assert (abs(kept["score.composite"] - composite[kept.index]) < 1e-6).all()
+    assert mixed["totals"]["dropped_by_reason"] == {"low_composite_score": len(rows) - len(kept)}
 
     code = main(["refilter", str(tmp_path / "run"), "--set", "gopher_quality.min_words=400",
                  "--output", str(tmp_path / "words")])
