@@ -33,7 +33,7 @@ def sampled(ids: pa.Array, rate: float) -> pa.Array:
 
 
 class LedgerWriter:
-    def __init__(self, root: Path, prefix: str, rejects: str = "all", rejects_rate: float = 1.0):
+    def __init__(self, root: Path, prefix: str, rejects: str = "all", rejects_rate: float = 0.1):
         self.ledger = ShardWriter(root, "ledger", prefix, LEDGER_SCHEMA)
         self.rejects = None if rejects == "none" else ShardWriter(root, "rejects", prefix, REJECTS_SCHEMA)
         self.rate = 1.0 if rejects == "all" else rejects_rate

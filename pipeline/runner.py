@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +37,7 @@ class Job:
     sources: list[Source]
     stages: list[Stage | GlobalStage]
     root: Path
+    manifest_extra: dict = field(default_factory=dict)  # set in the manifest as they are (refilter's parent)
 
 
 class UnitWorker:
@@ -90,7 +91,8 @@ def plan_segments(job: Job) -> list[Segment | GlobalStage]:
     settings = WriterSettings(w.shard_max_rows, int(w.shard_max_mb * (1 << 20)), w.compression, w.row_group_rows,
                               w.rejects, w.rejects_rate)
     plan: list[Segment | GlobalStage] = []
-    fields = list(WORK_SCHEMA)
+    stored = {name: dtype for source in job.sources for name, dtype in source.columns().items()}
+    fields = list(WORK_SCHEMA) + [pa.field(n, t) for n, t in stored.items() if n not in WORK_SCHEMA.names]
     current: list[Stage] = []
 
     def close(signal_of: GlobalStage | None, final: bool) -> Segment:
@@ -191,6 +193,7 @@ class Runner:
         reports = [[json.loads(s.report_path(u).read_text()) for u in range(len(units))] for s in segments]
         manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units),
                                   declarations=declared(self.job.stages))
+        manifest.update(self.job.manifest_extra)
         write_manifest(self.root, manifest)
         if not self.job.config.keep_work:
             shutil.rmtree(self.root / "_work", ignore_errors=True)

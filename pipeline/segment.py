@@ -43,7 +43,7 @@ class WriterSettings:
     compression: str = "zstd"
     row_group_rows: int = 1024
     rejects: str = "all"  # all | sample | none
-    rejects_rate: float = 1.0
+    rejects_rate: float = 0.1  # as pipeline.config.WriterConfig
 
 
 @dataclass

@@ -31,6 +31,11 @@ class Source:
     def plan(self) -> list[Any]:
         raise NotImplementedError
 
+    def columns(self) -> dict[str, pa.DataType]:
+        """Columns beyond the document schema that this source's documents carry (the stored
+        signals of a finished output), kept in the output schema."""
+        return {}
+
     def read(self, payload: Any) -> Iterator[Result]:
         """Yield documents (`kept`) and inputs that could not be read (`dropped`, with reasons)."""
         raise NotImplementedError

@@ -150,6 +150,14 @@ class Filter(Stage):
     rules: ClassVar[tuple[Rule, ...]] = ()
     extra_scores: ClassVar[tuple[Score, ...]] = ()
     kinds: list[str] | None = None
+    # True when `signal` reads only the columns in `requires()` (no text, no model): decide-only
+    # mode then recomputes it from the stored columns, and every option can change
+    signal_reads_columns: ClassVar[bool] = False
+
+    def decision_options(self) -> set[str]:
+        """The constructor keywords `decide` reads (the rules' thresholds, `kinds`): the options
+        that decide-only mode can change. Any other option changes the signal."""
+        return {r.option for r in self.rules} | {"kinds"}
 
     def threshold(self, rule: Rule) -> float | None:
         value = getattr(self, rule.option)
@@ -210,6 +218,34 @@ class Filter(Stage):
         batch = self.signal(batch)
         reasons, details = self.decide(batch)
         return split_dropped(batch, reasons, details)
+
+
+class DecideOnly(Filter):
+    """A filter in decide-only mode (`sigma refilter`): its `decide` over the signal columns the
+    documents already hold, no `signal` (unless it reads only columns), no set-up (no model is
+    loaded), the same name, ledger reasons and declarations."""
+
+    def __init__(self, inner: Filter):
+        self.inner, self.name = inner, inner.name
+        self.resources = Resources(batch_size=inner.resources.batch_size)
+
+    def columns(self) -> dict[str, pa.DataType]:
+        return self.inner.columns()
+
+    def scores(self) -> list[Score]:
+        return self.inner.scores()
+
+    def reasons(self) -> list[str]:
+        return self.inner.reasons()
+
+    def thresholds(self) -> list[dict]:
+        return self.inner.thresholds()
+
+    def signal(self, batch: pa.Table) -> pa.Table:
+        return self.inner.signal(batch) if self.inner.signal_reads_columns else batch
+
+    def decide(self, batch: pa.Table):
+        return self.inner.decide(batch)
 
 
 class GlobalStage(Declared):

@@ -16,6 +16,7 @@ from stages.dedupe.near import NearDedupe
 from stages.dedupe.semantic import SemanticDedupe
 from stages.ingest.configs import ConfigParse
 from stages.ingest.crawl import CrawlSource
+from stages.ingest.curate_output import CurateOutputSource
 from stages.ingest.files import FilesSource
 from stages.ingest.git import GitSource
 from stages.ingest.jsonl import JsonlSource
@@ -39,7 +40,7 @@ from stages.safety.redact import Redact
 
 SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, JsonlSource, ParquetSource,
                                                         WarcSource, CrawlSource, LogSource, GitSource,
-                                                        SynthRequests)}
+                                                        SynthRequests, CurateOutputSource)}
 STAGES: dict[str, type] = {c.name: c for c in (
     Redact, Decontaminate, BasicFilter, ExactDedupe, NearDedupe, ConfigParse, SystemChecks, LanguageFilter,
     GopherQuality, GopherRepetition, C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,

@@ -21,6 +21,7 @@ class CompositeScore(Filter):
 
     name = "composite_score"
     resources = Resources(batch_size=4096)
+    signal_reads_columns = True
     rules = (Rule("low_composite_score", COMPOSITE, "min", "min_score", detail="{value:.3f} < {threshold}"),)
 
     def __init__(self, weights: dict[str, float], min_score: float | None = None,

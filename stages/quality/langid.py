@@ -99,6 +99,9 @@ class LanguageFilter(Filter):
     def reasons(self) -> list[str]:
         return ([self.language_reason()] if self.languages is not None else []) + super().reasons()
 
+    def decision_options(self) -> set[str]:
+        return super().decision_options() | {"languages"}
+
     def language_reason(self) -> str:
         return f"lang_not_{'_'.join(self.languages)}"
 
