@@ -159,7 +159,7 @@ def test_a_killed_refilter_run_again_gives_the_same_output(ray_local, tmp_path, 
     assert len(parent["files"]) == 40
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "jobs.cli", "refilter", str(tmp_path / "parent"), "--set", "basic_filter.min_chars=500",
+    cmd = [sys.executable, "-m", "jobs.sigma_command", "refilter", str(tmp_path / "parent"), "--set", "basic_filter.min_chars=500",
            "--num-cpus", "1", "--quiet", "--output"]
     subprocess.run(cmd + [str(tmp_path / "clean")], check=True, env=env, cwd=ROOT, timeout=300,
                    stdout=subprocess.DEVNULL)
