@@ -8,10 +8,11 @@ exported weights' names, so the checkpoint loads as it is.
 K heads are expanded for vLLM's KV cache. vLLM's paged cache stores K and V with one head count
 (0.32's ``AttentionSpec`` has one ``num_kv_heads``); DiffQKV has fewer K heads than V heads. So
 the cache is given V's head count and each K head is repeated ``n_v / n_k`` times in place
-(``repeat_interleave``) after RoPE and before attention. That is exact: query head ``h`` reads V head ``j = h // (n_q / n_v)``, and the K head it needs,
-``h // (n_q / n_k)``, equals ``j // (n_v / n_k)``, the K head repeated into slot ``j``. The
-outputs are Sigma's; the cost is cache bytes: ``2 * n_v * d`` values per token and layer where
-Sigma's own engine stores ``(n_k + n_v) * d``.
+(``repeat_interleave``) after RoPE and before attention. That is exact: query head ``h`` reads
+V head ``j = h // (n_q / n_v)``, and the K head it needs, ``h // (n_q / n_k)``, equals
+``j // (n_v / n_k)``, the K head repeated into slot ``j``. The outputs are Sigma's; the cost is
+cache bytes: ``2 * n_v * d`` values per token and layer where Sigma's own engine stores
+``(n_k + n_v) * d``.
 
 Limits, refused with an error: tensor or pipeline parallelism (augmented Q mixes all query heads,
 so query heads cannot be split across ranks as written), and a V head dim other than the Q/K one

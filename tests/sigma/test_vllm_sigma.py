@@ -161,8 +161,9 @@ def test_vllm_serve_matches_sigma(small_checkpoint, tmp_path):
                         break
             except OSError:
                 time.sleep(2)
-        reply = _post(f"{url}/v1/completions", {"model": "sigma-small", "prompt": prompt_ids[0], "max_tokens": NEW_TOKENS,
-                                                "temperature": 0.0, "ignore_eos": True, "return_token_ids": True})
+        reply = _post(f"{url}/v1/completions", {"model": "sigma-small", "prompt": prompt_ids[0],
+                                                "max_tokens": NEW_TOKENS, "temperature": 0.0, "ignore_eos": True,
+                                                "return_token_ids": True})
         assert reply["choices"][0]["token_ids"] == expected[0]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
