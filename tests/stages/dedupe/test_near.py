@@ -72,11 +72,11 @@ def decide(docs: list[dict], options: dict | None = None, stats: dict | None = N
                       "kind": [d.get("kind", "doc") for d in docs], "_unit": pa.array([0] * len(docs), pa.int32()),
                       "_row": pa.array(range(len(docs)), pa.int64())})
     signals = stage.signal(table).select(["id", "_unit", "_row", *stage.signal_columns()])
-    drops = stage.decide(ray.data.from_arrow(signals), len(docs)).to_arrow_refs()
+    drops, counters = stage.decide(ray.data.from_arrow(signals), len(docs))
     ids = table["id"].to_pylist()
-    tables = [ray.get(ref) for ref in drops]
+    tables = [ray.get(ref) for ref in drops.to_arrow_refs()]
     if stats is not None:
-        stats.update(stage.stats)
+        stats.update(counters)
     return {ids[r]: k for t in tables for r, k in zip(t["_row"].to_pylist(), t["detail"].to_pylist())}
 
 
