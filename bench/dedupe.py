@@ -183,13 +183,13 @@ def run_ours(args) -> int:
     if not args.signatures_only:
         # the stage's decision on the signal tables in the object store; inside `curate` the same
         # runs behind `decide(dataset)`, whose Ray Data wrapping the runner's own steps pay for anyway
-        drops = stage.decide_blocks([r[0] for r in results], rows)
+        drops, stats = stage.decide_blocks([r[0] for r in results], rows)
         removed, keepers = 0, set()
         for ref in drops:
             t = ray.get(ref)
             removed += t.num_rows
             keepers.update(t["detail"].to_pylist())
-        report.update(removed=removed, clusters=len(keepers), **stage.stats)
+        report.update(removed=removed, clusters=len(keepers), **stats)
     finished = time.perf_counter()
     report["phases_s"] = {"ray_start": round(ray_up - started, 3), "read_and_signal": round(signed - ray_up, 3),
                           "decide": round(finished - signed, 3), "total_in_process": round(finished - started, 3)}

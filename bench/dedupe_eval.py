@@ -111,14 +111,14 @@ def run_stage(docs: list[dict], options: dict) -> tuple[dict[str, str], dict]:
     cols = ["id", "_unit", "_row", *stage.signal_columns()]
     signals = stage.signal(table).select(cols)
     ds = ray.data.from_arrow([signals.slice(i, 512) for i in range(0, signals.num_rows, 512)])
-    drops = stage.decide(ds, len(docs)).to_arrow_refs()
+    drops, stats = stage.decide(ds, len(docs))
     ids = table["id"].to_pylist()
     keeper_of = {}
-    for ref in drops:
+    for ref in drops.to_arrow_refs():
         t = ray.get(ref)
         for row, keeper in zip(t["_row"].to_pylist(), t["detail"].to_pylist()):
             keeper_of[ids[row]] = keeper
-    return keeper_of, dict(stage.stats)
+    return keeper_of, stats
 
 
 def run_curate(docs: list[dict], options: dict) -> dict[str, str]:

@@ -135,11 +135,12 @@ def quality_of_set(path: str, args) -> None:
     missed = minhash_found[0.8]
     default = SemanticDedupe()
 
-    def measured(stage, blocks, name: str) -> str:
-        keeper_of = keepers_of(stage.decide_blocks(blocks, len(docs)), ids)
+    def measured(stage, blocks, name: str) -> tuple[str, dict]:
+        drops, stats = stage.decide_blocks(blocks, len(docs))
+        keeper_of = keepers_of(drops, ids)
         found = pair_sets(docs, keeper_of)
         return row(name, score(docs, keeper_of),
-                   f"{len(found - missed)} / {negatives_merged(docs, keeper_of)} of {negatives}")
+                   f"{len(found - missed)} / {negatives_merged(docs, keeper_of)} of {negatives}"), stats
 
     ablation = []
     for model in args.models:
@@ -153,14 +154,14 @@ def quality_of_set(path: str, args) -> None:
                 stage.threshold = t
                 mark = " (default)" if t == default.threshold and model == default.model and guard else ""
                 lines.append(measured(stage, blocks, f"semantic_dedupe {model} {t} "
-                                                     f"{'guard' if guard else 'cosine only'}{mark}"))
+                                                     f"{'guard' if guard else 'cosine only'}{mark}")[0])
         if model == default.model:
             stage.threshold = default.threshold
             for name, guard in guard_variants(default.guard):
                 stage.guard = guard
-                ablation.append(measured(stage, blocks, name))
+                line, s = measured(stage, blocks, name)
+                ablation.append(line)
                 if name == "default":
-                    s = stage.stats
                     refused = ", ".join(f"{c} {n}" for c, n in s["guarded_by"].items())
                     print(f"guard at {default.threshold}: {s['pairs']} pairs kept, {s['guarded']} refused "
                           f"(differing in: {refused})", file=sys.stderr, flush=True)
@@ -216,10 +217,9 @@ def speed(args) -> int:
         started = time.time()
         blocks = signals_on_actors(stage, docs)
         signed = time.time()
-        drops = stage.decide_blocks(blocks, n)
+        drops, s = stage.decide_blocks(blocks, n)
         removed = sum(ray.get(ray.remote(lambda t: t.num_rows).remote(ref)) for ref in drops)
         done = time.time()
-        s = stage.stats
         embed_s, decide_s = signed - started, done - signed
         lines.append(f"| {n:,} | {model} | {embed_s:.1f} | {decide_s:.1f} | {s['kmeans_s']:.1f} "
                      f"| {n / (done - started):,.0f} | {embed_s / n * 1e3:.2f} | {decide_s / n * 1e3:.3f} "

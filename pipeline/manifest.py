@@ -1,5 +1,6 @@
 """`manifest.json`: the resolved job, its hash, the code and schema versions, per-stage counts,
-per-reason drops, the ledger balance, and every file written with its rows and checksum."""
+per-reason drops, the ledger balance, what global stages report of their decisions, and every
+file written with its rows and checksum."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def declared(stages) -> dict:
 
 
 def build_manifest(config: JobConfig, segments, reports: list[list[dict]], started: float, units: int,
-                   declarations: dict | None = None) -> dict:
+                   declarations: dict | None = None, stage_stats: dict | None = None) -> dict:
     counts = RunCounts()
     files, ledger, rejects = [], [], []
     for seg_reports in reports:
@@ -103,6 +104,7 @@ def build_manifest(config: JobConfig, segments, reports: list[list[dict]], start
         "schema": [{"name": f.name, "type": str(f.type)} for f in segments[-1].schema],
         "thresholds": (declarations or {}).get("thresholds", []),
         "declared": {k: v for k, v in (declarations or {}).items() if k != "thresholds"},
+        "stage_stats": stage_stats or {},
         "files": sorted(files, key=lambda f: f["path"]),
         "ledger": sorted(ledger, key=lambda f: f["path"]),
         "rejects": sorted(rejects, key=lambda f: f["path"]),
@@ -120,3 +122,17 @@ def read_manifest(root: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{root}: no manifest.json (not a finished curate output?)")
     return json.loads(path.read_text())
+
+
+def output_shard_files(root: str | Path) -> list[tuple[str, int]]:
+    """The shard files of a finished curate output that hold documents, as (absolute path, rows)
+    in the manifest's order. ValueError when `root` is not a finished output or lacks a listed shard."""
+    root = Path(root).absolute()
+    if not (root / "manifest.json").is_file():
+        raise ValueError(f"{root} is not a finished curate output (no manifest.json)")
+    files = [(str(root / f["path"]), f["rows"]) for f in read_manifest(root).get("files", []) if f["rows"]]
+    missing = [path for path, _ in files if not Path(path).is_file()]
+    if missing:
+        raise ValueError(f"{root}: its manifest lists {len(missing)} shard(s) that are not there, "
+                         f"the first {missing[0]}")
+    return files

@@ -192,7 +192,7 @@ class Runner:
         segments = [s for s in steps if isinstance(s, Segment)]
         reports = [[json.loads(s.report_path(u).read_text()) for u in range(len(units))] for s in segments]
         manifest = build_manifest(self.job.config, segments, reports, started=started, units=len(units),
-                                  declarations=declared(self.job.stages))
+                                  declarations=declared(self.job.stages), stage_stats=self._stage_stats(steps))
         manifest.update(self.job.manifest_extra)
         write_manifest(self.root, manifest)
         if not self.job.config.keep_work:
@@ -242,15 +242,26 @@ class Runner:
         tmp = directory.with_name(directory.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        stats = {}
         with self.progress.status(f"{stage.name}: deciding over {rows:,} documents"):
             if files:
                 ds = ray.data.read_parquet(files).select_columns(["id", "_unit", "_row", *stage.signal_columns()])
-                drops = stage.decide(ds, rows)
+                drops, stats = stage.decide(ds, rows)
                 drops.groupby("_unit", num_partitions=min(len(units), 2 * _cluster_cpus())).map_groups(write_unit_decisions, fn_args=(str(tmp),),
                                                   batch_format="pyarrow").materialize()
-        (tmp / "_SUCCESS").write_text(json.dumps({"documents": rows}))
+        (tmp / "_SUCCESS").write_text(json.dumps({"documents": rows, "stats": stats}))
         shutil.rmtree(directory, ignore_errors=True)
         tmp.replace(directory)
+
+    def _stage_stats(self, steps: list) -> dict:
+        """Each global stage's statistics, kept with its decisions (so a resumed run has them too)."""
+        out = {}
+        for i, stage in enumerate(steps):
+            if isinstance(stage, GlobalStage):
+                marker = json.loads((_decisions_dir(self.root, steps[i - 1].index, stage) / "_SUCCESS").read_text())
+                key = stage.name if stage.name not in out else f"{stage.name} (#{i})"
+                out[key] = marker.get("stats", {})
+        return out
 
 
 def _cluster_cpus() -> int:

@@ -13,7 +13,7 @@ decisions are applied per work unit in the segment that follows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -248,13 +248,21 @@ class DecideOnly(Filter):
         return self.inner.decide(batch)
 
 
+class Decision(NamedTuple):
+    """What a global stage's `decide` returns: the drops, and statistics of the decision (a dict of
+    JSON values) that the manifest keeps under `stage_stats`, as given."""
+
+    drops: ray.data.Dataset
+    stats: dict
+
+
 class GlobalStage(Declared):
     """A stage that decides over the whole corpus (exact and near dedupe).
 
     `signal` runs per batch at the end of the preceding map segment and adds the columns that
     `decide` reads. `decide` gets a Ray dataset of `signal_columns()` plus `id`, `_unit` and `_row`
-    for every kept document, and returns a dataset of drops with columns `_unit`, `_row`, `reason`
-    and `detail`. No step may gather the corpus into one process.
+    for every kept document, and returns a `Decision`: a dataset of drops with columns `_unit`,
+    `_row`, `reason` and `detail`, and its statistics. No step may gather the corpus into one process.
     """
 
     name: ClassVar[str] = "global"
@@ -268,7 +276,7 @@ class GlobalStage(Declared):
     def signal(self, batch: pa.Table) -> pa.Table:
         return batch
 
-    def decide(self, ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
+    def decide(self, ds: ray.data.Dataset, rows: int) -> Decision:
         raise NotImplementedError
 
 

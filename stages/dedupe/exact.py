@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from pipeline.stage import GlobalStage, Resources, first_of_groups, partitions_for
+from pipeline.manifest import output_shard_files, read_manifest
+from pipeline.stage import Decision, GlobalStage, Resources, first_of_groups, partitions_for
 
 HASH = "hash.exact"
 
@@ -60,9 +60,10 @@ class ExactDedupe(GlobalStage):
         self.lowercase = lowercase
         self.rows_per_partition = rows_per_partition
         self.existing = [str(Path(e).absolute()) for e in existing or []]
+
+    def check(self) -> None:
         for folder in self.existing:
-            if not (Path(folder) / "manifest.json").exists():
-                raise ValueError(f"existing: {folder} is not a finished curate output (no manifest.json)")
+            output_shard_files(folder)
 
     def columns(self) -> dict[str, pa.DataType]:
         return {HASH: pa.string()}
@@ -78,12 +79,12 @@ class ExactDedupe(GlobalStage):
 
         parts, total = [], 0
         for index, folder in enumerate(self.existing):
-            manifest = json.loads((Path(folder) / "manifest.json").read_text())
-            files = [str(Path(folder) / f["path"]) for f in manifest["files"] if f["rows"]]
-            total += sum(f["rows"] for f in manifest["files"])
-            if not files:
+            shards = output_shard_files(folder)
+            total += sum(rows for _, rows in shards)
+            if not shards:
                 continue
-            ours = [s for s in manifest["config"].get("stages", []) if s.get("name") == self.name]
+            files = [path for path, _ in shards]
+            ours = [s for s in read_manifest(folder)["config"].get("stages", []) if s.get("name") == self.name]
             same = bool(ours) and ours[-1].get("options", {}).get("lowercase", False) == self.lowercase
             columns = ["id", HASH] if same and HASH in pq.read_schema(files[0]).names else ["id", "text"]
             unit = index - len(self.existing)  # the first folder listed is the earliest
@@ -99,7 +100,8 @@ class ExactDedupe(GlobalStage):
             ds = ds.map_batches(_order_columns, batch_format="pyarrow").union(existing)
         partitions = partitions_for(rows + existing_rows, self.rows_per_partition)
         keyed = ds.map_batches(_add_partition, fn_args=(partitions,), batch_format="pyarrow")
-        return keyed.groupby("_p", num_partitions=partitions).map_groups(_keepers, batch_format="pyarrow")
+        drops = keyed.groupby("_p", num_partitions=partitions).map_groups(_keepers, batch_format="pyarrow")
+        return Decision(drops, {"partitions": partitions, "existing_documents": existing_rows})
 
 
 KEY_SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("_unit", pa.int32()), pa.field("_row", pa.int64()),

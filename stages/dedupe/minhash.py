@@ -32,12 +32,13 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
+from pipeline.exchange import fmix64
+
 U32_MAX = np.uint32(0xFFFFFFFF)
 HASHFUNCS = ("xxh", "sha1")
 _MAX_TOKEN_HASHED = 255  # a token's hash covers its first 255 bytes and its full length
 
-# MurmurHash3 / splitmix64 finalizer constants.
-_M64 = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+# MurmurHash3's 32-bit finalizer constants (the 64-bit one is pipeline.exchange.fmix64).
 _M32 = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
 _TOKEN_P = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it is a bijection mod 2^64
 _MASK64 = (1 << 64) - 1
@@ -58,14 +59,6 @@ def _splitmix64(n: int, seed: int) -> np.ndarray:
 _SHINGLE_C = _splitmix64(64, 0x5167)  # per-position multipliers of a shingle's token hashes
 _BAND_C = _splitmix64(256, 0xB4D5)  # per-row multipliers of a band's values
 _BAND_SALT = _splitmix64(1024, 0x5A17)  # per-band salt, so equal rows in two bands differ
-
-
-def fmix64(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> np.uint64(33))
-    x = x * _M64[0]
-    x = x ^ (x >> np.uint64(33))
-    x = x * _M64[1]
-    return x ^ (x >> np.uint64(33))
 
 
 def fmix32(x: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Signatures and bands are computed per batch at the end of the preceding map segment
 (`stages/dedupe/minhash.py`, on text normalised per kind by `stages/dedupe/normalise.py`). The
-decision then runs as Ray tasks over hash partitions (`stages/dedupe/shuffle.py`):
+decision then runs as Ray tasks over hash partitions (`pipeline/exchange.py`):
 
 1. explode every document into (band key, node) rows, shuffled by band key;
 2. per LSH bucket, candidate pairs: each member with the bucket's first member and with the next
@@ -12,7 +12,7 @@ decision then runs as Ray tasks over hash partitions (`stages/dedupe/shuffle.py`
    `threshold` stay: true Jaccard of the shingle sets (`verify: jaccard`) or the share of equal
    signature values (`verify: signature`, the unbiased MinHash estimate); `verify: null` keeps
    every candidate pair, as DataTrove and NeMo Curator do;
-4. connected components of the verified pairs (`stages/dedupe/components.py`);
+4. connected components of the verified pairs (`pipeline/components.py`);
 5. one keeper per component by a deterministic rule (`keep`: earliest, longest or the highest
    `score_column`, ties to the earliest), the rest dropped as `near_duplicate` with the keeper's
    id as detail.
@@ -27,8 +27,6 @@ key and every step's output is a function of sets: the same for any number of wo
 
 from __future__ import annotations
 
-import glob
-import os
 from typing import Literal
 
 import numpy as np
@@ -36,11 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.stage import GlobalStage, Resources, partitions_for
+from pipeline.components import both_directions, connected_components, local_stars, unique_pairs
+from pipeline.exchange import PART, Parts, fmix64, from_blocks, partition_of, step
+from pipeline.manifest import output_shard_files
+from pipeline.stage import Decision, GlobalStage, Resources, partitions_for
 from stages.dedupe import minhash
-from stages.dedupe.components import both_directions, connected_components, local_stars, unique_pairs
 from stages.dedupe.normalise import AUTO_KIND_MODES, MODES, detect_kinds, kinds_of, normalise
-from stages.dedupe.shuffle import PART, Parts, from_blocks, partition_of, step
 
 BANDS, SIG, SHINGLES, SCORE = "_near.bands", "_near.sig", "_near.shingles", "_near.score"
 REASON = "near_duplicate"
@@ -172,23 +171,23 @@ class NearDedupe(GlobalStage):
         import ray.data
 
         ds = ds.materialize()
-        drops = self.decide_blocks(ds.to_arrow_refs(), rows, ds.size_bytes())
-        return ray.data.from_arrow_refs(drops)
+        drops, stats = self.decide_blocks(ds.to_arrow_refs(), rows, ds.size_bytes())
+        return Decision(ray.data.from_arrow_refs(drops), stats)
 
-    def decide_blocks(self, blocks: list, rows: int, signal_bytes: int | None = None) -> list:
-        """`decide` over Arrow tables in the object store (refs): returns refs of the drop tables."""
+    def decide_blocks(self, blocks: list, rows: int, signal_bytes: int | None = None) -> tuple[list, dict]:
+        """`decide` over Arrow tables in the object store (refs): returns refs of the drop tables,
+        and the decision's statistics."""
         import ray
 
-        self.stats = {}
         w = self.workers
         if signal_bytes is None:
             nbytes = ray.remote(_table_nbytes)
             signal_bytes = sum(ray.get([nbytes.remote(b) for b in blocks]))
-        existing_rows = self._existing_rows()
+        existing_rows = sum(n for _, n in existing_shards(self.existing))
         signal_bytes *= 1 + existing_rows / max(rows, 1)
         partitions = max(w or _cluster_cpus(), partitions_for(rows + existing_rows, self.rows_per_partition),
                          -(-int(signal_bytes) // PARTITION_BYTES))
-        self.stats["partitions"] = partitions
+        stats = {"partitions": partitions}
         payload = {"signature": SIG, "jaccard": SHINGLES}.get(self.verify)
         buckets, attrs = step(_explode, [from_blocks(blocks)], [partitions, partitions], (partitions, payload, False),
                               max_in_flight=w)
@@ -203,33 +202,30 @@ class NearDedupe(GlobalStage):
             (pairs,) = step(_bucket_pairs, [buckets], [partitions], (partitions, self.bucket_window, False),
                             max_in_flight=w)
             waves = _verify_waves(pairs, attrs, partitions)
-            self.stats["verify_waves"] = waves
-            edges, stats = [[] for _ in range(partitions)], []
+            stats["verify_waves"] = waves
+            edges, counted = [[] for _ in range(partitions)], []
             for wave in range(waves):
                 (attached,) = step(_attach_other, [pairs, attrs], [partitions], (partitions, payload, wave, waves),
                                    max_in_flight=w)
-                wave_edges, wave_stats = step(_verify, [attached, attrs], [partitions, None],
-                                              (partitions, payload, self.threshold), max_in_flight=w)
+                wave_edges, wave_counts = step(_verify, [attached, attrs], [partitions, None],
+                                               (partitions, payload, self.threshold), max_in_flight=w)
                 edges = [a + b for a, b in zip(edges, wave_edges)]
-                stats += wave_stats
-            stats = pa.concat_tables(ray.get(stats))
-            self.stats.update(candidates=pc.sum(stats["candidates"]).as_py(),
-                              verified=pc.sum(stats["verified"]).as_py())
-        members, self.stats["cc_rounds"] = connected_components(edges, partitions, max_in_flight=w)
+                counted += wave_counts
+            counted = pa.concat_tables(ray.get(counted))
+            stats.update(candidates=pc.sum(counted["candidates"]).as_py(),
+                         verified=pc.sum(counted["verified"]).as_py())
+        members, stats["cc_rounds"] = connected_components(edges, partitions, max_in_flight=w)
         (members,) = step(member_attrs, [members, attrs], [partitions], (partitions,), max_in_flight=w)
         (drops,) = step(_keepers, [members], [None], max_in_flight=w)
-        return drops
+        return drops, stats
 
     # -- dedupe against an existing corpus --------------------------------------------------------
 
-    def _existing_files(self) -> list[str]:
-        return existing_shards(self.existing)
-
-    def _existing_rows(self) -> int:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in self._existing_files()) if self.existing else 0
+    def check(self) -> None:
+        existing_shards(self.existing)
 
     def _existing_signals(self, partitions: int, payload: str | None) -> tuple[Parts, Parts]:
-        calls = [(path, index) for index, path in enumerate(self._existing_files())]
+        calls = [(path, index) for index, (path, _) in enumerate(existing_shards(self.existing))]
         return step(_existing_file_signals, [], [partitions, partitions], (self, partitions, payload), task_args=calls,
                     max_in_flight=self.workers)
 
@@ -245,15 +241,9 @@ def keeper_scores(batch: pa.Table, keep: str, score_column: str | None) -> np.nd
     return np.zeros(batch.num_rows)
 
 
-def existing_shards(roots: list[str]) -> list[str]:
-    """The shard files of earlier curate outputs (`existing:`), in a fixed order."""
-    files = []
-    for root in roots:
-        found = sorted(glob.glob(os.path.join(root, "shards", "*.parquet")))
-        if not found:
-            raise ValueError(f"existing: {root} holds no shards/*.parquet (is it a curate output folder?)")
-        files += found
-    return files
+def existing_shards(roots: list[str]) -> list[tuple[str, int]]:
+    """The shard files of earlier curate outputs (`existing:`), with their rows, in a fixed order."""
+    return [shard for root in roots for shard in output_shard_files(root)]
 
 
 def _modes(option: str | dict[str, str]) -> tuple[dict[str, str], str]:
@@ -429,7 +419,7 @@ def _rows_and_bytes(table: pa.Table) -> tuple[int, int]:
 
 
 def _wave_of(u: np.ndarray, v: np.ndarray, waves: int) -> np.ndarray:
-    return minhash.fmix64((u.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ v.astype(np.uint64)) % np.uint64(waves)
+    return fmix64((u.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ v.astype(np.uint64)) % np.uint64(waves)
 
 
 def _attach_other(pairs: pa.Table | None, attrs: pa.Table | None, partitions: int, payload: str, wave: int = 0,

@@ -10,7 +10,7 @@ bounded length. The decision then runs as Ray tasks:
    hashes of their node keys (the same for any split into blocks); each iteration, a task per
    block of vectors returns only the per-centroid sums and counts, the driver adds them in a fixed
    block order (k x 384 numbers: never the vectors);
-2. every vector goes to its nearest centroid; the exchange (`stages/dedupe/shuffle.py`) brings
+2. every vector goes to its nearest centroid; the exchange (`pipeline/exchange.py`) brings
    each cluster's members into one task, partitioned by cluster id;
 3. within each cluster, the pairs at or above `threshold` cosine that also agree on their hard
    tokens (`guard`: options, operators, file types, paths, signed numbers, negation of the code;
@@ -19,7 +19,7 @@ bounded length. The decision then runs as Ray tasks:
    partition's vectors and one block of cosines, never the square of a cluster (a partition holds
    whole clusters: `cluster_rows` keeps them near that size, and the largest is in the stage's
    stats);
-4. connected components of those pairs (`stages/dedupe/components.py`), one keeper per component
+4. connected components of those pairs (`pipeline/components.py`), one keeper per component
    by `near_dedupe`'s rule (`keep`: earliest, longest or the highest `score_column`); the members
    at or above `threshold` cosine to the keeper and agreeing with it on the guard are dropped as
    `semantic_duplicate` with the keeper's id and that cosine as detail (`<keeper id>
@@ -40,14 +40,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.stage import GlobalStage, Resources, partitions_for
+from pipeline.components import both_directions, connected_components, local_stars
+from pipeline.exchange import PART, fmix64, from_blocks, partition_of, step
+from pipeline.stage import Decision, GlobalStage, Resources, partitions_for
 from stages.dedupe import embed, hard_tokens
-from stages.dedupe.components import both_directions, connected_components, local_stars
-from stages.dedupe.minhash import fmix64
-from stages.dedupe.normalise import detect_kinds, kinds_of
 from stages.dedupe.near import (PARTITION_BYTES, _cluster_cpus, _node_keys, existing_shards, keeper_choice,
                                 keeper_scores, member_attrs)
-from stages.dedupe.shuffle import PART, from_blocks, partition_of, step
+from stages.dedupe.normalise import detect_kinds, kinds_of
 
 EMB, SCORE, HARD = "_semantic.emb", "_semantic.score", "_semantic.hard"
 REASON = "semantic_duplicate"
@@ -98,7 +97,6 @@ class SemanticDedupe(GlobalStage):
         self.existing = list(existing or [])
         self.rows_per_partition, self.workers = rows_per_partition, workers
         self.resources = Resources(batch_size=256, concurrency=workers, actor=True)
-        self.stats: dict = {}
 
     # -- signal: per batch, on the actors of the preceding map segment ----------------------------
 
@@ -130,22 +128,27 @@ class SemanticDedupe(GlobalStage):
             batch = batch.append_column(pa.field(name, self.columns()[name]), col)
         return batch
 
+    def check(self) -> None:
+        existing_shards(self.existing)
+
     # -- decide: over the whole corpus, on Ray ---------------------------------------------------
 
     def decide(self, ds, rows: int):
         import ray.data
 
         ds = ds.materialize()
-        drops = self.decide_blocks(ds.to_arrow_refs(), rows, ds.size_bytes())
-        return ray.data.from_arrow_refs(drops)
+        drops, stats = self.decide_blocks(ds.to_arrow_refs(), rows, ds.size_bytes())
+        return Decision(ray.data.from_arrow_refs(drops), stats)
 
-    def decide_blocks(self, blocks: list, rows: int, signal_bytes: int | None = None) -> list:
-        """`decide` over Arrow tables in the object store (refs): returns refs of the drop tables."""
+    def decide_blocks(self, blocks: list, rows: int, signal_bytes: int | None = None) -> tuple[list, dict]:
+        """`decide` over Arrow tables in the object store (refs): returns refs of the drop tables,
+        and the decision's statistics."""
         import ray
 
         w = self.workers
-        files = existing_shards(self.existing) if self.existing else []
-        existing_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        shards = existing_shards(self.existing)
+        files = [path for path, _ in shards]
+        existing_rows = sum(n for _, n in shards)
         total = rows + existing_rows
         signal_bytes = (signal_bytes or rows * (embed.DIM * 4 + 64)) * (1 + existing_rows / max(rows, 1))
         partitions = max(w or _cluster_cpus(), partitions_for(total, self.rows_per_partition),
@@ -161,8 +164,7 @@ class SemanticDedupe(GlobalStage):
         centroids, iterations = self._kmeans(blocks_in, k)
         kmeans_s = time.time() - started
         if len(centroids) == 0:  # no document has a vector
-            self.stats = {"partitions": partitions, "clusters": 0}
-            return [ray.put(_keepers(None, self.threshold))]
+            return [ray.put(_keepers(None, self.threshold))], {"partitions": partitions, "clusters": 0}
         clustered, attrs = step(_assign, [blocks_in], [partitions, partitions], (centroids, partitions),
                                 max_in_flight=w)
         guard = self._guard_columns()
@@ -173,15 +175,14 @@ class SemanticDedupe(GlobalStage):
                           max_in_flight=w)
         (drops,) = step(_keepers, [members], [None], (self.threshold, guard), max_in_flight=w)
         stats = pa.concat_tables(ray.get(stats))
-        self.stats = {"partitions": partitions, "clusters": len(centroids), "kmeans_iterations": iterations,
-                      "largest_cluster": int(max(stats["largest"].to_pylist(), default=0)),
-                      "compared": int(sum(stats["compared"].to_pylist())),
-                      "pairs": int(sum(stats["pairs"].to_pylist())),
-                      "guarded": int(sum(stats["guarded"].to_pylist())),
-                      "guarded_by": {c: int(sum(stats[f"guarded.{c}"].to_pylist())) for c in self.guard},
-                      "cc_rounds": cc_rounds,
-                      "kmeans_s": round(kmeans_s, 3)}
-        return drops
+        return drops, {"partitions": partitions, "clusters": len(centroids), "kmeans_iterations": iterations,
+                       "largest_cluster": int(max(stats["largest"].to_pylist(), default=0)),
+                       "compared": int(sum(stats["compared"].to_pylist())),
+                       "pairs": int(sum(stats["pairs"].to_pylist())),
+                       "guarded": int(sum(stats["guarded"].to_pylist())),
+                       "guarded_by": {c: int(sum(stats[f"guarded.{c}"].to_pylist())) for c in self.guard},
+                       "cc_rounds": cc_rounds,
+                       "kmeans_s": round(kmeans_s, 3)}
 
     def _guard_columns(self) -> np.ndarray:
         return np.array([hard_tokens.CATEGORIES.index(c) for c in self.guard], np.int64)

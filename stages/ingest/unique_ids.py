@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from pipeline.stage import GlobalStage, Resources, first_of_groups, partitions_for
+from pipeline.stage import Decision, GlobalStage, Resources, first_of_groups, partitions_for
 
 
 def _add_partition(batch: pa.Table, partitions: int) -> pa.Table:
@@ -49,4 +49,5 @@ class UniqueIds(GlobalStage):
     def decide(self, ds, rows: int):
         partitions = partitions_for(rows, self.rows_per_partition)
         keyed = ds.map_batches(_add_partition, fn_args=(partitions,), batch_format="pyarrow")
-        return keyed.groupby("_p", num_partitions=partitions).map_groups(_repeats, batch_format="pyarrow")
+        drops = keyed.groupby("_p", num_partitions=partitions).map_groups(_repeats, batch_format="pyarrow")
+        return Decision(drops, {"partitions": partitions})

@@ -2,9 +2,10 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from jobs.curate import curate
-from pipeline.config import parse_job
+from pipeline.config import ConfigError, parse_job
 from stages.dedupe.exact import HASH, ExactDedupe, _keepers, normalise
 
 
@@ -74,3 +75,14 @@ def test_dedupe_against_existing_outputs(tmp_path, loghub, ray_local):
     assert kept == sorted(f"new{i}" for i in range(30, 40))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["totals"]["dropped_by_reason"] == {"exact_duplicate": 22}
+
+
+def test_existing_that_is_not_an_output_fails_before_any_work(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "some text"}) + "\n")
+    for stage in ("exact_dedupe", "near_dedupe"):
+        job = parse_job({"inputs": [{"type": "jsonl", "paths": [str(path)]}],
+                         "stages": [{stage: {"existing": [str(tmp_path)]}}]})
+        with pytest.raises(ConfigError, match=f"stage {stage} .*not a finished curate output"):
+            curate(job, str(tmp_path / "out"))
+        assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.curate import curate
+from jobs.curate import curate, quick_job
 from pipeline.config import parse_job
 from stages.dedupe.near import NearDedupe
 from stages.ingest.man import ManSource
@@ -72,11 +72,11 @@ def decide(docs: list[dict], options: dict | None = None, stats: dict | None = N
                       "kind": [d.get("kind", "doc") for d in docs], "_unit": pa.array([0] * len(docs), pa.int32()),
                       "_row": pa.array(range(len(docs)), pa.int64())})
     signals = stage.signal(table).select(["id", "_unit", "_row", *stage.signal_columns()])
-    drops = stage.decide(ray.data.from_arrow(signals), len(docs)).to_arrow_refs()
+    drops, counters = stage.decide(ray.data.from_arrow(signals), len(docs))
     ids = table["id"].to_pylist()
-    tables = [ray.get(ref) for ref in drops]
+    tables = [ray.get(ref) for ref in drops.to_arrow_refs()]
     if stats is not None:
-        stats.update(stage.stats)
+        stats.update(counters)
     return {ids[r]: k for t in tables for r, k in zip(t["_row"].to_pylist(), t["detail"].to_pylist())}
 
 
@@ -148,6 +148,27 @@ def test_dedupe_against_an_existing_output(tmp_path, ray_local, man_root):
     assert manifest["totals"]["balanced"]
     assert keeper_of == {f"{n}#new": n for n in names[:3]} | {f"{names[3]}#twin": names[3]}
     assert kept == {names[3]}
+
+
+def test_default_curation_manifest_holds_dedupe_statistics(tmp_path, ray_local, man_root):
+    """The quick form's default stages: each global stage's statistics reach the manifest, as the
+    stage returned them, and agree with the ledger."""
+    pages = render(man_root, PAGES[:4])
+    if len(pages) < 2:
+        pytest.skip("too few man pages on this machine")
+    docs = [{"id": n, "text": t} for n, t in sorted(pages.items())]
+    docs += [{"id": f"{d['id']}#near", "text": edited(d["text"], 60)} for d in docs]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    manifest = curate(quick_job([str(tmp_path / "in")], str(tmp_path / "out")))
+    stats = manifest["stage_stats"]
+    assert list(stats) == ["unique_ids", "exact_dedupe", "near_dedupe"]
+    near = stats["near_dedupe"]
+    assert set(near) == {"partitions", "verify_waves", "candidates", "verified", "cc_rounds"}
+    dropped = manifest["totals"]["dropped_by_reason"]["near_duplicate"]
+    assert dropped == len(pages) and near["candidates"] >= near["verified"] >= dropped and near["cc_rounds"] >= 1
+    assert stats["exact_dedupe"] == {"partitions": 1, "existing_documents": 0}
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["stage_stats"] == stats
 
 
 def test_verification_keeps_sibling_commands_and_drops_release_tracks(ray_local, man_root):

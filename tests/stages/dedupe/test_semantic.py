@@ -103,10 +103,11 @@ def test_guard_keeps_a_high_cosine_pair_apart_and_counts_it(ray_local, docs):
     signals = stage.signal(pair)
     emb = signals[EMB].to_pylist()
     assert sum(a * b for a, b in zip(*emb)) >= 0.95
-    assert sum(ray.get(r).num_rows for r in stage.decide_blocks([ray.put(signals)], 2)) == 0
-    assert stage.stats["guarded"] == 1 and stage.stats["guarded_by"]["signed_numbers"] == 1
+    drops, stats = stage.decide_blocks([ray.put(signals)], 2)
+    assert sum(ray.get(r).num_rows for r in drops) == 0
+    assert stats["guarded"] == 1 and stats["guarded_by"]["signed_numbers"] == 1
     stage.guard = []
-    drops = [ray.get(r) for r in stage.decide_blocks([ray.put(signals)], 2)]
+    drops = [ray.get(r) for r in stage.decide_blocks([ray.put(signals)], 2)[0]]
     assert [d for t in drops for d in t["detail"].to_pylist()][0].startswith("q18 cosine=0.9")
 
 

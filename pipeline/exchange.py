@@ -18,6 +18,16 @@ import pyarrow as pa
 
 Parts = list[list]  # partition -> object refs of the tables that make it up
 PART = "_p"
+_M64 = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer: a bijection of uint64 that spreads every input bit."""
+    x = x ^ (x >> np.uint64(33))
+    x = x * _M64[0]
+    x = x ^ (x >> np.uint64(33))
+    x = x * _M64[1]
+    return x ^ (x >> np.uint64(33))
 
 
 def split_by_partition(table: pa.Table, partitions: int) -> list[pa.Table]:
@@ -60,8 +70,6 @@ def _remote_run():
 
 def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
     """The partition of each 64-bit key (mixed first, so structured keys spread evenly)."""
-    from stages.dedupe.minhash import fmix64
-
     return (fmix64(keys.astype(np.uint64, copy=False)) % np.uint64(partitions)).astype(np.int32)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.dedupe.components import both_directions, connected_components
-from stages.dedupe.shuffle import split_by_partition
+from pipeline.components import both_directions, connected_components
+from pipeline.exchange import split_by_partition
 
 
 def _union_find(u, v) -> dict[int, int]:

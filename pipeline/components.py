@@ -3,7 +3,7 @@ small-star algorithm of Kiveris, Lattanzi, Mirrokni, Rastogi and Vassilvitskii, 
 Components in MapReduce and Beyond" (SoCC 2014).
 
 Nodes are int64 keys; edges live in the object store, hash-partitioned by their first endpoint.
-Each round is two exchanges (`stages/dedupe/shuffle.py`), each task vectorised with numpy over its
+Each round is two exchanges (`pipeline/exchange.py`), each task vectorised with numpy over its
 partition. The graph converges to one star per component, centred on the component's smallest
 key, in O(log^2 n) rounds; a round whose edge set equals the previous one's ends the loop.
 """
@@ -14,8 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.dedupe.minhash import fmix64
-from stages.dedupe.shuffle import PART, Parts, partition_of, step
+from pipeline.exchange import PART, Parts, fmix64, partition_of, step
 
 EDGES = pa.schema([("u", pa.int64()), ("v", pa.int64())])
 MEMBERS = pa.schema([("node", pa.int64()), ("root", pa.int64())])
