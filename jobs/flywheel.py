@@ -184,8 +184,10 @@ class Flywheel:
         from sigma.train import TrainConfig
 
         t = self.config.train
-        model = read_checkpoint(t.init_from).state["model_config"] if t.init_from else None
-        return TrainConfig.load(t.config).override(**{**t.overrides, "max_steps": t.steps, "model": model})
+        settings = {**t.overrides, "max_steps": t.steps}
+        if t.init_from:
+            settings["model"] = read_checkpoint(t.init_from).state["model_config"]
+        return TrainConfig.load(t.config).override(**settings)
 
     def step_tokenize(self, k: int) -> dict:
         from sigma.tokenizer import load_tokenizer, train_on_shards

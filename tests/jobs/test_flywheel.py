@@ -187,6 +187,15 @@ def test_loop_configuration_errors(config, tmp_path):
         Flywheel(parse_flywheel({**data, "synth": {**data["synth"], "per_task": 7}}), out)._prepare(overwrite=False)
 
 
+def test_the_model_overrides_hold_without_init_from(tmp_path):
+    """A loop config's `train.overrides.model` (configs/loop/system.yaml's 1.5M-parameter model)
+    is the model trained when no `train.init_from` names another."""
+    from jobs.flywheel_config import load_flywheel
+
+    model = Flywheel(load_flywheel(ROOT / "configs" / "loop" / "system.yaml"), tmp_path).train_config().model_config()
+    assert (model.vocab_size, model.n_layers, model.n_k_heads, model.n_v_heads) == (2048, 4, 2, 4)
+
+
 def test_loop_starts_from_a_checkpoint_with_its_model_and_tokenizer(whole, config, tmp_path):
     """`train.init_from`: round 1 trains that checkpoint's model (here one layer, not the train
     file's sigma-tiny) from its weights (at learning rate 0 they come out unchanged), with its
