@@ -46,8 +46,8 @@ from stages.presets import expand_presets
 from stages.registry import STAGES
 
 from jobs.flywheel_config import FlywheelConfig, load_flywheel
-from jobs.flywheel_report import (corpus_tokens, flywheel_rounds, round_row, synth_summary, synthetic_fate, write_report,
-                              write_table)
+from jobs.flywheel_report import (corpus_tokens, flywheel_rounds, round_row, synth_summary, synthetic_fate,
+                                  write_report, write_table)
 
 STEPS = ("curate", "tokenize", "train", "eval", "synth", "report")
 TOKENIZER = "tokenizer.json"

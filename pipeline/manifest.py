@@ -128,9 +128,11 @@ def output_shard_files(root: str | Path) -> list[tuple[str, int]]:
     """The shard files of a finished curate output that hold documents, as (absolute path, rows)
     in the manifest's order. ValueError when `root` is not a finished output or lacks a listed shard."""
     root = Path(root).absolute()
-    if not (root / "manifest.json").is_file():
-        raise ValueError(f"{root} is not a finished curate output (no manifest.json)")
-    files = [(str(root / f["path"]), f["rows"]) for f in read_manifest(root).get("files", []) if f["rows"]]
+    try:
+        manifest = read_manifest(root)
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    files = [(str(root / f["path"]), f["rows"]) for f in manifest.get("files", []) if f["rows"]]
     missing = [path for path, _ in files if not Path(path).is_file()]
     if missing:
         raise ValueError(f"{root}: its manifest lists {len(missing)} shard(s) that are not there, "

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import ConfigError
-from pipeline.manifest import read_manifest
+from pipeline.manifest import output_shard_files, read_manifest
 from pipeline.schema import BASE_SCHEMA
 from pipeline.source import Source
 from pipeline.stage import Result
@@ -27,19 +27,18 @@ class CurateOutputSource(Source):
         self.name, self.path, self.config_hash = name, str(path), config_hash
         self.unit_bytes = int(unit_mb * (1 << 20))
 
-    def manifest(self) -> dict:
+    def files(self) -> list[tuple[str, int]]:
+        """The output's shards that hold documents (`pipeline.manifest.output_shard_files`), once its
+        config_hash is checked."""
         try:
             manifest = read_manifest(Path(self.path))
-        except FileNotFoundError as exc:
+            files = output_shard_files(self.path)
+        except (FileNotFoundError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
         if self.config_hash is not None and manifest.get("config_hash") != self.config_hash:
             raise ConfigError(f"{self.path}: its config_hash is {manifest.get('config_hash')}, not "
                               f"{self.config_hash}: the output was curated again since")
-        return manifest
-
-    def files(self) -> list[tuple[Path, int]]:
-        root = Path(self.path).absolute()
-        return [(root / f["path"], f["rows"]) for f in self.manifest()["files"]]
+        return files
 
     def columns(self) -> dict[str, pa.DataType]:
         files = self.files()
@@ -52,7 +51,7 @@ class CurateOutputSource(Source):
         for path, rows in self.files():
             try:
                 meta = pq.ParquetFile(path).metadata
-            except (OSError, pa.ArrowException) as exc:
+            except (OSError, pa.ArrowException) as exc:  # listed and present, but not Parquet
                 raise ConfigError(f"{path}: listed in {self.path}'s manifest but not readable ({exc}); "
                                   f"`sigma verify {self.path}` checks every file") from None
             if meta.num_rows != rows:
