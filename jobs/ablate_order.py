@@ -124,18 +124,18 @@ def bytes_by_kind(data_dir: Path, tokenizer, stream_state: dict, seed: int, lane
     seen: Counter = Counter()
     for lane, position in enumerate(stream_state["lanes"]):
         for epoch in range(position["epoch"] + 1):
-            groups = stream.units(epoch, lane)
-            last = position["unit"] if epoch == position["epoch"] else len(groups) - 1
-            for unit, unit_group in enumerate(groups[: last + 1]):
-                table = shard_set.read_row_group(unit_group, columns=("text", "source", "kind"))
+            units = stream.units(epoch, lane)
+            last = position["unit"] if epoch == position["epoch"] else len(units) - 1
+            for index, unit in enumerate(units[: last + 1]):
+                table = shard_set.read_row_group(unit.group, columns=("text", "source", "kind"))
                 texts = table.column("text").to_pylist()
                 kinds = [group(s, k) for s, k in zip(table.column("source").to_pylist(), table.column("kind").to_pylist())]
-                row_order = np.random.default_rng([seed, epoch, unit_group.file_index, unit_group.index]).permutation(len(texts))
-                at_position = (epoch, unit) == (position["epoch"], position["unit"])
-                for r in range(position["row"] if at_position else len(texts)):
+                row_order = stream.row_order(epoch, unit)
+                at_position = (epoch, index) == (position["epoch"], position["unit"])
+                for r in range(position["row"] if at_position else len(row_order)):
                     j = int(row_order[r])
                     seen[kinds[j]] += len((texts[j] or "").encode())
-                if at_position and position["token"] and position["row"] < len(texts):
+                if at_position and position["token"] and position["row"] < len(row_order):
                     j = int(row_order[position["row"]])
                     offsets = tokenizer.encode(texts[j] or "").offsets
                     read = offsets[min(position["token"], len(offsets)) - 1][1] if offsets else 0

@@ -203,6 +203,7 @@ class Flywheel:
         return {"tokenizer": str(path), **counts}
 
     def step_train(self, k: int) -> dict:
+        from sigma.packing import NoDocumentsError
         from sigma.train import train
 
         t = self.config.train
@@ -212,8 +213,11 @@ class Flywheel:
             raise RuntimeError(f"round {k}: nothing to train on")
         run = self.round_dir(k) / "train"
         init = self.round_dir(k - 1) / "train" if k > 1 else t.init_from
-        train(config, data, run, resume=True, tokenizer=self.tokenizer_path(), device=t.device,
-              progress=self.progress, init_from=init)
+        try:
+            train(config, data, run, resume=True, tokenizer=self.tokenizer_path(), device=t.device,
+                  progress=self.progress, init_from=init)
+        except NoDocumentsError as exc:
+            raise NoDocumentsError(f"round {k}: its curation left nothing to train on: {exc}") from None
         metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
         losses = [m for m in metrics if "loss" in m]
         evals = [m for m in metrics if "eval_loss" in m]
@@ -326,6 +330,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from jobs.flywheel_report import render_table
+    from sigma.packing import NoDocumentsError
 
     console = Console(stderr=True)
     try:
@@ -337,7 +342,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         if not output:
             raise ConfigError("no output: give --output DIR, or `output:` in the loop file")
         rows = Flywheel(config, output, progress=not args.quiet).run(overwrite=args.overwrite)
-    except ConfigError as exc:
+    except (ConfigError, NoDocumentsError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     render_table(rows, table_console())

@@ -9,6 +9,7 @@ generate, eval.
 from __future__ import annotations
 
 import argparse
+import sys
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -166,6 +167,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from sigma.packing import NoDocumentsError
     from sigma.train import TrainConfig, train
 
     config = TrainConfig.load(args.config).override(
@@ -175,10 +177,14 @@ def train_command(args: argparse.Namespace) -> int:
         doc_mask=args.doc_mask, compile=args.compile,
         data_weights=tuple(args.weights) if args.weights else None,
     )
-    train(
-        config, args.data, args.out, resume=args.resume, tokenizer=args.tokenizer, stop_at=args.stop_at,
-        device=args.device, progress=not args.no_progress, init_from=args.init_from,
-    )
+    try:
+        train(
+            config, args.data, args.out, resume=args.resume, tokenizer=args.tokenizer, stop_at=args.stop_at,
+            device=args.device, progress=not args.no_progress, init_from=args.init_from,
+        )
+    except NoDocumentsError as exc:  # the user's data, not a bug: one line, exit 2
+        print(f"sigma train: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

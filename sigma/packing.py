@@ -2,7 +2,11 @@
 
 A ``SequenceStream`` walks one shard set: each epoch visits the row groups in a seeded order,
 rank ``r`` of ``w`` takes every ``w``-th of them, and rows inside a row group are visited in a
-seeded order too. Documents are tokenized as they are read, each ends with the end-of-text token,
+seeded order too. Where a corpus has fewer row groups than ranks, each row group is read as
+several parts (every ``p``-th row of its order), so ranks share documents instead of waiting for
+row groups that are not there; a lane or rank whose share of an epoch holds no document of its
+split (a row group of held-out documents, say) goes on to the next epoch. Only a corpus with no
+document of the split at all is an error (``NoDocumentsError``). Documents are tokenized as they are read, each ends with the end-of-text token,
 and the token stream is cut into windows of ``seq_len + 1`` tokens (inputs and shifted targets)
 that overlap by one token, so every token is a target exactly once.
 
@@ -30,6 +34,18 @@ from sigma.tokenizer import end_of_text_id
 TRAIN, HELD_OUT = "train", "held_out"
 
 
+class NoDocumentsError(ValueError):
+    """A shard set that holds no document of the split asked for: nothing to read, ever."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What a lane reads in turn: one part of a row group (every ``parts``-th row of its order)."""
+
+    group: RowGroup
+    part: int = 0
+
+
 def is_held_out(doc_id: str, fraction: float) -> bool:
     """A stable split by document id: the same ids are held out on every run and machine."""
     digest = hashlib.blake2b(doc_id.encode(), digest_size=8).digest()
@@ -39,13 +55,13 @@ def is_held_out(doc_id: str, fraction: float) -> bool:
 @dataclass
 class StreamPosition:
     epoch: int = 0
-    unit: int = 0  # index into the lane's row groups of the epoch
-    row: int = 0  # index into the row group's row order
+    unit: int = 0  # index into the lane's units of the epoch
+    row: int = 0  # index into the unit's row order
     token: int = 0  # offset inside that document's tokens
 
 
 class _Lane:
-    """One cursor through a fixed share of each epoch's row groups."""
+    """One cursor through a fixed share of each epoch's units."""
 
     def __init__(self, stream: "SequenceStream", index: int, position: StreamPosition):
         self.stream, self.index = stream, index
@@ -62,11 +78,11 @@ class _Lane:
         epoch, unit, row, token = start.epoch, start.unit, start.row, start.token
         while True:
             found = False
-            for unit_index, group in enumerate(stream.units(epoch, self.index)[unit:], start=unit):
-                table = stream.shard_set.read_row_group(group)
+            for unit_index, item in enumerate(stream.units(epoch, self.index)[unit:], start=unit):
+                table = stream.shard_set.read_row_group(item.group)
                 ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
-                row_order = np.random.default_rng([stream.seed, epoch, group.file_index, group.index]).permutation(len(ids))
-                picked = [(r, int(row_order[r])) for r in range(row, len(ids)) if stream.keeps(ids[row_order[r]])]
+                row_order = stream.row_order(epoch, item)
+                picked = [(r, int(row_order[r])) for r in range(row, len(row_order)) if stream.keeps(ids[row_order[r]])]
                 for i in range(0, len(picked), stream.encode_batch_size):
                     chunk = picked[i : i + stream.encode_batch_size]
                     encodings = stream.tokenizer.encode_batch([texts[j] for _, j in chunk])
@@ -76,8 +92,8 @@ class _Lane:
                         yield StreamPosition(epoch, unit_index, r, token), tokens[token:]
                         token = 0
                 row = 0
-            if not found and unit == 0:
-                raise ValueError(f"no {stream.split} documents in {stream.shard_set.root} for lane {self.index} of rank {stream.rank}")
+            if not found and unit == 0:  # this lane's share of the epoch held nothing of the split
+                stream.check_has_documents()
             epoch, unit = epoch + 1, 0
 
     def __next__(self) -> np.ndarray:
@@ -135,19 +151,41 @@ class SequenceStream:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.encode_batch_size = encode_batch_size
         self.eos = end_of_text_id(tokenizer)
+        num_groups = len(shard_set.row_groups)
+        if num_groups == 0:
+            raise NoDocumentsError(f"{shard_set.root} holds no documents (its shards have no rows)")
+        self.parts = -(-world_size // num_groups)  # ranks share row groups when there are fewer than ranks
         self.num_lanes = min(lanes, len(self.units(0)))
-        if self.num_lanes == 0:
-            raise ValueError(
-                f"{shard_set.root} has {len(shard_set.row_groups)} row groups: none left for rank {rank} of {world_size}"
-            )
+        self._missing: str | None = None  # why the split is empty; "" once a document was found
         self.load_state_dict(state or {"lanes": [asdict(StreamPosition())] * self.num_lanes, "turn": 0})
 
-    def units(self, epoch: int, lane: int | None = None) -> list[RowGroup]:
-        """This rank's row groups in ``epoch`` (all lanes, or one lane's share)."""
+    def units(self, epoch: int, lane: int | None = None) -> list[Unit]:
+        """This rank's units in ``epoch`` (all lanes, or one lane's share)."""
         groups = self.shard_set.row_groups
         order = np.random.default_rng([self.seed, epoch]).permutation(len(groups))
-        mine = [groups[i] for i in order[self.rank :: self.world_size]]
+        units = [Unit(groups[i], part) for i in order for part in range(self.parts)]
+        mine = units[self.rank :: self.world_size]
         return mine if lane is None else mine[lane :: self.num_lanes]
+
+    def row_order(self, epoch: int, unit: Unit) -> np.ndarray:
+        """Indices into the unit's row group, in the order the unit is read in ``epoch``. The parts
+        rotate with the epoch, so a row is not always read by the same rank."""
+        group = unit.group
+        order = np.random.default_rng([self.seed, epoch, group.file_index, group.index]).permutation(group.num_rows)
+        return order[(unit.part + epoch) % self.parts :: self.parts]
+
+    def check_has_documents(self) -> None:
+        """Raise ``NoDocumentsError`` unless some document of the whole shard set is in this split
+        (read once, and only when a lane found an epoch with nothing for it)."""
+        if self._missing is None:
+            ids = [i for g in self.shard_set.row_groups
+                   for i in self.shard_set.read_row_group(g, ["id"]).column(0).to_pylist()]
+            what = "all held out for evaluation" if self.split == TRAIN else "none held out for evaluation"
+            self._missing = "" if any(map(self.keeps, ids)) else (
+                f"{self.shard_set.root} holds {len(ids)} document(s), {what} "
+                f"(held_out_fraction {self.held_out_fraction}): no {self.split} documents to read")
+        if self._missing:
+            raise NoDocumentsError(self._missing)
 
     def keeps(self, doc_id: str) -> bool:
         return is_held_out(doc_id, self.held_out_fraction) == (self.split == HELD_OUT)

@@ -135,3 +135,17 @@ def tokenizer_file(curated_man: Path, curated_logs: Path, tmp_path_factory: pyte
     from sigma.tokenizer import train_on_shards
 
     return train_on_shards([curated_man, curated_logs], vocab_size=512, out_dir=tmp_path_factory.mktemp("tokenizer"))
+
+
+def write_small_corpus(folder: Path, ids: list[str], row_group_rows: int = 1000) -> Path:
+    """A shard folder of a few real documents (sections of this project's docs/flywheel.md), one
+    per id, written as Parquet directly: the small curated outputs that a first try on a small
+    folder, a hard filter or a round that dedupes most of its input leave."""
+    import pyarrow as pa
+
+    sections = (PROJECT_ROOT / "docs" / "flywheel.md").read_text().split("\n## ")
+    texts = [sections[i % len(sections)] for i in range(len(ids))]
+    table = pa.table({"id": ids, "text": texts, "source": ["file"] * len(ids), "kind": ["doc"] * len(ids)})
+    (folder / "shards").mkdir(parents=True)
+    pq.write_table(table, folder / "shards" / "part-00000.parquet", row_group_size=row_group_rows)
+    return folder

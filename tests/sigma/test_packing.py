@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from sigma.packing import HELD_OUT, TRAIN, DataMixture, SequenceStream, document_layout, is_held_out
+from sigma.packing import (HELD_OUT, TRAIN, DataMixture, NoDocumentsError, SequenceStream, document_layout,
+                           is_held_out)
 from sigma.shards import ShardSet
-from sigma.tokenizer import load_tokenizer
+from sigma.tokenizer import load_tokenizer, train_on_shards
+
+from .conftest import write_small_corpus
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +28,10 @@ def test_windows_cover_the_token_stream_in_order(curated_man, tokenizer):
     joined = np.concatenate([windows[0]] + [w[1:] for w in windows[1:]])
 
     shard_set = ShardSet.open(curated_man)
-    group = stream.units(0, 0)[0]
-    texts = shard_set.read_row_group(group).column("text").to_pylist()
-    order = np.random.default_rng([0, 0, group.file_index, group.index]).permutation(len(texts))
+    unit = stream.units(0, 0)[0]
+    texts = shard_set.read_row_group(unit.group).column("text").to_pylist()
+    order = np.random.default_rng([0, 0, unit.group.file_index, unit.group.index]).permutation(len(texts))
+    assert stream.row_order(0, unit).tolist() == order.tolist()  # one part: the row group's whole order
     first = tokenizer.encode(texts[order[0]]).ids + [stream.eos]
     assert joined[: len(first)].tolist() == first[: len(joined)]
 
@@ -119,3 +123,55 @@ def test_a_changed_shard_is_refused_when_opened(curated_logs, tmp_path):
     with pytest.raises(CorruptShardError, match=shard.name):
         ShardSet.open(copy)
     assert ShardSet.open(copy, verify=False).files  # an explicit opt-out reads it as it is
+
+
+def test_a_few_documents_feed_every_lane_and_rank(tmp_path):
+    """One row group of 3 documents: 8 lanes shrink to the 1 unit there is, 2 ranks share its
+    documents (each epoch a different half each), and both resume exactly."""
+    folder = write_small_corpus(tmp_path / "small", ["a", "b", "c"])
+    tokenizer = load_tokenizer(train_on_shards([folder], 300, tmp_path))
+    stream = _stream(folder, tokenizer, lanes=8, seq_len=32)
+    assert stream.num_lanes == 1
+    windows = [next(stream) for _ in range(300)]  # several epochs of three documents
+    assert stream.epoch >= 2 and all(w.shape == (33,) for w in windows)
+
+    ranks = [_stream(folder, tokenizer, lanes=8, rank=r, world_size=2) for r in range(2)]
+    ids = ShardSet.open(folder).read_row_group(stream.units(0)[0].group, ["id"]).column(0).to_pylist()
+    for epoch in range(3):
+        shares = [{ids[i] for u in r.units(epoch) for i in r.row_order(epoch, u)} for r in ranks]
+        assert shares[0] and shares[1] and not shares[0] & shares[1] and shares[0] | shares[1] == {"a", "b", "c"}
+    for rank in ranks:
+        for _ in range(40):
+            next(rank)
+        state = rank.state_dict()
+        expected = [next(rank) for _ in range(20)]
+        resumed = _stream(folder, tokenizer, lanes=8, rank=rank.rank, world_size=2, state=state)
+        assert all(np.array_equal(a, b) for a, b in zip(expected, (next(resumed) for _ in range(20))))
+
+
+def test_a_lane_whose_row_groups_are_all_held_out_moves_on(tmp_path):
+    """Row groups of one document each, one of them held out: the lane that draws it reads the
+    next epoch instead of stopping the run."""
+    fraction = 0.5
+    names = [f"doc-{i}" for i in range(100)]
+    ids = [i for i in names if not is_held_out(i, fraction)][:3] + [i for i in names if is_held_out(i, fraction)][:1]
+    folder = write_small_corpus(tmp_path / "small", ids, row_group_rows=1)
+    tokenizer = load_tokenizer(train_on_shards([folder], 300, tmp_path))
+    stream = _stream(folder, tokenizer, lanes=4, seq_len=32, held_out_fraction=fraction)
+    assert stream.num_lanes == 4
+    shard_set = ShardSet.open(folder)
+    held = next(lane for lane in range(4)
+                if is_held_out(shard_set.read_row_group(stream.units(0, lane)[0].group, ["id"]).column(0)[0].as_py(), fraction))
+    for _ in range(8):
+        next(stream)
+    assert stream._lanes[held].position.epoch >= 1
+    assert all(lane.position.epoch == 0 for i, lane in enumerate(stream._lanes) if i != held)
+
+
+def test_a_corpus_of_held_out_documents_is_one_clear_error(tmp_path):
+    ids = [f"doc-{i}" for i in range(2000) if is_held_out(f"doc-{i}", 0.01)][:3]
+    folder = write_small_corpus(tmp_path / "held", ids)
+    tokenizer = load_tokenizer(train_on_shards([folder], 300, tmp_path))
+    stream = _stream(folder, tokenizer, lanes=8, held_out_fraction=0.01)
+    with pytest.raises(NoDocumentsError, match=r"held holds 3 document\(s\), all held out for evaluation"):
+        next(stream)

@@ -151,3 +151,57 @@ def test_init_from_starts_a_new_run_from_the_weights(trained, curated_man, curat
     with pytest.raises(ValueError, match="model differs"):
         train(TINY.override(model={"preset": "sigma-tiny", "n_layers": 1}), [curated_man], tmp_path / "other",
               init_from=trained, progress=False)
+
+
+SMALL = TrainConfig(model="sigma-tiny", seq_len=32, batch_size=4, max_steps=8, lr=3e-3, warmup_steps=2,
+                    held_out_fraction=0.0, lanes=8, eval_every=4, save_every=4, log_every=1)
+
+
+def test_three_documents_and_eight_lanes_train_and_resume_exactly(tmp_path):
+    """A corpus with one row group of three documents (fewer row groups than lanes) trains, and a
+    run stopped at step 4 and resumed logs the losses of an uninterrupted one."""
+    from .conftest import write_small_corpus
+
+    data = [write_small_corpus(tmp_path / "small", ["a", "b", "c"])]
+    train(SMALL, data, tmp_path / "whole", progress=False)
+    train(SMALL, data, tmp_path / "split", progress=False, stop_at=4)
+    train(SMALL, data, tmp_path / "split", progress=False, resume=True)
+    whole, split = _metrics(tmp_path / "whole"), _metrics(tmp_path / "split")
+    assert [m["step"] for m in whole if "loss" in m] == list(range(1, 9))
+    assert [m["loss"] for m in split if "loss" in m] == pytest.approx([m["loss"] for m in whole if "loss" in m], abs=1e-6)
+
+
+def test_two_gloo_ranks_train_on_one_row_group(tmp_path, subprocess_env):
+    """torchrun with 2 CPU ranks on a corpus of one row group: the ranks share its documents."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import write_small_corpus
+
+    data = write_small_corpus(tmp_path / "small", ["a", "b", "c", "d"])
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.model_commands",
+         "train", "sigma-tiny", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "4", "--seq-len", "32",
+         "--batch-size", "2", "--log-every", "1", "--save-every", "4", "--eval-every", "4", "--no-progress"],
+        check=True, cwd=root, capture_output=True, env=subprocess_env,
+    )
+    state = json.loads((find_checkpoint(tmp_path / "run") / "state.json").read_text())
+    assert state["step"] == 4 and state["world_size"] == 2 and state["data"][0] != state["data"][1]
+
+
+def test_a_corpus_of_held_out_documents_is_one_line_and_exit_2(tmp_path, capsys):
+    from sigma.model_commands import main
+    from sigma.packing import is_held_out
+
+    from .conftest import write_small_corpus
+
+    ids = [f"doc-{i}" for i in range(2000) if is_held_out(f"doc-{i}", 0.01)][:3]
+    data = write_small_corpus(tmp_path / "curate", ids)
+    code = main(["train", "sigma-tiny", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2",
+                 "--seq-len", "32", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == (f"sigma train: error: {data} holds 3 document(s), all held out for evaluation "
+                           "(held_out_fraction 0.01): no train documents to read")
