@@ -187,28 +187,31 @@ def train_command(args: argparse.Namespace) -> int:
         doc_mask=args.doc_mask, compile=args.compile,
         data_weights=tuple(args.weights) if args.weights else None,
     )
-    ray_options = {"address": args.address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
+    ray_options = {"workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
                    "cpus_per_worker": args.cpus_per_worker}
-    given = [f"--{name.replace('_', '-')}" for name, value in ray_options.items() if value is not None]
+    given = [f"--{name.replace('_', '-')}" for name, value in {**ray_options, "address": args.address}.items()
+             if value is not None]
     if given and not args.ray:
-        return _usage_error(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --ray")
+        return _usage_error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --ray")
     if args.ray and args.device:
         return _usage_error("--device does not go with --ray: Ray gives each worker its device (see --gpus-per-worker)")
+    user_errors: tuple[type[Exception], ...] = (NoDocumentsError,)
+    if args.ray:
+        from sigma.ray_train import ClusterError, RayWorkers, train_on_ray
+
+        try:
+            workers = RayWorkers(**{name: value for name, value in ray_options.items() if value is not None})
+        except ValueError as exc:
+            return _usage_error(str(exc))
+        user_errors += (ClusterError,)
     common = dict(resume=args.resume, tokenizer=args.tokenizer, stop_at=args.stop_at, progress=not args.no_progress,
                   init_from=args.init_from)
     try:
         if args.ray:
-            from sigma.ray_train import RayWorkers, train_on_ray
-
-            address = ray_options.pop("address")
-            try:
-                workers = RayWorkers(**{name: value for name, value in ray_options.items() if value is not None})
-            except ValueError as exc:
-                return _usage_error(str(exc))
-            train_on_ray(config, args.data, args.out, workers, address=address, **common)
+            train_on_ray(config, args.data, args.out, workers, address=args.address, **common)
         else:
             train(config, args.data, args.out, device=args.device, **common)
-    except NoDocumentsError as exc:  # the user's data, not a bug: one line, exit 2
+    except user_errors as exc:  # the user's data or cluster, not a bug: one line, exit 2
         return _usage_error(str(exc))
     return 0
 

@@ -23,6 +23,10 @@ from typing import Any, Sequence
 from pydantic import ConfigDict
 
 
+class ClusterError(ValueError):
+    """The cluster cannot run the training as asked: too few resources, or a path a worker does not see."""
+
+
 @dataclass(frozen=True)
 class RayWorkers:
     """How many training workers Ray Train starts, and what each holds."""
@@ -57,18 +61,22 @@ def train_on_ray(
     last logged metrics. The paths are made absolute here: a worker's working directory is not
     the driver's. Uses the Ray this process is connected to, else connects to ``address``
     (``auto``: the cluster this machine belongs to; None: ``RAY_ADDRESS``, else an embedded Ray).
-    A worker's error is raised here as it was raised there (a ``NoDocumentsError`` stays one)."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.util.queue import Queue
+    A worker's error is raised here as it was raised there (a ``NoDocumentsError`` stays one); a
+    cluster that cannot run the workers as asked is a ``ClusterError``."""
+    try:
+        import ray
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+        from ray.util.queue import Queue
+    except ImportError as exc:
+        raise ClusterError(f"training on Ray needs Ray Train ({exc}): pip install 'ray[train]'") from None
 
     out = Path(out_dir).absolute()
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
     try:
-        gpus = _gpus_per_worker(workers, ray.cluster_resources())
+        gpus = _gpus_per_worker(workers)
         queue = Queue(actor_options={"num_cpus": 0})
         arguments = {
             "config": config, "data_dirs": [str(Path(d).absolute()) for d in data_dirs], "out_dir": str(out),
@@ -93,15 +101,28 @@ def _absolute(path: str | Path | None) -> str | None:
     return None if path is None else str(Path(path).absolute())
 
 
-def _gpus_per_worker(workers: RayWorkers, resources: dict[str, float]) -> float:
-    """The GPUs each worker asks for; a request the whole cluster cannot meet is an error here,
-    not a wait for resources that never come."""
+def _gpus_per_worker(workers: RayWorkers) -> float:
+    """The GPUs each worker asks for. Ray Train checks a request against an autoscaler's limits and
+    waits for nodes; on a cluster without one, the nodes there now are all it has, so a request
+    they cannot hold is an error here rather than a wait for nodes that never come."""
+    import sys
+
+    import ray
+    from ray._private.state import state  # where Ray Train reads an autoscaler's limits
+
+    resources = ray.cluster_resources()
     gpus = workers.gpus_per_worker if workers.gpus_per_worker is not None else (1 if resources.get("GPU") else 0)
+    try:
+        autoscaled = bool(state.get_max_resources_from_cluster_config())
+    except Exception:  # not in this version of Ray: assume the cluster may grow
+        autoscaled = True
     for name, each in (("GPU", gpus), ("CPU", workers.cpus_per_worker)):
-        have = resources.get(name, 0)
-        if workers.workers * each > have:
-            raise ValueError(f"{workers.workers} workers x {each:g} {name} need {workers.workers * each:g} {name}s; "
-                             f"the Ray cluster has {have:g}: use fewer workers or add nodes")
+        need, have = workers.workers * each, resources.get(name, 0)
+        if need > have:
+            short = f"{workers.workers} workers x {each:g} {name} need {need:g} {name}s; the Ray cluster has {have:g}"
+            if not autoscaled:
+                raise ClusterError(f"{short}: ask for fewer workers, or add nodes")
+            print(f"waiting for the autoscaler: {short} now", file=sys.stderr, flush=True)
     return gpus
 
 
@@ -137,8 +158,10 @@ def _worker(arguments: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     device = ray.train.torch.get_device()
+    node = ray.get_runtime_context().get_node_id()
     relay = Relay(arguments["queue"])
-    relay.send("worker", context.get_world_rank(), ray.get_runtime_context().get_node_id(), str(device))
+    relay.send("worker", context.get_world_rank(), node, str(device))
+    _check_paths_agree(arguments, node, context.get_world_size())
     record = train(
         arguments["config"], arguments["data_dirs"], arguments["out_dir"], resume=arguments["resume"],
         tokenizer=arguments["tokenizer"], stop_at=arguments["stop_at"], device=str(device),
@@ -146,6 +169,25 @@ def _worker(arguments: dict[str, Any]) -> None:
     )
     if context.get_world_rank() == 0:
         relay.send("done", record)
+
+
+def _check_paths_agree(arguments: dict[str, Any], node: str, world_size: int) -> None:
+    """Every worker sees the data folders and the run's latest checkpoint as rank 0 does: a worker on
+    a node without the shared path would otherwise start from step 0 beside a rank 0 that resumed."""
+    import torch.distributed as dist
+
+    from sigma.checkpoint import find_checkpoint
+
+    view = ([Path(p).is_dir() for p in arguments["data_dirs"]], str(find_checkpoint(arguments["out_dir"])))
+    everyone: list[Any] = [None] * world_size
+    dist.all_gather_object(everyone, (node, view))
+    first_dirs, first_checkpoint = everyone[0][1]
+    for rank, (its_node, (dirs, checkpoint)) in enumerate(everyone):
+        differ = [p for p, a, b in zip(arguments["data_dirs"], dirs, first_dirs) if a != b]
+        if differ or checkpoint != first_checkpoint:
+            seen = differ[0] if differ else f"the checkpoints in {arguments['out_dir']}"
+            raise ClusterError(f"rank {rank} (node {its_node[:12]}) does not see {seen} as rank 0 does: the data "
+                               "and the run folder must be on a path every node sees (a shared filesystem)")
 
 
 class Relay:

@@ -93,3 +93,25 @@ def test_a_killed_run_started_again_ends_with_the_uninterrupted_weights(killed_a
     assert got.keys() == want.keys()
     for name in want:
         assert torch.equal(got[name], want[name]), name
+
+
+def test_what_the_cluster_cannot_run_is_one_line_and_exit_2(corpus, ray_local, tmp_path, capsys):
+    """The session's Ray has 2 CPUs and no autoscaler: three workers do not fit, said before any starts."""
+    assert main([*_args(corpus, tmp_path / "run"), "--ray", "--workers", "3"]) == 2
+    assert capsys.readouterr().err.strip() == ("sigma train: error: 3 workers x 1 CPU need 3 CPUs; the Ray cluster "
+                                               "has 2: ask for fewer workers, or add nodes")
+    for extra, message in ((["--workers", "2"], "--workers only applies with --ray"),
+                           (["--ray", "--device", "cpu"], "--device does not go with --ray"),
+                           (["--ray", "--workers", "0"], "workers must be at least 1")):
+        assert main([*_args(corpus, tmp_path / "run"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigma_imports_and_says_what_is_missing_without_ray(corpus, tmp_path, subprocess_env):
+    code = ("import sys; sys.modules['ray'] = None; from sigma.model_commands import main; "
+            f"sys.exit(main({[*_args(corpus, tmp_path / 'run'), '--ray']!r}))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=subprocess_env)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("sigma train: error: training on Ray needs Ray Train") and "pip install" in run.stderr
