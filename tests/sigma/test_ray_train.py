@@ -62,10 +62,10 @@ def killed_and_resumed(corpus, ray_local, tmp_path_factory, subprocess_env) -> P
     driver = subprocess.Popen([sys.executable, "-m", "sigma.model_commands", *_args(corpus, out), "--ray",
                                "--workers", "2", "--address", address], cwd=ROOT, env=subprocess_env,
                               stderr=subprocess.PIPE)
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     while find_checkpoint(out) is None:
         assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint in 300 s"
+        assert time.time() < deadline, "no checkpoint in 600 s"
         time.sleep(0.02)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
