@@ -137,6 +137,8 @@ class FlywheelConfig(Strict):
         """What determines every round's outputs; not `rounds` (a finished loop can be extended),
         where it goes, or which Ray it runs on."""
         body = self.model_dump(mode="json", exclude={"output", "ray", "rounds"})
+        if self.train.ray is None:  # training in-process: the hash of a loop made before `train.ray` existed
+            del body["train"]["ray"]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
