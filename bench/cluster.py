@@ -1,9 +1,12 @@
 """A real two-node Ray cluster on one machine: `ray start --head` and a second `ray start
 --address` (separate processes, each with its own object store), the curate job submitted with
 `ray job submit`, and its output compared with the same job on an embedded single-node Ray.
+Then training on what the cluster curated: `sigma train --ray` submitted with `ray job submit`,
+two Ray Train workers (gloo, one per node), against the same command on an embedded one-node Ray;
+the per-step losses must be equal.
 
     python bench/cluster.py                      # the default job, local-system
-    python bench/cluster.py --job my-job.yaml --cpus-per-node 1
+    python bench/cluster.py --job my-job.yaml --cpus-per-node 1 --train-steps 40
 
 Both nodes read the inputs and write the output on this machine's filesystem, the shared path.
 The cluster's processes are stopped at the end (only this cluster's: it does not run `ray stop`).
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -25,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).with_name("ray"))
+SIGMA = str(Path(sys.executable).with_name("sigma"))
 
 
 def free_ports(n: int) -> list[int]:
@@ -89,26 +94,65 @@ def stop_cluster(tmp: Path) -> None:
                 pass
 
 
-def submit(api: str, job: str, output: Path, env: dict) -> float:
+def submit(api: str, entrypoint: list[str], env: dict) -> tuple[float, str]:
+    """`ray job submit -- ENTRYPOINT` with this project as its working dir; seconds and its output."""
     runtime_env = json.dumps({"working_dir": str(ROOT), "excludes": [".venv", "out", ".git", "*.parquet"]})
     started = time.perf_counter()
-    subprocess.run([RAY, "job", "submit", "--address", api, "--runtime-env-json", runtime_env, "--",
-                    sys.executable, "-m", "jobs.curate", job, "--output", str(output), "--address", "auto", "--quiet"],
-                   check=True, env=env)
-    return time.perf_counter() - started
+    run = subprocess.run([RAY, "job", "submit", "--address", api, "--runtime-env-json", runtime_env, "--", *entrypoint],
+                         env=env, stdout=subprocess.PIPE, text=True)
+    print(run.stdout, end="")
+    run.check_returncode()
+    return time.perf_counter() - started, run.stdout
 
 
-def single_node(job: str, output: Path, cpus: int) -> float:
+def curate(job: str, output: Path) -> list[str]:
+    return [sys.executable, "-m", "jobs.curate", job, "--output", str(output), "--quiet"]
+
+
+def train(data: Path, out: Path, steps: int) -> list[str]:
+    """sigma-tiny on two CPU workers, one rank each."""
+    return [SIGMA, "train", "sigma-tiny", "--data", str(data), "--out", str(out),
+            "--steps", str(steps), "--seq-len", "64", "--batch-size", "4", "--warmup-steps", "5",
+            "--log-every", "1", "--eval-every", str(steps), "--save-every", str(steps), "--ray", "--workers", "2",
+            "--cpus-per-worker", "1"]
+
+
+def single_node(entrypoint: list[str]) -> tuple[float, str]:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jobs.curate", job, "--output", str(output), "--quiet",
-                    "--num-cpus", str(cpus)], check=True, cwd=ROOT)
-    return time.perf_counter() - started
+    run = subprocess.run(entrypoint, check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return time.perf_counter() - started, run.stdout
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(m["step"], m["loss"]) for m in lines if "loss" in m]
+
+
+def nodes_used(output: str) -> int:
+    """The node count of `sigma train --ray`'s placement line, `Ray Train: 2 workers (cpu) on 2 nodes`."""
+    found = re.search(r"Ray Train: \d+ workers \(.*?\) on (\d+) node", output)
+    return int(found.group(1)) if found else 0
+
+
+def compare_training(single: tuple[float, str], cluster: tuple[float, str], tmp: Path) -> bool:
+    a, b = losses(tmp / "train-single"), losses(tmp / "train-cluster")
+    same_steps = [s for s, _ in a] == [s for s, _ in b] and len(a) > 0
+    difference = max((abs(x - y) for (_, x), (_, y) in zip(a, b)), default=float("nan"))
+    print(f"\nsigma-tiny, {len(a)} steps on what the cluster curated, two Ray Train workers (gloo)")
+    print("| run | nodes | wall s | first loss | last loss |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (seconds, output), run in (("embedded Ray, one node", single, a), ("ray job submit, two nodes", cluster, b)):
+        print(f"| {name} | {nodes_used(output)} | {seconds:,.1f} | {run[0][1]:.5f} | {run[-1][1]:.5f} |")
+    equal = same_steps and difference <= 1e-5
+    print(f"per-step losses equal (largest difference {difference:.2g}): {equal}")
+    return equal and nodes_used(cluster[1]) == 2
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--job", default="local-system", help="job file or name in configs/")
     parser.add_argument("--cpus-per-node", type=int, default=1)
+    parser.add_argument("--train-steps", type=int, default=20, help="steps of the training runs (0: no training)")
     parser.add_argument("--keep", action="store_true", help="keep the outputs (printed at the end)")
     args = parser.parse_args()
     job = str(Path(args.job).absolute()) if os.path.exists(args.job) else args.job  # a name: jobs.curate finds it
@@ -116,13 +160,18 @@ def main() -> None:
     token = tmp / "auth_token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "PYTHONPATH": str(ROOT)}
+    trained = None
     try:
         address, api = start_cluster(tmp, args.cpus_per_node, env)
         wait_for_nodes(address, 2, env)
-        cluster_s = submit(api, job, tmp / "cluster", env)
+        cluster_s, _ = submit(api, [*curate(job, tmp / "cluster"), "--address", "auto"], env)
+        if args.train_steps:
+            subprocess.run([SIGMA, "tokenizer", "train", "--data", str(tmp / "cluster"), "--vocab-size", "512"],
+                           check=True, cwd=ROOT)
+            trained = submit(api, train(tmp / "cluster", tmp / "train-cluster", args.train_steps), env)
     finally:
         stop_cluster(tmp)
-    single_s = single_node(job, tmp / "single", 2 * args.cpus_per_node)
+    single_s, _ = single_node([*curate(job, tmp / "single"), "--num-cpus", str(2 * args.cpus_per_node)])
     a = json.loads((tmp / "single" / "manifest.json").read_text())
     b = json.loads((tmp / "cluster" / "manifest.json").read_text())
     same = ([f["sha256"] for f in a["files"]] == [f["sha256"] for f in b["files"]]
@@ -135,11 +184,15 @@ def main() -> None:
         print(f"| {name} | {len(nodes)} | {seconds:,.1f} | {m['totals']['kept']:,} | {m['totals']['dropped']:,} | "
               f"{m['totals']['balanced']} | {', '.join(str(v) for v in nodes.values())} |")
     print(f"shards and ledger identical (sha256): {same}")
+    trains_alike = True
+    if trained is not None:
+        single_train = single_node(train(tmp / "cluster", tmp / "train-single", args.train_steps))
+        trains_alike = compare_training(single_train, trained, tmp)
     if args.keep:
         print(f"outputs: {tmp}")
     else:
         subprocess.run(["rm", "-rf", str(tmp)])
-    sys.exit(0 if same and len(b["unit_tasks_by_node"]) == 2 else 1)
+    sys.exit(0 if same and len(b["unit_tasks_by_node"]) == 2 and trains_alike else 1)
 
 
 if __name__ == "__main__":

@@ -214,8 +214,14 @@ class Flywheel:
         run = self.round_dir(k) / "train"
         init = self.round_dir(k - 1) / "train" if k > 1 else t.init_from
         try:
-            train(config, data, run, resume=True, tokenizer=self.tokenizer_path(), device=t.device,
-                  progress=self.progress, init_from=init)
+            if t.ray:
+                from sigma.ray_train import train_on_ray
+
+                train_on_ray(config, data, run, t.ray, resume=True, tokenizer=self.tokenizer_path(),
+                             progress=self.progress, init_from=init)
+            else:
+                train(config, data, run, resume=True, tokenizer=self.tokenizer_path(), device=t.device,
+                      progress=self.progress, init_from=init)
         except NoDocumentsError as exc:
             raise NoDocumentsError(f"round {k}: its curation left nothing to train on: {exc}") from None
         metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]

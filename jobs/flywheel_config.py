@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.config import (ConfigError, InputConfig, JobConfig, RayConfig, StageConfig, WriterConfig,
                              read_yaml_mapping)
+from sigma.ray_train import RayWorkers
 
 
 class Strict(BaseModel):
@@ -49,6 +50,16 @@ class TrainSettings(Strict):
     # instead of random weights; every round then trains its model and uses its tokenizer, and
     # `config` gives only the training settings
     init_from: str | None = None
+    # {workers: N, gpus_per_worker: G}: train in Ray Train workers on the loop's Ray (its cluster)
+    # instead of in the loop's own process
+    ray: RayWorkers | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "TrainSettings":
+        if self.ray and self.device:
+            raise ValueError("train.device and train.ray both place training: Ray gives each worker its device "
+                             "(train.ray.gpus_per_worker), so drop train.device")
+        return self
 
 
 class NL2CmdSettings(Strict):
@@ -126,6 +137,8 @@ class FlywheelConfig(Strict):
         """What determines every round's outputs; not `rounds` (a finished loop can be extended),
         where it goes, or which Ray it runs on."""
         body = self.model_dump(mode="json", exclude={"output", "ray", "rounds"})
+        if self.train.ray is None:  # training in-process: the hash of a loop made before `train.ray` existed
+            del body["train"]["ray"]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

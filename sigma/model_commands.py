@@ -132,12 +132,16 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "settings (see configs/train/) or a model preset with default settings; flags override\n"
             "it. OUT receives metrics.jsonl, checkpoints/ (safetensors + optimizer and data\n"
             "position) and tokenizer.json; --resume continues from OUT's latest checkpoint and\n"
-            "computes the same losses as an uninterrupted run. Several GPUs: launch with torchrun.\n\n"
+            "computes the same losses as an uninterrupted run. Several GPUs: launch with torchrun,\n"
+            "or add --ray to run the same loop on a Ray cluster through Ray Train (one worker per\n"
+            "GPU, or per CPU where the cluster has none; the data and OUT on a path every node sees).\n\n"
             "examples:\n"
             "  sigma train sigma-tiny --data out/curated --out runs/tiny --steps 300\n"
             "  sigma train configs/train/sigma-125m.yaml --data out/man out/logs --weights 1 3 --out runs/125m\n"
             "  sigma train configs/train/smollm2-k1-adapt.yaml --init converted/smollm2-k1 --data out/adapt/man out/adapt/logs --out runs/adapt\n"
-            "  torchrun --nproc-per-node 8 -m sigma.model_commands train configs/train/sigma-1b.yaml --data out/curated --out runs/1b --resume"
+            "  torchrun --nproc-per-node 8 -m sigma.model_commands train configs/train/sigma-1b.yaml --data out/curated --out runs/1b --resume\n"
+            "  sigma train configs/train/sigma-1b.yaml --data /shared/curated --out /shared/runs/1b --ray --address auto --workers 16\n"
+            "  ray job submit --working-dir . -- sigma train sigma-125m --data /shared/curated --out /shared/runs/125m --ray --workers 4"
         ),
     )
     train.add_argument("config", metavar="CONFIG_OR_PRESET", help="a train YAML file or a model preset name")
@@ -163,6 +167,12 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--stop-at", type=int, metavar="STEP", help="stop at this step with a checkpoint (the schedule still spans --steps)")
     train.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or messages")
+    ray = train.add_argument_group("on a Ray cluster (Ray Train)")
+    ray.add_argument("--ray", action="store_true", help="run the loop in Ray Train workers (DDP or FSDP as the config's `parallel:`)")
+    ray.add_argument("--address", help="the Ray cluster (auto: the one this machine belongs to; default: RAY_ADDRESS, else a local Ray)")
+    ray.add_argument("--workers", type=int, metavar="N", help="training workers, one rank each (default 2)")
+    ray.add_argument("--gpus-per-worker", type=float, metavar="G", help="default: 1 where the cluster has GPUs, else 0 (CPU workers, gloo)")
+    ray.add_argument("--cpus-per-worker", type=float, metavar="C", help="default 1")
     train.set_defaults(func=train_command)
 
 
@@ -177,15 +187,38 @@ def train_command(args: argparse.Namespace) -> int:
         doc_mask=args.doc_mask, compile=args.compile,
         data_weights=tuple(args.weights) if args.weights else None,
     )
+    ray_options = {"workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
+                   "cpus_per_worker": args.cpus_per_worker}
+    given = [f"--{name.replace('_', '-')}" for name, value in {**ray_options, "address": args.address}.items()
+             if value is not None]
+    if given and not args.ray:
+        return _usage_error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --ray")
+    if args.ray and args.device:
+        return _usage_error("--device does not go with --ray: Ray gives each worker its device (see --gpus-per-worker)")
+    user_errors: tuple[type[Exception], ...] = (NoDocumentsError,)
+    if args.ray:
+        from sigma.ray_train import ClusterError, RayWorkers, train_on_ray
+
+        try:
+            workers = RayWorkers(**{name: value for name, value in ray_options.items() if value is not None})
+        except ValueError as exc:
+            return _usage_error(str(exc))
+        user_errors += (ClusterError,)
+    common = dict(resume=args.resume, tokenizer=args.tokenizer, stop_at=args.stop_at, progress=not args.no_progress,
+                  init_from=args.init_from)
     try:
-        train(
-            config, args.data, args.out, resume=args.resume, tokenizer=args.tokenizer, stop_at=args.stop_at,
-            device=args.device, progress=not args.no_progress, init_from=args.init_from,
-        )
-    except NoDocumentsError as exc:  # the user's data, not a bug: one line, exit 2
-        print(f"sigma train: error: {exc}", file=sys.stderr)
-        return 2
+        if args.ray:
+            train_on_ray(config, args.data, args.out, workers, address=args.address, **common)
+        else:
+            train(config, args.data, args.out, device=args.device, **common)
+    except user_errors as exc:  # the user's data or cluster, not a bug: one line, exit 2
+        return _usage_error(str(exc))
     return 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"sigma train: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _register_export(subparsers: argparse._SubParsersAction) -> None:

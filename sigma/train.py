@@ -3,7 +3,8 @@
 One screen of loop (nanoGPT) with resumable state (torchtitan): the model, the optimizer, the
 data position of every rank, the RNG states and the step are all in the checkpoint, and the
 schedule is a function of the step, so a resumed run computes the same losses as an
-uninterrupted one. Several GPUs: launch with ``torchrun``; each rank reads its own row groups.
+uninterrupted one. Several GPUs: launch with ``torchrun``, or on a Ray cluster through Ray Train
+(``sigma.ray_train``); each rank reads its own row groups.
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ def train(
     device: str | None = None,
     progress: bool = True,
     init_from: str | Path | None = None,
+    relay: Any = None,
 ) -> dict[str, Any]:
     """Train ``config`` on the shard folders ``data_dirs``; write checkpoints and metrics to ``out_dir``.
 
@@ -252,7 +254,9 @@ def train(
     there (the schedule still spans ``max_steps``). ``init_from`` (a run folder or a checkpoint)
     starts a new run from those weights and that tokenizer, with a fresh optimizer, schedule and
     data position (continued pretraining on new data); a run that has checkpoints of its own
-    resumes from them instead. Returns the last logged metrics.
+    resumes from them instead. ``relay`` takes the main rank's messages (``print``) and progress
+    bar (``progress``, called as ``TrainingProgress``) instead of this process's terminal: a Ray
+    Train worker sends them to the driver (``sigma.ray_train``). Returns the last logged metrics.
     """
     distributed = init_distributed()
     device_ = pick_device(device, distributed)
@@ -267,7 +271,11 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
 
     def say(message: str) -> None:
-        if distributed.is_main and progress:
+        if not (distributed.is_main and progress):
+            return
+        if relay:
+            relay.print(message)
+        else:
             print(message, flush=True)
 
     checkpoint = None
@@ -384,7 +392,8 @@ def train(
         run_eval(0)
     step = start_step
     model.train()
-    with TrainingProgress(config.max_steps, start_step, enabled=progress and distributed.is_main) as bar:
+    progress_bar = relay.progress if relay else TrainingProgress
+    with progress_bar(config.max_steps, start_step, enabled=progress and distributed.is_main) as bar:
         window_start, window_steps = time.perf_counter(), 0
         while step < last_step:
             lr = learning_rate(
