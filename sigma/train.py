@@ -31,6 +31,7 @@ from sigma.optimizer import build_optimizer, learning_rate
 from sigma.packing import HELD_OUT, TRAIN, DataMixture, SequenceStream, document_layout
 from sigma.parallel import FullShards, gradient_sync, parallelize, scalar
 from sigma.shards import ShardSet
+from sigma.token_stream import TokenWindows, is_token_stream
 from sigma.tokenizer import TOKENIZER_FILE, end_of_text_id, load_tokenizer, train_on_shards
 
 
@@ -324,18 +325,21 @@ def train(
     if compile_model:  # after DDP, so that compile splits graphs at DDP's gradient buckets
         train_model = torch.compile(train_model)
 
-    shard_sets = [ShardSet.open(p) for p in data_paths]
+    # a token stream folder (an ablation bundle's variant) is read as token ids, with no held-out split
+    shard_sets = [ShardSet.open(p) for p in data_paths if not is_token_stream(p)]
     streams = [
+        TokenWindows(p, seq_len, seed=config.seed, rank=distributed.rank, world_size=distributed.world_size,
+                     vocab_size=model_config.vocab_size) if is_token_stream(p) else
         SequenceStream(
-            s, tok, seq_len, split=TRAIN, held_out_fraction=config.held_out_fraction, seed=config.seed,
+            ShardSet.open(p), tok, seq_len, split=TRAIN, held_out_fraction=config.held_out_fraction, seed=config.seed,
             rank=distributed.rank, world_size=distributed.world_size, lanes=config.lanes,
         )
-        for s in shard_sets
+        for p in data_paths
     ]
     mixture = DataMixture(streams, config.data_weights)
     if checkpoint:
         mixture.load_state_dict(checkpoint.state["data"][distributed.rank])
-    held_out = _held_out_sets(shard_sets, tok, seq_len, config) if config.held_out_fraction > 0 else []
+    held_out = _held_out_sets(shard_sets, tok, seq_len, config) if config.held_out_fraction > 0 and shard_sets else []
 
     autocast = torch.autocast(device_.type, dtype=torch.bfloat16, enabled=use_bf16)
     doc_eos = eos_id if config.doc_mask else None
