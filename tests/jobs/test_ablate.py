@@ -185,6 +185,13 @@ def test_budget_is_a_whole_number_of_steps(ablation):
     assert train_config(config.train.config, config.train.overrides, config.train.tokens, 1)["max_steps"] == 24
 
 
+def test_a_file_alone_runs_every_phase():
+    from jobs.ablate import with_phase
+
+    assert with_phase(["ablate", "f.yaml", "-o", "x"]) == ["ablate", "run", "f.yaml", "-o", "x"]
+    assert with_phase(["ablate", "train", "b"]) == ["ablate", "train", "b"]
+
+
 def test_config_errors(ablation):
     with pytest.raises(ConfigError, match="baseline 'full' is not a variant"):
         parse_ablate({**ablation, "baseline": "full"})
