@@ -154,11 +154,6 @@ class AblateConfig(Strict):
     def variant_stages(self, name: str) -> list[StageConfig]:
         return [*self.exclusion(), *self.variants[name]]
 
-    def arm_names(self) -> list[tuple[str, str, int, float]]:
-        """(arm, variant, seed, lr scale) for every arm: learning rates, then variants in file order,
-        then seeds (so a time limit cuts the last learning rate first)."""
-        return arm_names(list(self.variants), self.seeds, self.train.lr_scales)
-
     def output_hash(self) -> str:
         """What the ingest, the tokenizer and a variant's stages are curated under. Not the
         variants themselves (each variant folder records its stages, so variants can be added),
@@ -169,10 +164,6 @@ class AblateConfig(Strict):
         body["tokenizer"] = {"vocab_size": self.tokenizer.vocab_size,
                              "variants": {n: [s.model_dump(mode="json") for s in self.variants[n]] for n in tokenizer}}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def arm_names(variants: list[str], seeds: list[int], lr_scales: list[float]) -> list[tuple[str, str, int, float]]:
-    return [(f"{v}{'' if lr == 1 else f'-lr{lr:g}'}-seed{s}", v, s, lr) for lr in lr_scales for v in variants for s in seeds]
 
 
 def parse_ablate(data: dict, where: str = "ablation") -> AblateConfig:
