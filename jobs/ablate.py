@@ -48,7 +48,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from pipeline.config import ConfigError, JobConfig
@@ -68,9 +67,6 @@ class Ablation:
 
     def variant_dir(self, name: str) -> Path:
         return self.root / "variants" / name
-
-    def arm_dir(self, arm: str) -> Path:
-        return self.root / "arms" / arm
 
     def _prepare(self, overwrite: bool, suite) -> None:
         marker = self.root / "ablate.json"

@@ -22,7 +22,6 @@ import fnmatch
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from configs import ConfigError
 
