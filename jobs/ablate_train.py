@@ -54,9 +54,9 @@ def train_config(spec: str, overrides: dict, tokens: int, seed: int) -> dict:
 
 
 def arm_names(variants: list[str], seeds: list[int], lr_scales: list[float]) -> list[tuple[str, str, int, float]]:
-    """(arm, variant, seed, lr scale): learning rates, then variants, then seeds (so a time limit
-    cuts the last learning rate first)."""
-    return [(f"{v}{'' if lr == 1 else f'-lr{lr:g}'}-seed{s}", v, s, lr) for lr in lr_scales for v in variants for s in seeds]
+    """(arm, variant, seed, lr scale): learning rates, then seeds, then variants, so a time limit
+    cuts the last learning rate first, and then a seed of every variant rather than a variant."""
+    return [(f"{v}{'' if lr == 1 else f'-lr{lr:g}'}-seed{s}", v, s, lr) for lr in lr_scales for s in seeds for v in variants]
 
 
 def arm_specs(settings: dict, lr_scales: list[float] | None = None, ema_decay: float | None = None) -> list[dict]:
