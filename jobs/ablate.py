@@ -1,18 +1,27 @@
-"""Equal-budget curation experiments: `sigma ablate ABLATE.yaml`.
+"""Equal-budget curation experiments: `sigma ablate ABLATE.yaml`, or its phases one by one.
 
-    sigma ablate configs/ablate/curation.yaml
-    python -m jobs.ablate configs/ablate/curation.yaml     (the same, for `ray job submit`)
+    sigma ablate configs/ablate/curation.yaml                # prepare, train, report
+    sigma ablate prepare configs/ablate/curation-gpu.yaml    # here: curation, tokenizer, bundle
+    sigma ablate train out/ablate-curation-gpu/bundle        # anywhere: no Ray, no curation outputs
+    sigma ablate report out/ablate-curation-gpu/bundle
+    python -m jobs.ablate configs/ablate/curation.yaml       (the same, for `ray job submit`)
 
 The way DCLM and FineWeb compare data recipes: the same sources curated by each variant (the
 sources are read once, with the suite exclusion `decontaminate: {suite: ...}` first, so no arm
 trains on suite text, and every variant curates that output with its own stages), one tokenizer
 trained once on the union of the named variants' outputs, and for every variant the same model,
-the same token budget (to the token: a whole number of steps, however large the variant's corpus;
-a smaller corpus repeats, and its epochs are recorded) and the same seeds. An arm reads its
-variant in a fixed random order of pieces of documents (jobs/ablate_order.py), so a budget
-smaller than the corpus trains on a random sample of it, not on the first row groups; what each
-arm read of each kind is recorded. Each arm (variant x seed) trains as a Ray task and is scored on
-the frozen eval suite.
+the same token budget (to the token: a whole number of steps) and the same seeds. An arm reads a
+sample of its variant: the first `bundle.tokens_per_variant` tokens of a fixed random order of
+pieces of documents (jobs/ablate_order.py), the same number for every variant, so a budget larger
+than the sample repeats it the same number of times in every arm. Each arm (variant x seed x
+learning-rate scale) is scored on the frozen eval suite, on the moving average of its weights.
+
+The ablation file's keys (`configs/ablate/curation.yaml` is an example; jobs/ablate_config.py
+has each one's meaning): `name`, `output`, `suite`, `sources` (inputs as in a job file),
+`variants` (name -> stage list; `[]` is the ingest output itself), `baseline`, `tokenizer`
+(`vocab_size`, `variants`), `order` (`piece_chars`), `bundle` (`tokens_per_variant`, `max_mib`),
+`train` (`config`, `overrides`, `tokens`, `lr_scales`, `device`), `seeds`, `score` (`limit`,
+`ema_decay`, `bootstrap`), `arms` (`concurrency`, `num_cpus`), `writer`, `unit_mb`, `ray`.
 
 The folder:
 
@@ -21,17 +30,16 @@ The folder:
     variants/<name>/         each variant's curate output (manifest, shards, ledger); a variant
                              with no stages of its own is `ingest/`
     tokenizer.json           the shared tokenizer
-    ordered/<name>/          each variant in the order arms read it; corpus.json: its documents,
-                             pieces and tokens
-    arms/<variant>-seed<k>/  the arm's training run (checkpoints, metrics.jsonl) and scores.json
-    results.json, results.md, report.html    the table: mean and spread per variant and metric,
-                             the difference from the baseline
+    bundle/                  what the arms need and nothing else (jobs/ablate_bundle.py)
+    arms/<arm>/              the arm's training run (checkpoints, metrics.jsonl, ema/) and scores.json
+    results.jsonl            every arm's result, appended as it is measured
+    results.json, results.md, report.html    the tables (jobs/ablate_report.py)
 
 Resumable: curate outputs resume by work unit, a killed arm resumes from its last checkpoint (and
 trains the same steps as an uninterrupted one), and an arm whose `scores.json` is written
-(atomically, last) is skipped. An arm scored on another build of the suite is scored again from
-its checkpoint, without training. Variants can be added to a finished ablation: the ones it
-has keep their curation and arms (the tokenizer trains on `tokenizer.variants`, not on them all).
+(atomically, last) is skipped. Variants can be added to a finished ablation: the ones it has keep
+their curation (the tokenizer trains on `tokenizer.variants`, not on them all); the bundle is
+written again, and arms whose sample did not change keep their results.
 """
 
 from __future__ import annotations
@@ -40,7 +48,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from pipeline.config import ConfigError, JobConfig
@@ -48,108 +55,7 @@ from pipeline.progress import table_console
 from pipeline.ray_session import driver_notes_to, ray_session
 
 from jobs.ablate_config import AblateConfig, load_ablate
-from jobs.ablate_report import summarise, write_results
-
-SCORES = "scores.json"
-
-
-def write_json(path: Path, obj) -> None:
-    """Written whole under a temporary name, then renamed: a killed run leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
-def train_config(config: AblateConfig, seed: int):
-    """The arm's TrainConfig: the ablation's model and settings, `max_steps` from the token budget.
-
-    No held-out split of the variant's own data (each variant's would be different text): every
-    curated document trains, and the suite is the held-out set."""
-    from sigma.train import TrainConfig
-
-    t = config.train
-    try:
-        base = TrainConfig.load(t.config).override(**t.overrides)
-    except (ValueError, FileNotFoundError) as exc:
-        raise ConfigError(f"train.config: {exc}") from None
-    per_step = base.batch_size * base.sequence_length() * base.grad_accum
-    if t.tokens % per_step:
-        low = t.tokens // per_step * per_step
-        raise ConfigError(f"train.tokens {t.tokens:,} is not a whole number of steps of {per_step:,} tokens "
-                          f"(batch_size x seq_len x grad_accum): use {max(low, per_step):,} or {low + per_step:,}")
-    steps = t.tokens // per_step
-    if base.warmup_steps >= steps:
-        raise ConfigError(f"warmup_steps {base.warmup_steps} is not below the budget's {steps} steps")
-    return base.override(max_steps=steps, seed=seed, held_out_fraction=0.0)
-
-
-def score_arm(run: Path, suite_definition: str, limit: int | None, device: str | None) -> dict:
-    """The arm's checkpoint on the suite; the suite refuses a model whose training manifests
-    overlap it. The backend is built here, not taken from the per-process cache, so a retrained
-    arm is never scored with the weights of an earlier one."""
-    from sigma.backends.base import EngineSpec
-    from sigma.backends.sigma_engine import SigmaBackend
-    from sigma.evals.suite import check_uncontaminated, load_suite, score_suite
-
-    suite = load_suite(suite_definition)
-    check_uncontaminated(str(run), suite)
-    return score_suite(SigmaBackend(EngineSpec(backend="sigma", model=str(run), device=device)), suite, limit=limit)
-
-
-def run_arm(arm: dict) -> dict:
-    """Train one arm (resuming its run) unless its last checkpoint is at the budget's step, then
-    score it on the suite and write `scores.json`. Runs as a Ray task, or in process."""
-    import torch
-
-    from jobs.ablate_order import bytes_by_kind
-    from sigma.checkpoint import find_checkpoint, read_checkpoint
-    from sigma.tokenizer import load_tokenizer
-    from sigma.train import TrainConfig, train
-
-    torch.set_num_threads(arm["threads"])
-    run = Path(arm["run"])
-    config = TrainConfig.from_dict(arm["train_config"])
-    started = time.time()
-    found = find_checkpoint(run)
-    trained_here = found is None or read_checkpoint(found).step != config.max_steps
-    if trained_here:
-        train(config, [arm["data"]], run, resume=True, tokenizer=arm["tokenizer"], device=arm["device"], progress=False)
-    state = read_checkpoint(run).state
-    if state["tokens"] != arm["budget"]:
-        raise RuntimeError(f"arm {arm['arm']} trained on {state['tokens']:,} tokens, not the budget's {arm['budget']:,}")
-    train_seconds = time.time() - started
-    trained_bytes = bytes_by_kind(Path(arm["data"]), load_tokenizer(arm["tokenizer"]), state["data"][0]["streams"][0],
-                                  config.seed, config.lanes)
-    scores = score_arm(run, arm["suite"], arm["limit"], arm["device"])
-    result = {
-        "arm": arm["arm"], "variant": arm["variant"], "seed": arm["seed"], "tokens": state["tokens"],
-        "budget": arm["budget"], "steps": state["step"], "data": arm["data"], "corpus_tokens": arm["corpus_tokens"],
-        "trained_bytes_by_kind": trained_bytes,
-        "epochs": state["tokens"] / arm["corpus_tokens"], "final_loss": _last_loss(run),
-        "train_config": arm["train_config"], "scoring": arm["scoring"], "scores": scores,
-        "seconds": {"train": round(train_seconds, 1) if trained_here else None,
-                    "score": round(time.time() - started - train_seconds, 1)},
-    }
-    write_json(run / SCORES, result)
-    return result
-
-
-def _last_loss(run: Path) -> float | None:
-    lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
-    losses = [json.loads(line)["loss"] for line in lines if line and "loss" in json.loads(line)]
-    return losses[-1] if losses else None
-
-
-def training_progress(run: Path) -> str:
-    """`step N, loss L` from the arm's metrics, for the driver's progress lines."""
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return "starting"
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line]
-    last = next((m for m in reversed(lines) if "loss" in m), None)
-    return f"step {last['step']}, loss {last['loss']:.3f}" if last else "starting"
-
+from jobs.ablate_train import _write_json
 
 class Ablation:
     def __init__(self, config: AblateConfig, root: str | Path, progress: bool = True):
@@ -162,9 +68,6 @@ class Ablation:
     def variant_dir(self, name: str) -> Path:
         return self.root / "variants" / name
 
-    def arm_dir(self, arm: str) -> Path:
-        return self.root / "arms" / arm
-
     def _prepare(self, overwrite: bool, suite) -> None:
         marker = self.root / "ablate.json"
         if overwrite and self.root.exists():
@@ -176,7 +79,7 @@ class Ablation:
                                   f"this one is {self.config.output_hash()}): use --overwrite, or another output")
         elif self.root.exists() and any(self.root.iterdir()):
             raise ConfigError(f"{self.root} is not empty and holds no ablation: use --overwrite, or another output")
-        write_json(marker, {"name": self.config.name, "config_hash": self.config.output_hash(),
+        _write_json(marker, {"name": self.config.name, "config_hash": self.config.output_hash(),
                             "suite": {"name": suite.name, "hash": suite.hash},
                             "config": self.config.model_dump(mode="json")})
 
@@ -220,156 +123,162 @@ class Ablation:
             train_on_shards(sorted({dirs[n] for n in names}), self.config.tokenizer.vocab_size, self.root)
         return path
 
-    def order(self, dirs: dict[str, Path], tokenizer: Path) -> tuple[dict[str, Path], dict]:
-        """Each variant in the fixed random order arms read it in (jobs/ablate_order.py), and its
-        documents, pieces and tokens (counted once per ordered folder)."""
-        from jobs.ablate_order import write_order
-        from jobs.flywheel_report import corpus_tokens
-        from sigma.tokenizer import load_tokenizer
-
-        o = self.config.order
-        counts_path = self.root / "corpus.json"
-        counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
-        ordered, loaded = {}, None
-        for name, d in dirs.items():
-            out = self.root / "ordered" / name
-            if not (out / "manifest.json").exists():
-                self.say(f"variant {name}: writing the training order (pieces of {o.piece_chars:,} characters)")
-            ordered[name] = write_order(d, out, o.piece_chars, o.row_group_rows)
-            manifest = json.loads((out / "manifest.json").read_text())
-            if counts.get(name, {}).get("order") != manifest["order"]:
-                loaded = loaded or load_tokenizer(tokenizer)
-                counts[name] = {**corpus_tokens(out, loaded), "documents": manifest["documents"],
-                                "pieces": manifest["pieces"], "bytes_by_kind": manifest["bytes_by_kind"],
-                                "order": manifest["order"]}
-                write_json(counts_path, counts)
-        return ordered, {name: counts[name] for name in dirs}
-
-    def arm_specs(self, dirs: dict[str, Path], tokenizer: Path, counts: dict, suite) -> list[dict]:
-        c = self.config
-        scoring = {"suite": {"name": suite.name, "hash": suite.hash}, "limit": c.score.limit}
-        specs = []
-        for arm, variant, seed in c.arm_names():
-            specs.append({
-                "arm": arm, "variant": variant, "seed": seed, "run": str(self.arm_dir(arm)), "data": str(dirs[variant]),
-                "tokenizer": str(tokenizer), "budget": c.train.tokens,
-                # as JSON reads it back (lists, not tuples), to compare with what checkpoints and scores record
-                "train_config": json.loads(json.dumps(train_config(c, seed).to_dict())),
-                "corpus_tokens": counts[variant]["tokens"], "suite": c.suite, "limit": c.score.limit,
-                "scoring": scoring, "device": c.train.device, "threads": c.arms.num_cpus,
-            })
-        return specs
-
-    def finished(self, spec: dict) -> dict | None:
-        """The arm's saved result, if it was scored on this suite build with these settings."""
-        path = Path(spec["run"]) / SCORES
-        if not path.exists():
-            return None
-        result = json.loads(path.read_text())
-        same = all(result.get(k) == spec[k] for k in ("scoring", "budget", "train_config", "data"))
-        return result if same else None
-
-    def check_trained_alike(self, specs: list[dict]) -> None:
-        """An arm's checkpoints are of this ablation's training settings and data, or the arm would
-        resume (or be scored) under a schedule or an order it did not train with."""
-        from sigma.checkpoint import find_checkpoint, read_checkpoint
-
-        def differs(spec: dict) -> bool:
-            state = read_checkpoint(spec["run"]).state
-            return state["train_config"] != spec["train_config"] or state.get("data_dirs") != [spec["data"]]
-
-        other = [s["arm"] for s in specs if find_checkpoint(s["run"]) is not None and differs(s)]
-        if other:
-            raise ConfigError(f"arms {', '.join(other)} in {self.root / 'arms'} were trained with other training "
-                              "settings (model, budget, schedule) or data: remove those arm folders, or use another "
-                              "output")
-
-    def run_arms(self, specs: list[dict]) -> list[dict]:
-        import ray
-
-        results, todo = {}, []
-        for spec in specs:
-            done = self.finished(spec)
-            if done is not None:
-                results[spec["arm"]] = done
-            else:
-                todo.append(spec)
-        if results:
-            self.say(f"arms: {len(results)} finished earlier ({', '.join(results)}), {len(todo)} to run")
-        task = ray.remote(run_arm).options(num_cpus=self.config.arms.num_cpus, max_retries=0)
-        queue, running = list(todo), {}
-        while queue or running:
-            while queue and len(running) < self.config.arms.concurrency:
-                spec = queue.pop(0)
-                steps = spec["train_config"]["max_steps"]
-                self.say(f"arm {spec['arm']}: training {spec['budget']:,} tokens ({steps:,} steps), then scoring")
-                running[task.remote(spec)] = spec
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=60)
-            for ref in ready:
-                spec = running.pop(ref)
-                result = ray.get(ref)
-                results[spec["arm"]] = result
-                self.say(f"arm {spec['arm']}: done, {result['epochs']:.2f} epochs of its corpus, "
-                         f"suite bpb {result['scores']['bpb_all']:.4f}")
-            if not ready:
-                for spec in running.values():
-                    self.say(f"arm {spec['arm']}: {training_progress(Path(spec['run']))}")
-        return [results[spec["arm"]] for spec in specs]
-
-    def run(self, overwrite: bool = False) -> dict:
+    def prepare(self, overwrite: bool = False) -> Path:
+        """Curate the variants, train the tokenizer and write the bundle (`bundle/`)."""
+        from jobs.ablate_bundle import write_bundle
+        from jobs.ablate_train import train_config
         from stages.ingest.eval_suite import ensure_suite
 
-        train_config(self.config, self.config.seeds[0])  # a budget that is not whole steps fails before curation
-        suite = ensure_suite(self.config.suite)
+        c = self.config
+        train_config(c.train.config, c.train.overrides, c.train.tokens, c.seeds[0])  # fails before curation
+        suite = ensure_suite(c.suite)
         self._prepare(overwrite, suite)
-        with ray_session(self.config.ray), driver_notes_to(self.root / "logs" / "ray.log"):
+        with ray_session(c.ray), driver_notes_to(self.root / "logs" / "ray.log"):
             dirs = self.curate_variants()
             tokenizer = self.tokenize(dirs)
-            ordered, counts = self.order(dirs, tokenizer)
-            specs = self.arm_specs(ordered, tokenizer, counts, suite)
-            self.check_trained_alike(specs)
-            results = self.run_arms(specs)
-        summary = summarise(self.config, results, counts)
-        write_results(self.root, summary)
-        return summary
+        return write_bundle(self.root, dirs, tokenizer, suite, c, progress=self.say)
+
+    def run(self, overwrite: bool = False) -> dict:
+        """prepare, train, report."""
+        from jobs.ablate_report import report
+        from jobs.ablate_train import ArmRunner
+
+        bundle = self.prepare(overwrite)
+        ArmRunner(bundle, self.root, ray=self.config.ray.model_dump(exclude_none=True), progress=self.say).run()
+        return report(bundle, self.root)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+PHASES = ("run", "prepare", "train", "report")
+
+
+def _file_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="ablation file (YAML), e.g. configs/ablate/curation.yaml")
     parser.add_argument("--output", "-o", help="ablation folder (overrides the file's `output:`)")
+    parser.add_argument("--overwrite", action="store_true", help="discard what the ablation folder holds and start over")
+
+
+def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray cluster address (`auto`, `ray://host:10001`); default: embedded Ray")
     parser.add_argument("--num-cpus", type=int, help="CPUs for the embedded Ray (default: all)")
-    parser.add_argument("--overwrite", action="store_true", help="discard what the ablation folder holds and start over")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: the file's train.device, else cuda if there is one)")
+    parser.add_argument("--results", metavar="FILE", help="also append each arm's result here, the moment it is measured")
+    parser.add_argument("--only", nargs="+", metavar="PATTERN", help="run only the arms matching these (`full-*`)")
+    parser.add_argument("--lr-scales", nargs="+", type=float, metavar="X",
+                        help="train the arms at these multiples of the learning rate instead (e.g. 1 0.25)")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="start no arm that the arms so far say would end after this many seconds")
+    parser.add_argument("--smoke", action="store_true", help="every arm at smoke size (a few steps, a few suite items): "
+                        "the code paths on a CPU, into smoke-arms/ and smoke-results.jsonl")
+    parser.add_argument("--no-ray", action="store_true", help="run the arms in this process even where Ray is installed")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "ablate", help="compare curation recipes: the same model and token budget on each, scored on the eval suite",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare curation recipes the way DCLM and FineWeb do, in three phases:\n\n"
+        "  prepare FILE    curate the sources with each variant's stages (every variant first excludes the\n"
+        "                  eval suite's text), train one tokenizer, and write the bundle: each variant's\n"
+        "                  sample as token ids, the tokenizer, the suite and the arms (FOLDER/bundle)\n"
+        "  train BUNDLE    train every arm (variant x seed) on exactly the same number of tokens, on CUDA\n"
+        "                  (bf16, compiled) or the CPU, with no Ray needed; score each on the suite\n"
+        "  report BUNDLE   mean +- sd per variant and metric, the difference from the baseline with its\n"
+        "                  95% paired bootstrap interval; results.json, results.md, report.html\n\n"
+        "`sigma ablate FILE` runs all three. Killed, any phase run again goes on where it stopped: curation\n"
+        "by work unit, an arm from its last checkpoint; finished arms are skipped.",
+        epilog="examples:\n  sigma ablate configs/ablate/curation.yaml\n"
+        "  sigma ablate prepare configs/ablate/curation-gpu.yaml\n"
+        "  sigma ablate train out/ablate-curation-gpu/bundle --time-limit 330 --results gpu.jsonl\n"
+        "  sigma ablate train out/ablate-curation-gpu/bundle --smoke     # the GPU run's code paths, on a CPU\n"
+        "  sigma ablate report out/ablate-curation-gpu/bundle --results gpu.jsonl")
+    phases = parser.add_subparsers(dest="phase", metavar="PHASE", required=True)
+    p = phases.add_parser("run", help="prepare, train and report (`sigma ablate FILE` is the same)")
+    _file_arguments(p)
+    _ray_arguments(p)
+    p = phases.add_parser("prepare", help="curate the variants, train the tokenizer, write the bundle")
+    _file_arguments(p)
+    _ray_arguments(p)
+    p = phases.add_parser("train", help="train and score a bundle's arms (no Ray needed)")
+    p.add_argument("bundle", help="a bundle folder (`sigma ablate prepare` writes FOLDER/bundle)")
+    p.add_argument("--out", help="where arms/ and results.jsonl go (default: the folder that holds the bundle)")
+    _train_arguments(p)
+    _ray_arguments(p)
+    p = phases.add_parser("report", help="the table of a bundle's finished arms")
+    p.add_argument("bundle", help="a bundle folder")
+    p.add_argument("--out", help="where the arms' results are and the report goes (default: the bundle's folder)")
+    p.add_argument("--results", nargs="+", default=[], metavar="FILE", help="more results files (from another machine)")
+    p.add_argument("--smoke", action="store_true", help="the smoke-size arms' table")
+    parser.set_defaults(func=run_from_args)
+
+
+def with_phase(argv: list[str]) -> list[str]:
+    """`ablate FILE ...` is `ablate run FILE ...`."""
+    at = argv.index("ablate") + 1 if "ablate" in argv else 0
+    if at < len(argv) and argv[at] not in PHASES and not argv[at].startswith("-"):
+        return [*argv[:at], "run", *argv[at:]]
+    return argv
+
+
+def _ray(args) -> dict:
+    return {k: v for k, v in (("address", getattr(args, "address", None)), ("num_cpus", getattr(args, "num_cpus", None)))
+            if v is not None}
+
+
+def _ablation(args) -> Ablation:
+    config = load_ablate(args.config)
+    config = config.model_copy(update={"ray": config.ray.model_copy(update=_ray(args))})
+    output = args.output or config.output
+    if not output:
+        raise ConfigError("no output: give --output DIR, or `output:` in the ablation file")
+    return Ablation(config, output, progress=not args.quiet)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from jobs.ablate_report import render_table
+    from jobs.ablate_report import render_table, report
+    from jobs.ablate_train import ArmRunner
 
     console = Console(stderr=True)
+    say = (lambda message: None) if getattr(args, "quiet", False) else \
+        (lambda message: print(message, file=sys.stderr, flush=True))
     try:
-        config = load_ablate(args.config)
-        ray = {k: v for k, v in (("address", args.address), ("num_cpus", args.num_cpus)) if v is not None}
-        config = config.model_copy(update={"ray": config.ray.model_copy(update=ray)})
-        output = args.output or config.output
-        if not output:
-            raise ConfigError("no output: give --output DIR, or `output:` in the ablation file")
-        summary = Ablation(config, output, progress=not args.quiet).run(overwrite=args.overwrite)
-    except ConfigError as exc:
+        if args.phase == "prepare":
+            bundle = _ablation(args).prepare(overwrite=args.overwrite)
+            console.print(f"bundle: {bundle}")
+            return 0
+        if args.phase == "run":
+            ablation = _ablation(args)
+            summary, out = ablation.run(overwrite=args.overwrite), ablation.root
+        elif args.phase == "train":
+            runner = ArmRunner(args.bundle, args.out, device=args.device, results=args.results, only=args.only,
+                               lr_scales=args.lr_scales, time_limit=args.time_limit, smoke=args.smoke,
+                               use_ray=False if args.no_ray else None, ray=_ray(args), progress=say)
+            runner.run()
+            summary, out = report(args.bundle, runner.out, smoke=args.smoke), runner.out
+        else:
+            out = Path(args.out) if args.out else Path(args.bundle).parent
+            summary = report(args.bundle, out, smoke=args.smoke, extra=[Path(p) for p in args.results])
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    render_table(summary, table_console())
-    console.print(f"results: {Path(output) / 'results.json'}, {Path(output) / 'report.html'}")
+    for table in summary["tables"]:
+        render_table(table, table_console())
+    prefix = "smoke-" if getattr(args, "smoke", False) else ""
+    console.print(f"results: {out / f'{prefix}results.json'}, {out / f'{prefix}report.html'}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.ablate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m jobs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(with_phase(["ablate", *(sys.argv[1:] if argv is None else argv)]))
+    return run_from_args(args)
 
 
 if __name__ == "__main__":

@@ -36,23 +36,43 @@ class TokenizerSettings(Strict):
 
 
 class OrderSettings(Strict):
-    """The order an arm reads its variant in. A budget smaller than the corpus trains on a prefix
-    of that order, so it must be a random sample of the variant's text, and the same draw for
-    every variant: documents are cut into pieces of at most `piece_chars` (at a line end where
-    there is one) and the pieces ordered by a hash of their document id and index."""
+    """The order an arm's sample is drawn in. A sample smaller than the variant must be a random
+    sample of the variant's text, and the same draw for every variant: documents are cut into
+    pieces of at most `piece_chars` (at a line end where there is one) and the pieces ordered by a
+    hash of their document id and index (jobs/ablate_order.py)."""
 
     piece_chars: int = Field(4096, ge=256)
-    row_group_rows: int = Field(256, gt=0)
+
+
+class BundleSettings(Strict):
+    """What `prepare` writes for the arms to train on: each variant's first `tokens_per_variant`
+    tokens in the fixed random order (the same number for every variant, so every arm repeats its
+    sample the same number of times), as token ids in a pool that variants share. `max_mib`: the
+    bundle's size that `prepare` refuses to exceed (so it can be copied in one go)."""
+
+    tokens_per_variant: int | None = Field(None, gt=0)  # None: every variant whole
+    max_mib: float | None = Field(None, gt=0)
 
 
 class TrainSettings(Strict):
     """Every arm trains this config on exactly `tokens` tokens: `tokens` must be a whole number of
-    steps (batch_size x seq_len x grad_accum), so no arm gets a token more than another."""
+    steps (batch_size x seq_len x grad_accum), so no arm gets a token more than another.
+    `lr_scales`: the arms are trained at each of these multiples of the config's learning rate
+    (rankings of recipes can flip with the learning rate, arXiv 2512.24503); arms at a scale other
+    than 1 are named `VARIANT-lrSCALE-seedK`."""
 
     config: str = "sigma-tiny"  # a train YAML (configs/train/...) or a model preset
     overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields; not max_steps or seed
     tokens: int = Field(gt=0)
+    lr_scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     device: str | None = None
+
+    @field_validator("lr_scales")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(v <= 0 for v in value) or len(set(value)) != len(value):
+            raise ValueError(f"lr_scales must be distinct and positive: {value}")
+        return value
 
     @field_validator("overrides")
     @classmethod
@@ -71,7 +91,13 @@ class ArmSettings(Strict):
 
 
 class ScoreSettings(Strict):
+    """How arms are scored: on the moving average of their weights (`ema_decay` > 0, the default;
+    the last steps' noise averaged away) or on the last step's; `bootstrap` resamples of suite
+    documents and seeds for the paired intervals of the table."""
+
     limit: int | None = Field(None, gt=0)  # items per suite task, for a quick look; None: the whole suite
+    ema_decay: float = Field(0.98, ge=0, lt=1)  # 0: score the last step's weights
+    bootstrap: int = Field(2000, ge=100)
 
 
 class AblateConfig(Strict):
@@ -87,6 +113,7 @@ class AblateConfig(Strict):
     arms: ArmSettings = Field(default_factory=ArmSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     order: OrderSettings = Field(default_factory=OrderSettings)
+    bundle: BundleSettings = Field(default_factory=BundleSettings)
     writer: WriterConfig = Field(default_factory=WriterConfig)
     unit_mb: float = Field(64, gt=0)
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -126,10 +153,6 @@ class AblateConfig(Strict):
 
     def variant_stages(self, name: str) -> list[StageConfig]:
         return [*self.exclusion(), *self.variants[name]]
-
-    def arm_names(self) -> list[tuple[str, str, int]]:
-        """(arm, variant, seed) for every arm, variants in file order, then seeds."""
-        return [(f"{v}-seed{s}", v, s) for v in self.variants for s in self.seeds]
 
     def output_hash(self) -> str:
         """What the ingest, the tokenizer and a variant's stages are curated under. Not the

@@ -1,10 +1,13 @@
-"""An ablation's results: mean and spread over seeds per variant and suite metric, the difference
-from the baseline, whether it is beyond the seed spread; as a terminal table, results.json,
-results.md and report.html (scores by variant with error bars, the loss curve of every arm).
+"""An ablation's results: per variant and suite metric, the mean and spread over seeds, and the
+difference from the baseline with its 95% paired bootstrap interval (``sigma.evals.paired``: the
+suite's documents and items and the seeds resampled, seed paired with seed); as a terminal table,
+results.json, results.md and report.html (scores by variant with error bars, the loss curve of
+every arm).
 
-A difference is *beyond the seed spread* when no seed of the variant and no seed of the baseline
-overlap: every seed of one scores better than every seed of the other. With two or three seeds
-that is the honest test; the standard deviation over seeds is shown beside each mean.
+    sigma ablate report out/ablate-curation/bundle [--results more.jsonl]
+
+A difference is *beyond the interval* (✓ better, ✗ worse) when its interval does not hold 0.
+Arms at a learning-rate scale other than 1 get a table of their own.
 """
 
 from __future__ import annotations
@@ -18,19 +21,21 @@ LOWER, HIGHER = "lower", "higher"
 
 
 def arm_metrics(scores: dict) -> dict[str, float]:
-    """The suite result of one arm as flat metrics: bits per byte overall and per kind, the gold
-    command's bits per byte given the request, multiple-choice accuracy."""
+    """The suite result of one arm as flat metrics: bits per byte over the system kinds and per
+    kind, the gold command's bits per byte given the request, multiple-choice accuracy and margin."""
     out = {"bpb_all": scores["bpb_all"]}
     out.update({f"bpb/{kind}": value for kind, value in sorted(scores.get("bpb", {}).items())})
     if scores.get("nl2cmd_bpb") is not None:
         out["nl2cmd_bpb"] = scores["nl2cmd_bpb"]
-    if scores.get("mc"):
+    if scores.get("mc") and scores["mc"].get("accuracy") is not None:
         out["mc_accuracy"] = scores["mc"]["accuracy"]
+        if scores["mc"].get("margin") is not None:
+            out["mc_margin"] = scores["mc"]["margin"]
     return out
 
 
 def better(metric: str) -> str:
-    return HIGHER if metric.endswith("accuracy") else LOWER
+    return HIGHER if metric.endswith(("accuracy", "margin")) else LOWER
 
 
 def _stats(values: list[float]) -> dict:
@@ -38,11 +43,11 @@ def _stats(values: list[float]) -> dict:
             "sd": statistics.stdev(values) if len(values) > 1 else None, "min": min(values), "max": max(values)}
 
 
-def _versus(m: dict, base: dict, direction: str) -> dict:
-    diff = m["mean"] - base["mean"]
-    beyond = m["min"] > base["max"] or m["max"] < base["min"]
-    improves = (diff < 0) == (direction == LOWER) and diff != 0
-    return {"diff": diff, "beyond_spread": beyond, "verdict": ("better" if improves else "worse") if beyond else "within spread"}
+def _verdict(diff: dict, direction: str) -> str:
+    lo, hi = diff["ci95"]
+    if lo <= 0 <= hi:
+        return "within interval"
+    return "better" if (hi < 0) == (direction == LOWER) else "worse"
 
 
 def _shares(counts: list[dict[str, int]]) -> dict[str, float]:
@@ -52,26 +57,71 @@ def _shares(counts: list[dict[str, int]]) -> dict[str, float]:
     return {k: statistics.fmean(c.get(k, 0) / sum(c.values()) for c in counts) for k in kinds} if counts else {}
 
 
-def summarise(config, results: list[dict], corpus: dict) -> dict:
+def summarise(bundle: dict, results: list[dict], lr_scale: float = 1.0, draws: int | None = None) -> dict:
+    """The table of the arms at one learning-rate scale (``bundle``: the bundle's bundle.json)."""
+    from sigma.evals.paired import paired_differences
+
+    settings = bundle["settings"]
+    results = [r for r in results if r.get("lr_scale", 1.0) == lr_scale]
     metrics = list(dict.fromkeys(k for r in results for k in arm_metrics(r["scores"])))
+    by_variant = {name: sorted((r for r in results if r["variant"] == name), key=lambda r: r["seed"])
+                  for name in settings["variants"]}
+    base = by_variant[settings["baseline"]]
     variants = {}
-    for name in config.variants:
-        arms = [r for r in results if r["variant"] == name]
-        per = {k: _stats([arm_metrics(r["scores"])[k] for r in arms if k in arm_metrics(r["scores"])])
-               for k in metrics}
-        variants[name] = {"documents": corpus[name]["documents"], "corpus_tokens": corpus[name]["tokens"],
+    for name, arms in by_variant.items():
+        if not arms:
+            continue
+        info = bundle["variants"][name]
+        per = {k: _stats([arm_metrics(r["scores"])[k] for r in arms if k in arm_metrics(r["scores"])]) for k in metrics}
+        if name != settings["baseline"]:
+            seeds = sorted({r["seed"] for r in arms} & {r["seed"] for r in base})
+            if seeds:
+                diffs = paired_differences([r["scores"] for r in arms if r["seed"] in seeds],
+                                           [r["scores"] for r in base if r["seed"] in seeds],
+                                           draws=draws or settings["score"]["bootstrap"])
+                for k, d in diffs.items():
+                    if k in per:
+                        per[k].update(d, paired_seeds=seeds, verdict=_verdict(d, better(k)))
+        variants[name] = {"documents": info["documents"], "corpus_bytes": info["bytes"],
+                          "sample_tokens": info["sample_tokens"],
                           "epochs": statistics.fmean(r["epochs"] for r in arms), "arms": [r["arm"] for r in arms],
-                          "metrics": per, "corpus_share": _shares([corpus[name].get("bytes_by_kind", {})]),
-                          "read_share": _shares([r.get("trained_bytes_by_kind", {}) for r in arms])}
-    base = variants[config.baseline]["metrics"]
-    for name, v in variants.items():
-        if name != config.baseline:
-            for k, m in v["metrics"].items():
-                m.update(_versus(m, base[k], better(k)))
-    suite = results[0]["scoring"]["suite"] if results else None
-    return {"name": config.name, "baseline": config.baseline, "budget": config.train.tokens, "seeds": config.seeds,
-            "suite": suite, "metrics": [{"key": k, "better": better(k)} for k in metrics], "variants": variants,
+                          "metrics": per, "corpus_share": _shares([info.get("bytes_by_group", {})]),
+                          "read_share": _shares([r.get("trained_tokens_by_kind", {}) for r in arms])}
+    suite = results[0]["scoring"]["suite"] if results else bundle["suite"]
+    budget = results[0]["budget"] if results else settings["budget"]
+    return {"name": settings["name"], "baseline": settings["baseline"], "budget": budget, "seeds": settings["seeds"],
+            "lr_scale": lr_scale, "suite": suite, "smoke": any(r.get("smoke") for r in results),
+            "weights": results[0].get("weights") if results else None,
+            "metrics": [{"key": k, "better": better(k)} for k in metrics], "variants": variants,
             "arms": sorted(results, key=lambda r: r["arm"])}
+
+
+def collect_results(out: Path, smoke: bool = False, extra: list[Path] = ()) -> list[dict]:
+    """Every arm's result: the arms' scores.json under ``out``, then results files (later wins)."""
+    from jobs.ablate_train import RESULTS, read_results
+
+    found = {}
+    for path in sorted((out / ("smoke-arms" if smoke else "arms")).glob("*/scores.json")):
+        result = json.loads(path.read_text())
+        found[result["arm"]] = result
+    found.update(read_results(out / (f"smoke-{RESULTS}" if smoke else RESULTS), *extra))
+    return [r for r in found.values() if bool(r.get("smoke")) == smoke]
+
+
+def report(bundle_dir: str | Path, out: str | Path | None = None, smoke: bool = False, extra: list[Path] = ()) -> dict:
+    """Write results.json, results.md and report.html for a bundle's arms; return the summaries."""
+    from jobs.ablate_bundle import verify_bundle
+
+    bundle_dir = Path(bundle_dir)
+    out = Path(out) if out else bundle_dir.parent
+    bundle = verify_bundle(bundle_dir)
+    results = [r for r in collect_results(out, smoke, extra) if r["scoring"]["suite"] == bundle["suite"]]
+    if not results:
+        raise FileNotFoundError(f"no arm results for {bundle_dir} under {out}: run `sigma ablate train {bundle_dir}` first")
+    scales = sorted({r.get("lr_scale", 1.0) for r in results}, key=lambda v: (v != 1.0, -v))
+    summaries = [summarise(bundle, results, scale) for scale in scales]
+    write_results(out, summaries, prefix="smoke-" if smoke else "")
+    return {"tables": summaries}
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -83,20 +133,21 @@ def _mean_sd(m: dict) -> str:
 def _diff(m: dict) -> str:
     if "diff" not in m:
         return "baseline"
-    mark = {"better": " ✓", "worse": " ✗", "within spread": ""}[m["verdict"]]
-    return f"{m['diff']:+.4f}{mark}"
+    mark = {"better": " ✓", "worse": " ✗", "within interval": ""}[m["verdict"]]
+    lo, hi = m["ci95"]
+    return f"{m['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]{mark}"
 
 
 def table_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     """Heading and rows: a variant per row, for each metric its mean ± sd and the difference."""
     keys = [m["key"] for m in summary["metrics"]]
-    headings = ["variant", "docs", "tokens", "epochs"]
+    headings = ["variant", "docs", "sample tokens", "epochs"]
     for m in summary["metrics"]:
         arrow = "↓" if m["better"] == LOWER else "↑"
         headings += [f"{m['key']} {arrow}", f"Δ {m['key']}"]
     rows = []
     for name, v in summary["variants"].items():
-        row = [name, f"{v['documents']:,}", f"{v['corpus_tokens']:,}", f"{v['epochs']:.2f}"]
+        row = [name, f"{v['documents']:,}", f"{v['sample_tokens']:,}", f"{v['epochs']:.2f}"]
         for k in keys:
             m = v["metrics"][k]
             row += [_mean_sd(m), _diff(m)]
@@ -106,13 +157,16 @@ def table_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
 
 def caption(summary: dict) -> str:
     suite = summary["suite"] or {}
-    return (f"{summary['name']}: {summary['budget']:,} tokens an arm, seeds {summary['seeds']}, suite "
-            f"{suite.get('name')} ({str(suite.get('hash'))[:12]}); mean ± sd over seeds; Δ from "
-            f"{summary['baseline']}, ✓/✗ beyond the seed spread (no seed of either overlaps)")
+    lr = "" if summary["lr_scale"] == 1 else f", learning rate x{summary['lr_scale']:g}"
+    smoke = " [SMOKE: a few steps, not a result]" if summary.get("smoke") else ""
+    return (f"{summary['name']}{smoke}: {summary['budget']:,} tokens an arm{lr}, seeds {summary['seeds']}, suite "
+            f"{suite.get('name')} ({str(suite.get('hash'))[:12]}), {summary.get('weights') or 'last'} weights; mean ± sd "
+            f"over seeds; Δ from {summary['baseline']} [95% paired bootstrap interval over suite items and seeds], "
+            "✓/✗ beyond it")
 
 
 def mix_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
-    """Per variant, source and kind: its share of the corpus's bytes, and of the bytes the arms read."""
+    """Per variant, source and kind: its share of the corpus's bytes, and of the tokens the arms read."""
     kinds = sorted({k for v in summary["variants"].values() for k in (*v.get("corpus_share", {}), *v.get("read_share", {}))})
     rows = [[name] + [f"{100 * v.get('corpus_share', {}).get(k, 0):.1f}% / {100 * v.get('read_share', {}).get(k, 0):.1f}%"
                       for k in kinds] for name, v in summary["variants"].items()]
@@ -128,7 +182,7 @@ def table_markdown(summary: dict) -> str:
     lines = [caption(summary), "", *_markdown(*table_rows(summary))]
     headings, rows = mix_rows(summary)
     if len(headings) > 1:
-        lines += ["", "Each source and kind's share of the variant's bytes / of the bytes its arms read (mean over seeds):", "",
+        lines += ["", "Each source and kind's share of the variant's bytes / of the tokens its arms read (mean over seeds):", "",
                   *_markdown(headings, rows)]
     return "\n".join(lines) + "\n"
 
@@ -153,18 +207,11 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_results(root: Path, summary: dict) -> None:
-    _write(root / "results.json", json.dumps(summary, indent=1) + "\n")  # variants stay in the file's order
-    _write(root / "results.md", table_markdown(summary))
-    _write(root / "report.html", render_html(root, summary))
-
-
-def loss_curve(run: Path) -> list[tuple[int, float]]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line]
-    return [(m["tokens"], m["loss"]) for m in lines if "loss" in m]
+def write_results(root: Path, summaries: list[dict], prefix: str = "") -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    _write(root / f"{prefix}results.json", json.dumps({"tables": summaries}, indent=1) + "\n")
+    _write(root / f"{prefix}results.md", "\n".join(table_markdown(s) for s in summaries))
+    _write(root / f"{prefix}report.html", render_html(root, summaries))
 
 
 def scores_plot(summary: dict):
@@ -194,7 +241,7 @@ def scores_plot(summary: dict):
     return fig
 
 
-def loss_plot(root: Path, summary: dict):
+def loss_plot(summary: dict):
     import matplotlib.pyplot as plt
 
     from pipeline.report import PALETTE
@@ -203,7 +250,7 @@ def loss_plot(root: Path, summary: dict):
     colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(summary["variants"])}
     styles = ["-", "--", ":", "-."]
     for arm in summary["arms"]:
-        curve = loss_curve(root / "arms" / arm["arm"])
+        curve = arm.get("loss_curve")
         if curve:
             style = styles[summary["seeds"].index(arm["seed"]) % len(styles)] if arm["seed"] in summary["seeds"] else "-"
             ax.plot(*zip(*curve), style, color=colours[arm["variant"]], label=arm["arm"], linewidth=1.2)
@@ -215,26 +262,32 @@ def loss_plot(root: Path, summary: dict):
     return fig
 
 
-def render_html(root: Path, summary: dict) -> str:
+def render_html(root: Path, summaries: list[dict]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     from pipeline.report import PAGE, _figure, _table
 
-    headings, rows = table_rows(summary)
-    arms = _table(["arm", "tokens", "steps", "epochs", "final loss", *[m["key"] for m in summary["metrics"]]],
-                  [[html.escape(a["arm"]), f"{a['tokens']:,}", f"{a['steps']:,}", f"{a['epochs']:.2f}",
-                    f"{a['final_loss']:.4f}" if a["final_loss"] is not None else "-",
-                    *[f"{v:.4f}" for v in arm_metrics(a["scores"]).values()]] for a in summary["arms"]])
-    sections = [
-        ("Variants", _table(headings, [[html.escape(c) for c in row] for row in rows])),
-        ("Scores by variant", _figure("scores-by-variant", "Suite scores by variant: mean over seeds (bar), standard "
-                                      "deviation (error bar), each seed (dot).", scores_plot(summary))),
-        ("Loss curves", _figure("loss-curves", "Training loss against tokens, every arm; colour: variant, line "
-                                "style: seed. Each arm's loss is on its own variant's data, so only the suite "
-                                "compares them.", loss_plot(root, summary))),
-        ("Arms", arms),
-    ]
+    sections = []
+    for summary in summaries:
+        tag = "" if summary["lr_scale"] == 1 else f" (learning rate x{summary['lr_scale']:g})"
+        slug = "" if summary["lr_scale"] == 1 else f"-lr{summary['lr_scale']:g}"
+        headings, rows = table_rows(summary)
+        arms = _table(["arm", "tokens", "steps", "epochs", "final loss", *[m["key"] for m in summary["metrics"]]],
+                      [[html.escape(a["arm"]), f"{a['tokens']:,}", f"{a['steps']:,}", f"{a['epochs']:.2f}",
+                        f"{a['final_loss']:.4f}" if a["final_loss"] is not None else "-",
+                        *[f"{v:.4f}" for v in arm_metrics(a["scores"]).values()]] for a in summary["arms"]])
+        sections += [
+            (f"Variants{tag}", f"<p>{html.escape(caption(summary))}</p>"
+             + _table(headings, [[html.escape(c) for c in row] for row in rows])),
+            (f"Scores by variant{tag}", _figure(f"scores-by-variant{slug}", "Suite scores by variant: mean over seeds "
+                                                "(bar), standard deviation (error bar), each seed (dot).",
+                                                scores_plot(summary))),
+            (f"Loss curves{tag}", _figure(f"loss-curves{slug}", "Training loss against tokens, every arm; colour: "
+                                          "variant, line style: seed. Each arm's loss is on its own variant's data, so "
+                                          "only the suite compares them.", loss_plot(summary))),
+            (f"Arms{tag}", arms),
+        ]
     body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections)
-    return PAGE.format(title=f"Sigma ablation: {html.escape(summary['name'])}", meta=html.escape(caption(summary)),
-                       body=body)
+    return PAGE.format(title=f"Sigma ablation: {html.escape(summaries[0]['name'])}",
+                       meta=html.escape(caption(summaries[0])), body=body)

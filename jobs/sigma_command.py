@@ -13,7 +13,7 @@ EPILOG = """examples:
   sigma inspect out/local-system --reason exact_duplicate    dropped duplicates beside what was kept
   sigma diff out/run-a out/run-b                  what changed between two runs
   sigma flywheel configs/loop/demo.yaml           the flywheel, two rounds: curate -> train -> eval -> synthesize
-  sigma ablate configs/ablate/curation.yaml   raw vs curated data: same model and tokens, scored on the suite
+  sigma ablate configs/ablate/curation.yaml       raw vs curated data: same model and tokens, scored on the suite
   sigma eval nl2cmd --model smollm2 --data pairs.jsonl    NL -> command scores of a model
 """
 
@@ -26,12 +26,6 @@ def _curate(args) -> int:
 
 def _flywheel(args) -> int:
     from jobs.flywheel import run_from_args
-
-    return run_from_args(args)
-
-
-def _ablate(args) -> int:
-    from jobs.ablate import run_from_args
 
     return run_from_args(args)
 
@@ -153,26 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "  sigma flywheel configs/loop/demo.yaml --output out/loop --rounds 3   # one more round")
     add_flywheel_arguments(p)
     p.set_defaults(func=_flywheel)
-    from jobs.ablate import add_arguments as add_ablate_arguments
+    from jobs.ablate import register as register_ablate
 
-    p = sub.add_parser("ablate", help="compare curation recipes: the same model and token budget on each, scored on "
-                       "the eval suite", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Curate the same sources with each variant's stages (every variant first excludes "
-                       "the eval suite's text), train one tokenizer on their union, train the same model on exactly "
-                       "the same number of tokens for every variant and seed (each arm a Ray task), score every arm "
-                       "on the suite, and print mean +- spread per variant and metric with the difference from the "
-                       "baseline. Writes results.json, results.md and report.html. A killed ablation, run again, "
-                       "skips the finished arms and resumes the unfinished one from its checkpoint.",
-                       epilog="examples:\n  sigma ablate configs/ablate/curation.yaml\n"
-                       "  sigma ablate configs/ablate/curation.yaml --output out/ablate-2   # another folder")
-    add_ablate_arguments(p)
-    p.set_defaults(func=_ablate)
+    register_ablate(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jobs.ablate import with_phase
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(with_phase(argv) if argv[:1] == ["ablate"] else argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

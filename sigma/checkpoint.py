@@ -8,7 +8,8 @@
 - ``state.json``: step, tokens seen, every rank's data position, the model and train configs;
 - ``tokenizer.json``: the tokenizer the run trained with, so a checkpoint exports on its own;
 - ``tokenizer_config.json``, where the run started from a converted model: its special tokens
-  and chat template, carried from checkpoint to checkpoint.
+  and chat template, carried from checkpoint to checkpoint;
+- ``ema.safetensors``, where the run keeps a moving average of its weights (``sigma.averaging``).
 
 A checkpoint is written under a temporary name and renamed into place, then ``RUN/checkpoints/
 latest`` (a one-line file naming it) is replaced the same way, so a reader never sees half of one.
@@ -52,10 +53,12 @@ def save_checkpoint(
     tokenizer_json: str,
     keep: int = 2,
     extra_files: dict[str, str] | None = None,
+    extra_models: dict[str, nn.Module] | None = None,
 ) -> Path:
     """Write one checkpoint for ``state['step']`` and keep the newest ``keep`` of them.
 
-    ``extra_files`` (name -> text) go in beside, e.g. a converted model's ``tokenizer_config.json``.
+    ``extra_files`` (name -> text) go in beside, e.g. a converted model's ``tokenizer_config.json``;
+    ``extra_models`` (file name -> module) too, as safetensors, e.g. the weights' moving average.
     """
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -74,6 +77,8 @@ def save_checkpoint(
     (tmp / "tokenizer.json").write_text(tokenizer_json)
     for file_name, text in (extra_files or {}).items():
         (tmp / file_name).write_text(text)
+    for file_name, module in (extra_models or {}).items():
+        save_model(module, str(tmp / file_name))
     _fsync_files(tmp)
     if final.exists():
         shutil.rmtree(final)

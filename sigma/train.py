@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from configs import read_yaml_mapping
 from sigma.attention import check_attention_kernel, sdpa_attention
+from sigma.averaging import EMA_FILE, WeightAverage
 from sigma.checkpoint import find_checkpoint, load_training_state, load_weights, read_checkpoint, save_checkpoint
 from sigma.config import PRESETS, ModelConfig, resolve_model_config
 from sigma.flops import peak_flops, training_flops_per_token
@@ -32,6 +33,7 @@ from sigma.optimizer import build_optimizer, learning_rate
 from sigma.packing import HELD_OUT, TRAIN, DataMixture, SequenceStream, document_layout
 from sigma.parallel import FullShards, gradient_sync, parallelize, scalar
 from sigma.shards import ShardSet
+from sigma.token_stream import TokenWindows, is_token_stream
 from sigma.tokenizer import TOKENIZER_FILE, end_of_text_id, load_tokenizer, train_on_shards
 
 
@@ -68,6 +70,7 @@ class TrainConfig:
     parallel: Literal["ddp", "fsdp"] = "ddp"  # several ranks: replicas, or parameters and optimizer state sharded
     loss_chunk: int = 0  # tokens per chunk of the loss, never the full logits at once; 0: all at once
     activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
+    ema_decay: float = 0.0  # > 0: keep a moving average of the weights, saved with each checkpoint (sigma/averaging.py)
 
     def model_config(self) -> ModelConfig:
         return resolve_model_config(self.model)
@@ -329,21 +332,29 @@ def train(
     full = FullShards(model, optimizer, lambda: Transformer(model_config)) if sharded else None
     if checkpoint:
         load_training_state(checkpoint, full or optimizer, device_)
+    if config.ema_decay and sharded:
+        raise ValueError("ema_decay is not supported with parallel: fsdp")
+    ema = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    if ema is not None and checkpoint and (checkpoint.path / EMA_FILE).exists():
+        ema.load(checkpoint.path)
     if compile_model:  # after DDP, so that compile splits graphs at DDP's gradient buckets
         train_model = torch.compile(train_model)
 
-    shard_sets = [ShardSet.open(p) for p in data_paths]
+    # a token stream folder (an ablation bundle's variant) is read as token ids, with no held-out split
+    shard_sets = [ShardSet.open(p) for p in data_paths if not is_token_stream(p)]
     streams = [
+        TokenWindows(p, seq_len, seed=config.seed, rank=distributed.rank, world_size=distributed.world_size,
+                     vocab_size=model_config.vocab_size) if is_token_stream(p) else
         SequenceStream(
-            s, tok, seq_len, split=TRAIN, held_out_fraction=config.held_out_fraction, seed=config.seed,
+            ShardSet.open(p), tok, seq_len, split=TRAIN, held_out_fraction=config.held_out_fraction, seed=config.seed,
             rank=distributed.rank, world_size=distributed.world_size, lanes=config.lanes,
         )
-        for s in shard_sets
+        for p in data_paths
     ]
     mixture = DataMixture(streams, config.data_weights)
     if checkpoint:
         mixture.load_state_dict(checkpoint.state["data"][distributed.rank])
-    held_out = _held_out_sets(shard_sets, tok, seq_len, config) if config.held_out_fraction > 0 else []
+    held_out = _held_out_sets(shard_sets, tok, seq_len, config) if config.held_out_fraction > 0 and shard_sets else []
 
     autocast = torch.autocast(device_.type, dtype=torch.bfloat16, enabled=use_bf16)
     doc_eos = eos_id if config.doc_mask else None
@@ -380,7 +391,7 @@ def train(
                 "init_from": str(initial.path) if initial else (checkpoint.state.get("init_from") if checkpoint else None),
             }
             save_checkpoint(out, weights, full or optimizer, state, tokenizer_json, keep=config.keep_checkpoints,
-                            extra_files=carried)
+                            extra_files=carried, extra_models={EMA_FILE: ema.module} if ema is not None else None)
         if distributed.enabled:
             dist.barrier()
 
@@ -418,6 +429,8 @@ def train(
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(model)
             step += 1
             tokens_seen += tokens_per_step
             window_steps += 1

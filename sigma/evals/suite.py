@@ -1,27 +1,34 @@
 """The frozen system-domain eval suite: held-out text scored in bits per byte, and NL -> command
 as log-likelihood tasks, the way lm-eval-harness and lighteval judge small models.
 
-    suite = ensure_suite("configs/eval/suite.yaml")    # stages.ingest.eval_suite: built once, then read
-    suite = load_suite("configs/eval/suite.yaml")      # a built suite, anywhere (no Ray, no sources)
-    result = score_suite(load_backend(spec), suite)     # bpb per kind, nl2cmd bpb, MC accuracy
+    suite = load_suite("configs/eval/suite.yaml")      # the frozen suite, shipped built (no Ray, no sources)
+    suite = ensure_suite("configs/eval/local.yaml")    # stages.ingest.eval_suite: one built from this machine
+    result = score_suite(load_backend(spec), suite)     # bpb per kind, nl2cmd bpb and margin, MC accuracy
 
-The definition (``configs/eval/suite.yaml``) names what is held out from training: man pages of a
-fixed list of commands, config files and logs whose id hashes under a fraction (decided before
-curation, by where a file is), Loghub systems no training job reads, and a seeded subset of
-NL2Bash's dev pairs. Building reads those sources once (``stages.ingest.eval_suite``, through the
-curation's own sources) into a folder
-keyed by the definition's hash; the sha256 of the built files is the suite's hash, carried in every
-result. A later load reads the same folder, so the suite stays frozen while ``/etc`` and
-``/var/log`` change; building with ``rebuild=True`` builds it again (a new hash where the sources
-changed).
+``configs/eval/suite.yaml`` is ``system-v1``, a *frozen* suite: its built documents and items ship
+in the package (``configs/eval/system-v1/``, with each source's licence in ``SOURCES.md``), so
+every machine scores, and decontaminates against, the same bytes and the same hash. A definition
+with parts instead (``configs/eval/local.yaml``) names what to hold out of a machine's own files:
+man pages of a fixed list of commands, config files and logs whose id hashes under a fraction
+(decided before curation, by where a file is), Loghub systems no training job reads, a seeded
+subset of NL2Bash's dev pairs, and general English prose. Building reads those sources once
+(``stages.ingest.eval_suite``, through the curation's own sources) into a folder keyed by the
+definition's hash; the sha256 of the built files is the suite's hash, carried in every result.
 
 Scores:
 
 - bits per byte per kind: the summed negative log-likelihood of each document, in bits, over its
   UTF-8 bytes, which compares models whatever their tokenizer;
+  ``bpb_all`` is over the system kinds; general prose (kind ``prose``) is scored beside them, not
+  in it: it measures what a system-domain model forgets;
 - ``nl2cmd_bpb``: the gold command's bits per byte given the request (``Task: ...\\nCommand:``);
 - multiple choice: the gold command against 3 distractors (other items' commands, picked by a
-  seeded hash), ranked by log-likelihood per byte; accuracy with a 95% Wilson interval, chance 0.25.
+  seeded hash), ranked by log-likelihood per byte; accuracy with a 95% Wilson interval, chance 0.25,
+  and the *margin*: the gold command's log-likelihood per byte minus the best distractor's, in bits
+  (continuous, so it moves before accuracy does; positive where the item is right).
+
+Every result also keeps each document's and item's own numbers (``items``), which is what a paired
+bootstrap over documents resamples (``sigma.evals.paired``).
 
 ``check_uncontaminated`` reads what a Sigma checkpoint was trained on (the data folders its
 checkpoints record, through ``init_from`` too) and refuses one whose training shards hold suite
@@ -39,7 +46,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from configs import locate, read_yaml_mapping
 
@@ -47,6 +54,7 @@ SUITE_FILE = "suite.json"
 DATA_FILES = ("documents.jsonl", "mc.jsonl", "held_out.json")  # what the suite's hash covers
 CHANCE_CHOICES = 4
 HELD_OUT_SALT = "eval-suite"
+GENERAL_KINDS = ("prose",)  # scored beside the system kinds, not in `bpb_all`
 
 
 class Strict(BaseModel):
@@ -94,13 +102,35 @@ class NL2BashPart(Strict):
     seed: int = 0
 
 
+class ProsePart(Strict):
+    """General English text that is not system text (kind ``prose``): ``documents`` stretches of at
+    most ``max_chars`` characters, cut at paragraph ends, picked by a seeded hash from a text file
+    (``.gz``/``.dz``: gzip)."""
+
+    path: str
+    start_at: str | None = None  # the text starts at the first line that is this (past a file's header)
+    documents: int = Field(12, gt=0)
+    max_chars: int = Field(2000, ge=200)
+    seed: int = 0
+
+
 class SuiteDefinition(Strict):
     name: str
+    frozen: str | None = None  # a built suite's folder, beside this file: read as it is, never built
     build_dir: str = "out/eval-suite"
     man: ManPart | None = None
     files: list[FilesPart] = Field(default_factory=list)
     loghub: LoghubPart | None = None
     nl2bash: NL2BashPart | None = None
+    prose: ProsePart | None = None
+    source: str | None = Field(None, exclude=True)  # the file it was read from (where `frozen` is)
+
+    @model_validator(mode="after")
+    def _frozen_alone(self) -> "SuiteDefinition":
+        parts = [n for n in ("man", "files", "loghub", "nl2bash", "prose") if getattr(self, n)]
+        if self.frozen and parts:
+            raise ValueError(f"a frozen suite ships built: no parts to build ({', '.join(parts)})")
+        return self
 
     def definition_hash(self) -> str:
         """What the built data depends on (not where it is built)."""
@@ -113,7 +143,7 @@ class SuiteDefinition(Strict):
         not there from here)."""
         data = read_yaml_mapping(path, "suite definition", "`name:` and its parts")
         try:
-            return cls.model_validate(data)
+            return cls.model_validate({**data, "source": str(locate(path))})
         except ValidationError as exc:
             lines = [f"{locate(path)}: invalid suite definition"]
             lines += [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
@@ -151,7 +181,7 @@ class Suite:
     kinds: list[str]
     documents: list[dict] = field(repr=False)  # id, kind, uri, text (nl2bash: nl, cmd too)
     mc: list[dict] = field(repr=False)  # id, nl, choices, gold
-    held_out: dict = field(repr=False)  # ids, paths, rules [{roots, fraction}]
+    held_out: dict = field(repr=False)  # ids, paths, names (file names held out anywhere), rules [{roots, fraction}]
     missing: list[str] = field(default_factory=list)
 
     @classmethod
@@ -183,7 +213,7 @@ class Suite:
         path = path_of(uri)
         if path is None:
             return False
-        if path in self.held_out_paths:
+        if path in self.held_out_paths or path.rsplit("/", 1)[-1] in self.held_out.get("names", ()):
             return True
         return any(held_out_file(file_id(path), rule["fraction"]) for rule in self.held_out["rules"]
                    if any(path == root or path.startswith(root.rstrip("/") + "/") for root in rule["roots"]))
@@ -212,21 +242,29 @@ class SuiteNotBuilt(FileNotFoundError):
 
 
 def suite_folder(spec: SuiteDefinition, build_dir: str | Path | None = None) -> Path:
-    """Where ``spec``'s built data lives: a folder keyed by the definition's hash."""
+    """Where ``spec``'s built data lives: a frozen suite's folder beside its definition, else a
+    folder keyed by the definition's hash."""
+    if spec.frozen:
+        return Path(spec.source).parent / spec.frozen
     return Path(build_dir or spec.build_dir) / f"{spec.name}-{spec.definition_hash()[:12]}"
 
 
 def load_suite(definition: str | Path = "configs/eval/suite.yaml", *, build_dir: str | Path | None = None) -> Suite:
-    """The built suite of ``definition``, read from ``build_dir`` (default: the definition's
-    ``build_dir``). Building reads the system sources, which live beside the curation
-    (``stages.ingest.eval_suite.ensure_suite``), so this side only reads a built folder and runs
-    where Ray and the sources are not."""
+    """The suite of ``definition``: a frozen one from its shipped folder, else the build in
+    ``build_dir`` (default: the definition's ``build_dir``). Building reads the system sources,
+    which live beside the curation (``stages.ingest.eval_suite.ensure_suite``), so this side only
+    reads a built folder and runs where Ray and the sources are not."""
     spec = SuiteDefinition.load(definition)
     folder = suite_folder(spec, build_dir)
     if not (folder / SUITE_FILE).exists():
+        if spec.frozen:
+            raise SuiteNotBuilt(f"suite {spec.name}: its shipped data is missing ({folder / SUITE_FILE})")
         raise SuiteNotBuilt(f"suite {spec.name} is not built in {folder}: `sigma eval suite` builds it where its "
                             "sources are (a full install), or copy a built folder there")
-    return Suite.open(folder)
+    suite = Suite.open(folder)
+    if suite.name != spec.name:
+        raise ValueError(f"{folder} holds suite {suite.name!r}, not {spec.name!r}")
+    return suite
 
 
 def prompt(nl: str) -> str:
@@ -263,35 +301,49 @@ def score_suite(backend, suite: Suite, *, limit: int | None = None) -> dict:
     pairs += [(prompt(item["nl"]), " " + choice) for item in items for choice in item["choices"]]
     scores = backend.loglikelihood(pairs)
     doc_scores, choice_scores = scores[: len(documents)], scores[len(documents):]
+    doc_rows = [[d["id"], d["kind"], s.nll, s.bytes] for d, s in zip(documents, doc_scores)]
 
-    sums: dict[str, list[float]] = {}
-    for d, s in zip(documents, doc_scores):
-        entry = sums.setdefault(d["kind"], [0.0, 0])
-        entry[0] += s.nll
-        entry[1] += s.bytes
-    bpb = {kind: _bits_per_byte(nll, nbytes) for kind, (nll, nbytes) in sorted(sums.items())}
-    total_nll, total_bytes = sum(v[0] for v in sums.values()), sum(v[1] for v in sums.values())
-
-    correct, gold_nll, gold_bytes, at = 0, 0.0, 0, 0
+    mc_rows, at = [], 0
     for item in items:
         choices = choice_scores[at : at + len(item["choices"])]
         at += len(item["choices"])
         per_byte = [-s.nll / max(1, s.bytes) for s in choices]
-        correct += int(max(range(len(per_byte)), key=lambda i: (per_byte[i], -i)) == item["gold"])
-        gold_nll += choices[item["gold"]].nll
-        gold_bytes += choices[item["gold"]].bytes
-    n = len(items)
+        best_other = max(v for i, v in enumerate(per_byte) if i != item["gold"])
+        picked = max(range(len(per_byte)), key=lambda i: (per_byte[i], -i))
+        gold = choices[item["gold"]]
+        mc_rows.append([item["id"], (per_byte[item["gold"]] - best_other) / math.log(2), int(picked == item["gold"]),
+                        gold.nll, gold.bytes])
     seconds = time.time() - started
     return {
         "suite": suite.describe(), "model": backend.describe(),
-        "bpb": bpb, "bpb_all": _bits_per_byte(total_nll, total_bytes),
-        "nl2cmd_bpb": _bits_per_byte(gold_nll, gold_bytes),
-        "mc": {"accuracy": correct / n if n else None, "ci95": wilson_interval(correct, n), "n": n,
-               "chance": 1 / CHANCE_CHOICES},
+        **suite_metrics(doc_rows, mc_rows),
         "documents": {kind: len(docs) for kind, docs in sorted(by_kind.items())},
-        "bytes": {kind: v[1] for kind, v in sorted(sums.items())},
+        "bytes": {kind: sum(r[3] for r in doc_rows if r[1] == kind) for kind in sorted(by_kind)},
+        "system_kinds": [k for k in sorted(by_kind) if k not in GENERAL_KINDS],
+        "items": {"documents": doc_rows, "mc": mc_rows},
         "limit": limit,
-        "seconds": round(seconds, 2), "seconds_per_item": round(seconds / max(1, len(documents) + n), 4),
+        "seconds": round(seconds, 2), "seconds_per_item": round(seconds / max(1, len(documents) + len(items)), 4),
+    }
+
+
+def suite_metrics(doc_rows: Sequence[Sequence], mc_rows: Sequence[Sequence]) -> dict:
+    """The suite's scores from per-item numbers: ``doc_rows`` [id, kind, nll, bytes], ``mc_rows``
+    [id, margin in bits per byte, correct, gold nll, gold bytes]. The one place they are summed, so
+    a bootstrap's resample (``sigma.evals.paired``) is scored as the suite is."""
+    sums: dict[str, list[float]] = {}
+    for _, kind, nll, nbytes in doc_rows:
+        entry = sums.setdefault(kind, [0.0, 0])
+        entry[0] += nll
+        entry[1] += nbytes
+    system = [v for kind, v in sums.items() if kind not in GENERAL_KINDS]
+    n = len(mc_rows)
+    correct = sum(r[2] for r in mc_rows)
+    return {
+        "bpb": {kind: _bits_per_byte(nll, nbytes) for kind, (nll, nbytes) in sorted(sums.items())},
+        "bpb_all": _bits_per_byte(sum(v[0] for v in system), sum(v[1] for v in system)),
+        "nl2cmd_bpb": _bits_per_byte(sum(r[3] for r in mc_rows), sum(r[4] for r in mc_rows)),
+        "mc": {"accuracy": correct / n if n else None, "ci95": wilson_interval(correct, n), "n": n,
+               "chance": 1 / CHANCE_CHOICES, "margin": sum(r[1] for r in mc_rows) / n if n else None},
     }
 
 
@@ -397,8 +449,17 @@ def check_uncontaminated(model_path: str | Path, suite: Suite) -> None:
     folders = training_folders(model_path)
     if not folders:
         return
+    from sigma.token_stream import STREAM_FILE, is_token_stream
+
     index = None
     for folder in folders:
+        if is_token_stream(folder):  # an ablation bundle's variant: prepared from rows decontaminated against a suite
+            against = json.loads((folder / STREAM_FILE).read_text()).get("suite", {})
+            if against.get("hash") != suite.hash:
+                raise ContaminationError(f"{model_path} was trained on {folder}, prepared against suite "
+                                         f"{against.get('name')} ({str(against.get('hash'))[:12]}), not {suite.name} "
+                                         f"({suite.hash[:12]})")
+            continue
         if not (folder / "manifest.json").exists():
             raise ContaminationError(f"{model_path} was trained on {folder}, which has no manifest to check "
                                      f"against suite {suite.name}")

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from sigma.evals.suite import (DATA_FILES, SUITE_FILE, FilesPart, LoghubPart, ManPart, NL2BashPart, Suite,
-                               SuiteDefinition, data_hash, file_id, held_out_file, path_of, suite_folder)
+from sigma.evals.suite import (DATA_FILES, SUITE_FILE, FilesPart, LoghubPart, ManPart, NL2BashPart, ProsePart, Suite,
+                               SuiteDefinition, data_hash, file_id, held_out_file, load_suite, path_of, suite_folder)
 
 
 def _cut(text: str, max_chars: int) -> str:
@@ -49,9 +49,9 @@ def man_documents(part: ManPart, missing: list[str]) -> tuple[list[dict], list[s
     return out, [d["uri"] for d in docs]
 
 
-def file_documents(part: FilesPart, missing: list[str]) -> tuple[list[dict], list[str], dict]:
-    """The part's held-out files of its kind, the uris of every held-out file under its roots,
-    and the rule that holds them out."""
+def file_documents(part: FilesPart, missing: list[str], keep=None) -> tuple[list[dict], list[str], dict]:
+    """The part's held-out files of its kind (those ``keep`` accepts, where given), the uris of
+    every held-out file under its roots, and the rule that holds them out."""
     from stages.ingest.files import FilesSource
 
     roots = [os.path.abspath(r) for r in part.roots]
@@ -62,18 +62,22 @@ def file_documents(part: FilesPart, missing: list[str]) -> tuple[list[dict], lis
              if "error" not in item and held_out_file(file_id(item["path"]), part.held_out_fraction)]
     wanted = [item for item in items if scored._wanted(item["path"])]
     docs, _ = source.read_all([wanted]) if wanted else ([], [])
-    chosen = [d for d in sorted(docs, key=lambda d: d["uri"]) if d["kind"] == part.kind and d["text"].strip()]
+    chosen = [d for d in sorted(docs, key=lambda d: d["uri"])
+              if d["kind"] == part.kind and d["text"].strip() and (keep is None or keep(d))]
     out = [{"id": d["id"], "kind": part.kind, "uri": d["uri"], "text": _cut(d["text"], part.max_chars)}
            for d in chosen[: part.max_documents]]
     return out, [f"file://{item['path']}" for item in items], {"roots": roots, "fraction": part.held_out_fraction}
 
 
 def loghub_documents(part: LoghubPart, missing: list[str]) -> tuple[list[dict], list[str]]:
+    """Windows of each system's log, and the log files' names (held out wherever a curation finds
+    them). Ids and uris name the system, not where this machine keeps Loghub."""
     from stages.ingest.files import FilesSource
 
-    out, uris = [], []
+    out, names = [], []
     for system in part.systems:
-        path = os.path.abspath(os.path.join(part.root, system, f"{system}_2k.log"))
+        name = f"{system}_2k.log"
+        path = os.path.abspath(os.path.join(part.root, system, name))
         if not os.path.isfile(path):
             missing.append(f"loghub:{system}")
             continue
@@ -82,13 +86,13 @@ def loghub_documents(part: LoghubPart, missing: list[str]) -> tuple[list[dict], 
             missing.append(f"loghub:{system}")
             continue
         lines = docs[0]["text"].splitlines(keepends=True)
-        uris.append(docs[0]["uri"])
+        names.append(name)
         for i in range(part.documents):
             window = lines[i * part.lines : (i + 1) * part.lines]
             if window:
-                out.append({"id": f"{docs[0]['id']}#{i}", "kind": "loghub", "uri": f"{docs[0]['uri']}#{i * part.lines}",
-                            "text": "".join(window)})
-    return out, uris
+                out.append({"id": _digest("loghub", system, i).hex(), "kind": "loghub",
+                            "uri": f"loghub://{system}/{name}#{i * part.lines}", "text": "".join(window)})
+    return out, names
 
 
 def nl2bash_items(part: NL2BashPart, missing: list[str]) -> tuple[list[dict], list[dict]]:
@@ -118,8 +122,42 @@ def nl2bash_items(part: NL2BashPart, missing: list[str]) -> tuple[list[dict], li
     return texts, items
 
 
-def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> Path:
-    """Write the suite's data to ``folder`` (replacing an earlier build there)."""
+def prose_documents(part: ProsePart, missing: list[str]) -> list[dict]:
+    """Stretches of whole paragraphs of at most ``max_chars`` characters, ``documents`` of them in
+    seeded hash order."""
+    import gzip
+
+    path = Path(part.path)
+    if not path.is_file():
+        missing.append(f"prose:{part.path}")
+        return []
+    raw = path.read_bytes()
+    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", errors="replace")
+    if part.start_at is not None:
+        lines = text.splitlines(keepends=True)
+        at = next((i for i, line in enumerate(lines) if line.strip() == part.start_at), None)
+        if at is None:
+            raise ValueError(f"prose {part.path}: no line {part.start_at!r} to start at")
+        text = "".join(lines[at:])
+    stretches, current = [], ""
+    for paragraph in (p.strip("\n") for p in text.split("\n\n")):
+        if not paragraph.strip():
+            continue
+        if current and len(current) + 2 + len(paragraph) > part.max_chars:
+            stretches.append(current)
+            current = ""
+        current = f"{current}\n\n{paragraph}" if current else paragraph
+    if current:
+        stretches.append(current)
+    stretches = [_cut(t, part.max_chars) + "\n" for t in stretches]
+    chosen = sorted(range(len(stretches)), key=lambda i: (_digest(part.seed, "prose", stretches[i]), i))[: part.documents]
+    return [{"id": _digest("prose", path.name, i).hex(), "kind": "prose", "uri": f"prose:{path.name}#{i}",
+             "text": stretches[i]} for i in sorted(chosen)]
+
+
+def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False, keep=None) -> Path:
+    """Write the suite's data to ``folder`` (replacing an earlier build there). ``keep``: a test
+    a held-out file must pass to be scored (it stays held out either way)."""
     started = time.time()
 
     def say(message: str) -> None:
@@ -127,7 +165,7 @@ def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> 
             print(message, file=sys.stderr, flush=True)
 
     missing: list[str] = []
-    documents, held_uris, rules, mc = [], [], [], []
+    documents, held_uris, held_names, rules, mc = [], [], [], [], []
     if spec.man:
         say(f"suite {spec.name}: rendering {len(spec.man.commands)} man pages")
         docs, uris = man_documents(spec.man, missing)
@@ -135,17 +173,19 @@ def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> 
         held_uris += uris
     for part in spec.files:
         say(f"suite {spec.name}: held-out {part.kind} files under {', '.join(part.roots)}")
-        docs, uris, rule = file_documents(part, missing)
+        docs, uris, rule = file_documents(part, missing, keep)
         documents += docs
         held_uris += uris
         rules.append(rule)
     if spec.loghub:
-        docs, uris = loghub_documents(spec.loghub, missing)
+        docs, names = loghub_documents(spec.loghub, missing)
         documents += docs
-        held_uris += uris
+        held_names += names
     if spec.nl2bash:
         docs, mc = nl2bash_items(spec.nl2bash, missing)
         documents += docs
+    if spec.prose:
+        documents += prose_documents(spec.prose, missing)
     if not documents and not mc:
         raise ValueError(f"suite {spec.name}: none of its sources is on this machine ({', '.join(missing)})")
 
@@ -157,7 +197,7 @@ def build_suite(spec: SuiteDefinition, folder: Path, progress: bool = False) -> 
     (tmp / "documents.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in documents))
     (tmp / "mc.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False, sort_keys=True) + "\n" for i in mc))
     held_out = {"ids": sorted({d["id"] for d in documents if d["kind"] != "nl2bash"}),
-                "paths": sorted({path_of(uri) for uri in held_uris}), "rules": rules}
+                "paths": sorted({path_of(uri) for uri in held_uris}), "names": sorted(held_names), "rules": rules}
     (tmp / "held_out.json").write_text(json.dumps(held_out, indent=1, sort_keys=True) + "\n")
     files = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in DATA_FILES}
     kinds = sorted({d["kind"] for d in documents})
@@ -184,6 +224,11 @@ def ensure_suite(definition: str | Path = "configs/eval/suite.yaml", *, build_di
     """The suite of ``definition``, built into ``build_dir`` (default: the definition's
     ``build_dir``) the first time, read from there afterwards."""
     spec = SuiteDefinition.load(definition)
+    if spec.frozen:
+        if rebuild:
+            raise ValueError(f"suite {spec.name} is frozen: it ships built and is never rebuilt "
+                             "(configs/eval/local.yaml builds a suite from this machine's own files)")
+        return load_suite(definition)
     folder = suite_folder(spec, build_dir)
     if rebuild or not (folder / SUITE_FILE).exists():
         build_suite(spec, folder, progress=progress)

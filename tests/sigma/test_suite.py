@@ -22,6 +22,22 @@ from sigma.train import TrainConfig
 from stages.ingest.eval_suite import ensure_suite
 
 
+FROZEN_HASH = "14e01c05fdfbd2c0b4c663663ee1fafb6ba2214efe7fc8cca46e02dcac5e5198"  # docs/benchmarks.md states it
+
+
+def test_the_shipped_suite_is_the_same_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the package's copy is read
+    suite = load_suite("configs/eval/suite.yaml")
+    assert suite.name == "system-v1" and suite.hash == FROZEN_HASH and suite.missing == []
+    assert ensure_suite("configs/eval/suite.yaml").hash == FROZEN_HASH  # never built, only read
+    with pytest.raises(ValueError, match="frozen"):
+        ensure_suite("configs/eval/suite.yaml", rebuild=True)
+    assert suite.kinds == ["config", "log", "loghub", "man", "nl2bash", "prose"] and len(suite.mc) == 200
+    assert all(d["uri"].startswith(("file:///usr/", "file:///etc/", "file:///var/log/", "loghub://", "nl2bash:", "prose:"))
+               for d in suite.documents)  # no path of the machine it was built on
+    assert suite.is_held_out(None, "file:///elsewhere/loghub/BGL/BGL_2k.log")  # Loghub's files, wherever they are
+
+
 def test_build_is_deterministic_and_frozen(small_suite, tmp_path):
     with pytest.raises(SuiteNotBuilt, match="not built"):  # the model side reads built suites only
         load_suite(small_suite, build_dir=tmp_path / "a")
@@ -89,6 +105,10 @@ def test_multiple_choice_is_at_chance_on_a_random_model(random_run, small_suite)
     lo, hi = mc["ci95"]
     assert lo <= mc["accuracy"] <= hi and lo <= 0.25 <= hi and hi - lo < 0.13
     assert set(result["bpb"]) == set(suite.kinds)
+    margins = [row[1] for row in result["items"]["mc"]]
+    assert mc["margin"] == pytest.approx(sum(margins) / len(margins)) and min(margins) < 0 < max(margins)
+    assert mc["accuracy"] == sum(row[2] for row in result["items"]["mc"]) / 200
+    assert all((m > 0) == bool(row[2]) for m, row in zip(margins, result["items"]["mc"]) if m != 0)
     # a random model is near uniform over its 512 tokens: 9 bits per token, spread over a token's bytes
     assert all(1 < v < 9 for v in result["bpb"].values()) and result["nl2cmd_bpb"] > 1
 
