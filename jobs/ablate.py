@@ -130,7 +130,8 @@ class Ablation:
         from stages.ingest.eval_suite import ensure_suite
 
         c = self.config
-        train_config(c.train.config, c.train.overrides, c.train.tokens, c.seeds[0])  # fails before curation
+        train_config(c.train.config, c.train.overrides, c.train.tokens, c.seeds[0],  # fails before curation
+                     c.train.ray.workers if c.train.ray else 1)
         suite = ensure_suite(c.suite)
         self._prepare(overwrite, suite)
         with ray_session(c.ray), driver_notes_to(self.root / "logs" / "ray.log"):

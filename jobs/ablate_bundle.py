@@ -19,6 +19,7 @@ variants fit: that is also why the order is the same draw for every variant.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import lzma
@@ -145,12 +146,14 @@ def write_bundle(root: Path, variant_dirs: dict[str, Path], tokenizer_path: Path
     pool_meta = pool.write(tmp / "pool", progress)
     shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
     shutil.copytree(suite.path, tmp / "suite")
-    seeds_train = {str(seed): train_config(config.train.config, config.train.overrides, config.train.tokens, seed)
+    workers = config.train.ray.workers if config.train.ray else 1
+    seeds_train = {str(seed): train_config(config.train.config, config.train.overrides, config.train.tokens, seed, workers)
                    for seed in config.seeds}
     settings = {
         "name": config.name, "baseline": config.baseline, "variants": list(config.variants), "seeds": config.seeds,
         "lr_scales": config.train.lr_scales, "budget": config.train.tokens, "train_configs": seeds_train,
         "score": config.score.model_dump(mode="json"), "device": config.train.device,
+        "ray": dataclasses.asdict(config.train.ray) if config.train.ray else None,
         "arms": {"concurrency": config.arms.concurrency, "num_cpus": config.arms.num_cpus},
         "samples": {name: v["sample_sha256"] for name, v in variants.items()},
     }

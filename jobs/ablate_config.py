@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.config import InputConfig, RayConfig, StageConfig, WriterConfig, read_yaml_mapping, validate_config
+from sigma.ray_train import RayWorkers
 
 from jobs.flywheel_config import _stage_list
 
@@ -66,6 +67,16 @@ class TrainSettings(Strict):
     tokens: int = Field(gt=0)
     lr_scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     device: str | None = None
+    # {workers: N, gpus_per_worker: G}: each arm trains in N Ray Train workers (DDP), the arms one
+    # after another; `tokens` stays the arm's whole budget, so steps shrink by the worker count
+    ray: RayWorkers | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "TrainSettings":
+        if self.ray and self.device:
+            raise ValueError("train.device and train.ray both place training: Ray gives each worker its device "
+                             "(train.ray.gpus_per_worker), so drop train.device")
+        return self
 
     @field_validator("lr_scales")
     @classmethod

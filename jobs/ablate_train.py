@@ -18,6 +18,7 @@ starts no arm that the arms so far say would not end in time.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import time
@@ -31,21 +32,22 @@ SMOKE = {"batch_size": 2, "seq_len": 32, "warmup_steps": 1, "save_every": 2, "lo
 SMOKE_STEPS, SMOKE_LIMIT = 3, 3
 
 
-def train_config(spec: str, overrides: dict, tokens: int, seed: int) -> dict:
+def train_config(spec: str, overrides: dict, tokens: int, seed: int, workers: int = 1) -> dict:
     """An arm's TrainConfig as a dict: the ablation's model and settings, `max_steps` from the
-    token budget. No held-out split of the variant's own data (each variant's would be different
-    text): the suite is the held-out set."""
+    token budget (`workers` ranks each take a batch a step). No held-out split of the variant's own
+    data (each variant's would be different text): the suite is the held-out set."""
     from sigma.train import TrainConfig
 
     try:
         base = TrainConfig.load(spec).override(**overrides)
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"train.config: {exc}") from None
-    per_step = base.batch_size * base.sequence_length() * base.grad_accum
+    per_step = base.batch_size * base.sequence_length() * base.grad_accum * workers
     if tokens % per_step:
         low = tokens // per_step * per_step
         raise ConfigError(f"train.tokens {tokens:,} is not a whole number of steps of {per_step:,} tokens "
-                          f"(batch_size x seq_len x grad_accum): use {max(low, per_step):,} or {low + per_step:,}")
+                          f"(batch_size x seq_len x grad_accum{' x workers' if workers > 1 else ''}): "
+                          f"use {max(low, per_step):,} or {low + per_step:,}")
     steps = tokens // per_step
     if base.warmup_steps >= steps:
         raise ConfigError(f"warmup_steps {base.warmup_steps} is not below the budget's {steps} steps")
@@ -101,14 +103,26 @@ def run_arm(job: dict) -> dict:
     trained_here = found is None or read_checkpoint(found).step != config.max_steps
     if trained_here:
         _write_json(run / "arm.json", spec)  # what the checkpoints are of, for a later run to check
-        train(config, [data], run, resume=True, tokenizer=bundle / "tokenizer.json", device=job["device"], progress=False)
+        if job.get("ray"):
+            from sigma.ray_train import RayWorkers, train_on_ray
+
+            train_on_ray(config, [data], run, RayWorkers(**job["ray"]), resume=True, tokenizer=bundle / "tokenizer.json",
+                         progress=False)
+        else:
+            train(config, [data], run, resume=True, tokenizer=bundle / "tokenizer.json", device=job["device"],
+                  progress=False)
     state = read_checkpoint(run).state
     if state["tokens"] != spec["budget"]:
         raise RuntimeError(f"arm {spec['arm']} trained on {state['tokens']:,} tokens, not the budget's {spec['budget']:,}")
     train_seconds = time.time() - started
     curve = loss_curve(run)
-    windows = TokenWindows(data, config.sequence_length(), seed=config.seed)
-    read = windows.tokens_read_by_group(state["data"][0]["streams"][0])
+    ranks = state["world_size"]
+    windows = [TokenWindows(data, config.sequence_length(), seed=config.seed, rank=r, world_size=ranks) for r in range(ranks)]
+    read: dict[str, int] = {}
+    for rank, rank_windows in enumerate(windows):
+        for group, count in rank_windows.tokens_read_by_group(state["data"][rank]["streams"][0]).items():
+            read[group] = read.get(group, 0) + count
+    read = dict(sorted(read.items()))
     scored = ema_checkpoint(run) if config.ema_decay else run
     suite = Suite.open(bundle / "suite")
     check_uncontaminated(str(scored), suite)
@@ -118,7 +132,7 @@ def run_arm(job: dict) -> dict:
         "arm": spec["arm"], "variant": spec["variant"], "seed": spec["seed"], "lr_scale": spec["lr_scale"],
         "sample": spec["sample"],
         "tokens": state["tokens"], "budget": spec["budget"], "steps": state["step"],
-        "sample_tokens": len(windows.folder.tokens), "epochs": state["tokens"] / len(windows.folder.tokens),
+        "sample_tokens": len(windows[0].folder.tokens), "epochs": state["tokens"] / len(windows[0].folder.tokens),
         "trained_tokens_by_kind": read, "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve, "weights": "ema" if config.ema_decay else "last",
         "train_config": spec["train_config"], "scoring": {"suite": suite.describe(), "limit": job["limit"]},
@@ -195,7 +209,8 @@ class ArmRunner:
     def job(self, spec: dict) -> dict:
         limit = SMOKE_LIMIT if self.smoke else self.settings["score"]["limit"]
         return {"spec": spec, "bundle": str(self.bundle), "run": str(self.arm_dir(spec["arm"])), "device": self.device,
-                "threads": self.settings["arms"]["num_cpus"], "limit": limit, "smoke": self.smoke}
+                "threads": self.settings["arms"]["num_cpus"], "limit": limit, "smoke": self.smoke,
+                "ray": self.settings.get("ray")}
 
     def finished(self, spec: dict) -> dict | None:
         """The arm's saved result, if it was scored on this bundle's suite with these settings."""
@@ -242,18 +257,28 @@ class ArmRunner:
         if done:
             self.say(f"arms: {len(done)} finished earlier, {len(todo)} to run")
         use_ray = self.use_ray
-        if use_ray is None:
+        if self.settings.get("ray"):  # each arm is a Ray Train run of its own workers, one arm at a time
+            use_ray = False
+        elif use_ray is None:
             use_ray = _ray_available() and self.settings["arms"]["concurrency"] > 1 and len(todo) > 1
         started = time.time()
-        for result in (self._run_ray(todo, started) if use_ray else self._run_local(todo, started)):
-            done[result["arm"]] = result
-            self.record(result)
-            self.say(f"arm {result['arm']}: done, {result['epochs']:.2f} epochs of its sample, suite bpb "
-                     f"{result['scores']['bpb_all']:.4f} ({result['seconds']['train'] or 0:.0f} s training)")
+        with self._ray_train_session() if self.settings.get("ray") and todo else contextlib.nullcontext():
+            for result in (self._run_ray(todo, started) if use_ray else self._run_local(todo, started)):
+                done[result["arm"]] = result
+                self.record(result)
+                self.say(f"arm {result['arm']}: done, {result['epochs']:.2f} epochs of its sample, suite bpb "
+                         f"{result['scores']['bpb_all']:.4f} ({result['seconds']['train'] or 0:.0f} s training)")
         left = [s["arm"] for s in self.specs if s["arm"] not in done]
         if left:
             self.say(f"time limit: {len(left)} arm(s) not run ({', '.join(left)}); run the same command again to go on")
         return [done[s["arm"]] for s in self.specs if s["arm"] in done]
+
+    def _ray_train_session(self):
+        """The Ray (the ablation's `ray:`) that every arm's Ray Train workers run on."""
+        from pipeline.config import RayConfig
+        from pipeline.ray_session import ray_session
+
+        return ray_session(RayConfig(**self.ray), self.out / "logs" / "ray.log")
 
     def _fits(self, started: float, longest: float) -> bool:
         return self.time_limit is None or time.time() - started + longest <= self.time_limit

@@ -218,3 +218,20 @@ def test_a_variant_added_later_keeps_the_finished_arms(whole, ablation):
     assert {a: (out / "arms" / a / "scores.json").stat().st_mtime_ns for a in kept} == kept
     assert list(summary["tables"][0]["variants"]) == ["raw", "copy", "more"]
     assert (out / "variants" / "more" / "manifest.json").exists()
+
+
+def test_an_arm_trains_in_ray_train_workers(ablation, tmp_path, ray_local):
+    """`train.ray: {workers: 2}`: the arm is a Ray Train run of two DDP workers; it still trains
+    on exactly the budget (half the steps of one process) and counts what every rank read."""
+    from jobs.ablate_train import ArmRunner
+
+    config = parse_ablate({**ablation, "variants": {"raw": [], "copy": []}, "train": {**ablation["train"], "ray": {"workers": 2}}})
+    bundle = Ablation(config, tmp_path / "ablate", progress=False).prepare()
+    (result,) = ArmRunner(bundle, only=["raw-seed0"], progress=lambda message: None).run()
+    assert result["tokens"] == BUDGET and result["steps"] == 12
+    assert sum(result["trained_tokens_by_kind"].values()) == BUDGET
+    from sigma.checkpoint import read_checkpoint
+
+    assert read_checkpoint(tmp_path / "ablate" / "arms" / "raw-seed0").state["world_size"] == 2
+    with pytest.raises(ConfigError, match="train.device and train.ray"):
+        parse_ablate({**ablation, "train": {**ablation["train"], "ray": {"workers": 2}, "device": "cpu"}})
