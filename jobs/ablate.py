@@ -126,7 +126,7 @@ class Ablation:
     def prepare(self, overwrite: bool = False) -> Path:
         """Curate the variants, train the tokenizer and write the bundle (`bundle/`)."""
         from jobs.ablate_bundle import write_bundle
-        from jobs.ablate_train import train_config
+        from jobs.ablate_arms import train_config
         from stages.ingest.eval_suite import ensure_suite
 
         c = self.config

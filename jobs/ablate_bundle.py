@@ -102,7 +102,7 @@ class Pool:
 def write_bundle(root: Path, variant_dirs: dict[str, Path], tokenizer_path: Path, suite, config, progress=print) -> Path:
     """Write the bundle of an ablation into ``root / "bundle"`` (replacing an earlier one there) and
     return its folder. ``config``: the ablation (``AblateConfig``)."""
-    from jobs.ablate_train import arm_specs, train_config
+    from jobs.ablate_arms import arm_specs, train_config
     from sigma.tokenizer import end_of_text_id, load_tokenizer
 
     out = root / "bundle"

@@ -17,7 +17,7 @@ import yaml
 
 from jobs.ablate import Ablation
 from jobs.ablate_config import parse_ablate
-from jobs.ablate_train import train_config
+from jobs.ablate_arms import train_config
 from pipeline.config import ConfigError
 from sigma.evals.paired import paired_differences
 
