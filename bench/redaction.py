@@ -30,12 +30,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+from bench.redaction_prose_set import FAMILIES as PROSE_FAMILIES  # noqa: E402
 from bench.redaction_set import FAMILIES, load_set  # noqa: E402
 from stages.safety.redact import Redactor  # noqa: E402
 
 TOKEN_END = re.compile(r"[\s\"'`,;]")
 SETS = {"seed 1 (development)": ROOT / "bench/data/redaction_seed1.jsonl.gz",
-        "seed 2 (held out)": ROOT / "bench/data/redaction_seed2.jsonl.gz"}
+        "seed 2 (held out)": ROOT / "bench/data/redaction_seed2.jsonl.gz",
+        "prose seed 11 (development)": ROOT / "bench/data/redaction_prose_seed11.jsonl.gz",
+        "prose seed 12 (held out)": ROOT / "bench/data/redaction_prose_seed12.jsonl.gz"}
 
 
 def occurrences(text: str, value: str) -> list[tuple[int, int]]:
@@ -159,6 +162,8 @@ def main() -> None:
                         help="real files (globs) for a throughput row: the labelled sets are dense with secrets, "
                              "real text mostly holds none")
     parser.add_argument("--show", type=int, default=5, help="misses and flagged negatives to print per tool and set")
+    parser.add_argument("--sets", nargs="*", choices=[name.split(" (")[0] for name in SETS],
+                        help="the labelled sets to score (default: all; none: only the real text)")
     args = parser.parse_args()
     tools = {"sigma redact": sigma_finder(Redactor())}
     speed = {"sigma redact": Redactor()}
@@ -172,13 +177,15 @@ def main() -> None:
 
         tools[f"detect-secrets {importlib.metadata.version('detect-secrets')}"] = detect_secrets_finder(Path(tmp.name))
     for set_name, path in SETS.items():
+        if args.sets is not None and set_name.split(" (")[0] not in args.sets:
+            continue
         rows = load_set(path)
         mb = sum(len(r["text"].encode()) for r in rows) / 1e6
         print(f"\n{set_name}: {path.relative_to(ROOT)}, {len(rows)} documents, {mb:.2f} MB")
         results = {}
         for tool, find in tools.items():
             results[tool] = score(rows, find)
-        families = [f for f in FAMILIES if f in next(iter(results.values()))["per_family"]]
+        families = [f for f in dict.fromkeys(FAMILIES + PROSE_FAMILIES) if f in next(iter(results.values()))["per_family"]]
         header = f"{'tool':26s} " + " ".join(f"{f[:9]:>9s}" for f in families) + \
             f" {'recall':>7s} {'planted':>7s} {'neg.intact':>10s} {'MB/cpu-s':>8s}"
         print(header)
