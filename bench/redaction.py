@@ -17,7 +17,7 @@ a shared machine); detect-secrets is not timed (it scans one file per document).
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import re
 import statistics
 import subprocess
@@ -140,17 +140,21 @@ def detect_secrets_finder(workdir: Path):
 
 
 def redactor_at(rev: str):
-    """The redactor of another git revision, loaded from `git show` (today's rules, for the
-    before/after throughput and coverage in one run)."""
-    source = subprocess.run(["git", "show", f"{rev}:stages/safety/redact.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    tmp = Path(tempfile.mkdtemp()) / "redact_baseline.py"
-    tmp.write_text(source)
-    spec = importlib.util.spec_from_file_location("redact_baseline", tmp)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.Redactor()
+    """The redactor of another git revision (today's rules, for the before/after throughput and
+    coverage in one run): its `stages/safety` modules, from `git show`, loaded as a package of
+    their own, so that none of this revision's modules stands in for one of its own."""
+    package = "safety_at_" + re.sub(r"\W", "_", rev)
+    folder = Path(tempfile.mkdtemp()) / package
+    folder.mkdir()
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:stages/safety"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in names:
+        if name.endswith(".py"):
+            source = subprocess.run(["git", "show", f"{rev}:stages/safety/{name}"], cwd=ROOT, check=True,
+                                    capture_output=True, text=True).stdout
+            (folder / name).write_text(source.replace("from stages.safety.", f"from {package}."))
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(f"{package}.redact").Redactor()
 
 
 def main() -> None:
