@@ -123,7 +123,7 @@ def test_triggers_found_in_one_pass_with_their_lines():
     assert hits.lines(("sk",)) == [(2, 11), (17, 19)]
     assert hits.lines(("key", "@")) == [(2, 15)]  # adjacent lines merged
     assert hits.lines(("zz",)) == []
-    assert hits.lines(("b@",), 1) == [(12, 16)] and hits.lines(("b@",), 2) == [(12, 19)]  # and the lines after it
+    assert hits.lines(("@",), 1) == [(12, 16)] and hits.lines(("@",), 2) == [(12, 19)]  # and the lines after it
 
 
 def test_lines_follow_the_text_after_an_earlier_redaction():
