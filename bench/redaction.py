@@ -38,7 +38,9 @@ TOKEN_END = re.compile(r"[\s\"'`,;]")
 SETS = {"seed 1 (development)": ROOT / "bench/data/redaction_seed1.jsonl.gz",
         "seed 2 (held out)": ROOT / "bench/data/redaction_seed2.jsonl.gz",
         "prose seed 11 (development)": ROOT / "bench/data/redaction_prose_seed11.jsonl.gz",
-        "prose seed 12 (held out)": ROOT / "bench/data/redaction_prose_seed12.jsonl.gz"}
+        "prose seed 12 (held out, then looked at)": ROOT / "bench/data/redaction_prose_seed12.jsonl.gz",
+        "prose seed 13 (held out: new values)": ROOT / "bench/data/redaction_prose_seed13.jsonl.gz",
+        "prose seed 14 (held out: new values and phrasings)": ROOT / "bench/data/redaction_prose_seed14.jsonl.gz"}
 
 
 def occurrences(text: str, value: str) -> list[tuple[int, int]]:

@@ -13,11 +13,15 @@ refresh`, `API key id ...`), and values that a secret word introduces but that a
 (placeholders, variable references, paths, URLs, object names, masked values).
 
     python bench/redaction_prose_set.py --seed 11 --out bench/data/redaction_prose_seed11.jsonl.gz
-    python bench/redaction_prose_set.py --seed 12 --held-out --out bench/data/redaction_prose_seed12.jsonl.gz
+    python bench/redaction_prose_set.py --seed 12 --held-out 1 --out bench/data/redaction_prose_seed12.jsonl.gz
+    python bench/redaction_prose_set.py --seed 13 --out bench/data/redaction_prose_seed13.jsonl.gz
+    python bench/redaction_prose_set.py --seed 14 --held-out 2 --out bench/data/redaction_prose_seed14.jsonl.gz
 
-Seed 11 is the development set; seed 12 is held out (nobody tunes on it): besides other values,
-it has phrasings and look-alikes that the development set never shows (`--held-out`), so it
-measures how the rules read words they were not written against. Each line has the
+Seed 11 is the development set. Seed 12 was held out with phrasings and look-alikes that the
+development set never shows (`--held-out 1`); it was scored once and its misses then read, so it
+is held out no longer. Seed 13 (new values, the development set's phrasings) and seed 14 (new
+values, and a second group of unseen phrasings and look-alikes, `--held-out 2`) were written
+before the rules changed again and are scored only to report. Each line has the
 fields of `bench/redaction_set.py`'s sets: {"id", "text", "kind", "uri", "planted": [{"family",
 "type", "value"}], "negatives": [{"type", "value"}]}.
 """
@@ -60,14 +64,14 @@ def spoken(key: str) -> str:
 
 class ProsePlanter(Planter):
     """Draws a secret with the words that name it, and look-alikes with the words around them.
-    `held_out`: also the phrasings and look-alikes that only the held-out split has."""
+    `held_out`: 1 or 2, also the phrasings and look-alikes that only that held-out split has."""
 
-    def __init__(self, rng: random.Random, held_out: bool = False):
+    def __init__(self, rng: random.Random, held_out: int = 0):
         super().__init__(rng)
         self.held_out = held_out
 
-    def choose(self, shared: list, held_out_only: list):
-        return self.rng.choice(shared + held_out_only if self.held_out else shared)
+    def choose(self, shared: list, first: list, second: list = ()):
+        return self.rng.choice(shared + {0: [], 1: list(first), 2: list(second)}[self.held_out])
 
     def password_value(self) -> str:
         r = self.rng.random()
@@ -168,7 +172,14 @@ class ProsePlanter(Planter):
             lambda: f"rotated secret {self.neg('object_name', rng.choice(['smtp-relay-auth', 'ci-deploy-key']))} in the cluster",
             lambda: f"Token ID: {self.neg('uuid', uuid)}",
         ]
-        return self.choose(forms, held_out_only)()
+        second = [
+            lambda: self.neg("phrase", f"the password was last rotated on 2026-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"),
+            lambda: f"token fingerprint {self.neg('fingerprint', rng.randbytes(20).hex())}",
+            lambda: f"key-id: {self.neg('key_id', rng.randbytes(8).hex())}",
+            lambda: f"secrets manager arn {self.neg('object_name', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:app')}",
+            lambda: f"credentials cache at {self.neg('path', '/var/cache/creds/' + rng.randbytes(4).hex())}",
+        ]
+        return self.choose(forms, held_out_only, second)()
 
 
 # -- phrasings: how a (name, value) pair is written, by register ---------------------------------
@@ -199,6 +210,14 @@ PROSE_HELD_OUT = [
     "I put {v} in as the {name}",
     "{Name} (for {target}) = {v}",
 ]
+PROSE_HELD_OUT_2 = [
+    "{target} {name} \u2014 {v}",
+    "got the {name} from {user}: {v}",
+    "{v} <- new {name} for {target}",
+    "the {name}, in case you need it: {v}",
+    "use {name} {v} when prompted",
+    "{Name} for the box hasn't changed, still {v}",
+]
 LOG = [
     "{ts} {LEVEL} {comp}: loaded {name} {v}",
     "{ts} {LEVEL} {comp}: auth ok with {name} {v}",
@@ -213,6 +232,11 @@ LOG_HELD_OUT = [
     "{ts} {LEVEL} {comp}: authenticating as {user} using {name} {v}",
     "{ts} {LEVEL} {comp}: {name} set: {v}",
     "{ts} [{comp}] {name} rotated -> {v}",
+]
+LOG_HELD_OUT_2 = [
+    "{ts} {LEVEL} {comp}: {name} ok [{v}]",
+    "{ts} {LEVEL} {comp}: set {name}={v} for {user}",
+    "{ts} {LEVEL} {comp}: {name} -> '{v}'",
 ]
 # a tool's own output, with the words that tool prints, by the planted type (vault operator init and
 # login, MySQL's first start, Jenkins' and Elasticsearch's set-up, aws configure, pwgen-like tools)
@@ -230,6 +254,9 @@ TOOL_HELD_OUT = {
     "password": ["Login: {user}\nPassword: {v}", "The generated password for the elastic built-in superuser is : {v}",
                  "Default admin password: {v}"],
 }
+TOOL_HELD_OUT_2 = {
+    "password": ["Root password is set to: {v}", "New password: {v}\nRetype new password: {v}"],
+}
 # a command line that carries the value: passwords as options, tokens in headers
 COMMAND = {
     "password": ["sshpass -p {v} ssh {user}@{host}", "mysql -u {user} -p{v} app", "curl -u {user}:{v} https://{host}/api",
@@ -238,6 +265,11 @@ COMMAND = {
 }
 COMMAND_HELD_OUT = {
     "password": ["docker login -u {user} -p {v} registry.example.net", "wget --http-password={v} https://{host}/f"],
+    "token": [],
+}
+
+COMMAND_HELD_OUT_2 = {
+    "password": ["htpasswd -b .htpasswd {user} {v}", "smbclient //{host}/share -U {user}%{v}"],
     "token": [],
 }
 
@@ -260,10 +292,10 @@ def secret_line(p: ProsePlanter, register: str) -> str:
     name, value = p.named_secret()
     family, type_ = p.planted[-1]["family"], p.planted[-1]["type"]
     if register == "tool" and type_ in TOOL:
-        return _fill(p, p.choose(TOOL[type_], TOOL_HELD_OUT.get(type_, [])), name, value)
+        return _fill(p, p.choose(TOOL[type_], TOOL_HELD_OUT.get(type_, []), TOOL_HELD_OUT_2.get(type_, [])), name, value)
     if register == "command" and family in ("password", "generic", "vault"):
         which = "password" if family == "password" else "token"
-        return _fill(p, p.choose(COMMAND[which], COMMAND_HELD_OUT[which]), name, value)
+        return _fill(p, p.choose(COMMAND[which], COMMAND_HELD_OUT[which], COMMAND_HELD_OUT_2[which]), name, value)
     if register == "pair":  # a key id and its secret in one sentence; a user and a password
         if type_ == "aws_secret_key":
             key_id = p.plant("cloud", "aws_access_key", p.rng.choice(["AKIA", "ASIA"]) + p.s(UPPER + "234567", 16))
@@ -272,8 +304,8 @@ def secret_line(p: ProsePlanter, register: str) -> str:
             return f"{p.rng.choice(USERS)} / {value} is the login for {p.rng.choice(TARGETS)}"
         return f"creds for {p.rng.choice(TARGETS)}: {p.rng.choice(USERS)}:{value}"
     if register in ("log", "tool", "command"):
-        return _fill(p, p.choose(LOG, LOG_HELD_OUT), name, value)
-    return _fill(p, p.choose(PROSE, PROSE_HELD_OUT), name, value)
+        return _fill(p, p.choose(LOG, LOG_HELD_OUT, LOG_HELD_OUT_2), name, value)
+    return _fill(p, p.choose(PROSE, PROSE_HELD_OUT, PROSE_HELD_OUT_2), name, value)
 
 
 def document(p: ProsePlanter, i: int) -> tuple[str, str]:
@@ -304,7 +336,7 @@ def document(p: ProsePlanter, i: int) -> tuple[str, str]:
     return "\n".join(lines) + "\n", "app.log"
 
 
-def make_set(seed: int, docs: int, held_out: bool = False) -> list[dict]:
+def make_set(seed: int, docs: int, held_out: int = 0) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for i in range(docs):
@@ -324,8 +356,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--docs", type=int, default=480)
-    parser.add_argument("--held-out", action="store_true",
-                        help="also the phrasings and look-alikes kept out of the development set")
+    parser.add_argument("--held-out", type=int, choices=[0, 1, 2], default=0,
+                        help="1 or 2: also the phrasings and look-alikes of that held-out split (none of them "
+                             "in the development set)")
     parser.add_argument("--out", required=True, help="a .jsonl.gz file")
     args = parser.parse_args()
     write_set(make_set(args.seed, args.docs, args.held_out), args.out)
