@@ -53,14 +53,17 @@ TOKEN_WORDS = (rf"secrets?|tokens?|api[-_ ]?keys?|apikeys?|"
 _CHAR = r"""[^\s"'`<>()\[\]{}]"""
 VALUE = rf"{_CHAR}*[^\s\"'`<>()\[\]{{}}.,;:]"
 # a value worth judging holds a digit or a symbol, or is long (or, after a connector, has a capital
-# past its first letter): else the pattern looks further along the line (`password is generated
-# for root@localhost: ...`) instead of stopping at the first word
+# past its first letter, where a rule reads the text's case: `pass`): else the pattern looks further
+# along the line (`password is generated for root@localhost: ...`) instead of stopping at a word
 _PLAUSIBLE_BARE = rf"{_CHAR}*[\d!#$%&*?@^+~/=]|{_CHAR}{{16}}"
 PLAUSIBLE = rf"(?={_PLAUSIBLE_BARE}|(?-i:{_CHAR}+[A-Z]))"
+# a value in quotes needs six characters to be judged (the quotes say it is a value); else PLAUSIBLE
+_OPENED = rf"(?:[\"'`](?={_CHAR}{{6}})|{PLAUSIBLE})"
 _GAP_WORD = rf"(?!(?:{'|'.join(sorted(NOT_SECRET_WORDS))})\b)[^\s:=]*[^\s:=.]"
 _STRICT_CONNECTOR = (r"[ \t]*:|[ \t]+(?:=|->|=>|→)"
-                     r"|[ \t]+(?:is|was|are)(?:[ \t]+(?:now|still|set[ \t]+to|changed[ \t]+to))?\b[ \t]*:?")
-_CONNECTOR = rf"{_STRICT_CONNECTOR}|[ \t]+(?:it's|now|to)\b|[ \t]*\("
+                     r"|[ \t]+(?:is|was|are)(?:[ \t]+(?:now|still|set[ \t]+to|changed[ \t]+to))?\b[ \t]*:?"
+                     r"|[?,;]?[ \t]+(?:it's|it is)\b")  # `Admin password? it's ...`
+_CONNECTOR = rf"{_STRICT_CONNECTOR}|[ \t]+(?:now|to)\b|[ \t]*\("
 _DIRECT = r"[ \t]*(?:=|->|=>|→)|[ \t]+(?=[\"'`])"  # `password = ...`, `token "..."`
 # a participle after `pass` makes it a noun: `pass changed to`, `pass accepted (`, `pass set to`
 _PARTICIPLE = r"(?:[a-z]+ed|set|reset|sent|given|taken|shown)\b"
@@ -75,7 +78,7 @@ def _introduced(bare: str, words: str | None = None) -> str:
     right after the word (not after a hyphen: `reset-password NAME`). A word is tried once."""
     either = rf"(?<!-)(?P<bare>{bare})|(?<=-)(?:{bare})" + (f"|(?:{words})" if words else "")
     return (rf"(?<!\w)(?:{either})\b"
-            rf"(?:(?:{_DIRECT}|(?:[ \t]+{_GAP_WORD}){{0,10}}?(?:{_CONNECTOR}))[ \t]*(?:\n[ \t]*){{0,2}}[\"'`]?{PLAUSIBLE}"
+            rf"(?:(?:{_DIRECT}|(?:[ \t]+{_GAP_WORD}){{0,10}}?(?:{_CONNECTOR}))[ \t]*(?:\n[ \t]*){{0,2}}{_OPENED}"
             rf"|(?(bare)[ \t]+(?={_PLAUSIBLE_BARE})|(?!)))"
             rf"(?P<secret>{VALUE})")
 
@@ -83,13 +86,13 @@ def _introduced(bare: str, words: str | None = None) -> str:
 # `pass` only with a colon, `=` or `is`, or after a participle (`pass changed to ...`, `pass
 # accepted (...)`; not `pass it to gzip2`), and in lower case or capitalised (`PASS:` is a test's result)
 _PASS = (rf"(?-i:[Pp]ass)(?<![\w][Pp]ass)\b(?:{_DIRECT}|(?:[ \t]+{_GAP_WORD}){{0,10}}?(?:{_STRICT_CONNECTOR})"
-         rf"|[ \t]+{_PARTICIPLE}(?:{_CONNECTOR}))[ \t]*(?:\n[ \t]*){{0,2}}[\"'`]?{PLAUSIBLE}(?P<secret>{VALUE})")
+         rf"|[ \t]+{_PARTICIPLE}(?:{_CONNECTOR}))[ \t]*(?:\n[ \t]*){{0,2}}{_OPENED}(?P<secret>{VALUE})")
 
 
 # the value first, then what it is: "try X as the password", "X is the login for prod"
 _NAMED_AFTER = (rf"""(?<![^\s"'`(]){PLAUSIBLE}(?P<secret>{VALUE})["'`]?[ \t]+(?:in[ \t]+)?"""
                 rf"(?:is[ \t]+(?:still[ \t]+)?|as[ \t]+)(?:the|a|my|our|your)[ \t]+(?:[a-z]+[ \t]+)?"
-                rf"(?:{PASSWORD_WORDS}|{TOKEN_WORDS}|login)\b")
+                rf"(?:{PASSWORD_WORDS}|{TOKEN_WORDS}|login|pass)\b")
 # values that name what they are, not secrets
 TECHNICAL = re.compile(r"(?i)^(?:sha\d*|md5|aes\d*|rsa\d*|ecdsa|ed25519|des3?|hmac[\w\-]*|bcrypt|scrypt|argon2\w*|"
                        r"pbkdf2\w*|x86[-_]64|i[3-6]86|amd64|arm64|aarch64|utf-?(?:8|16|32)|ascii|base64|ssh\d?|http\d?|"
@@ -202,10 +205,12 @@ INTRODUCED = (
                                      for det in ("the", "a ", "my", "our", "your")), keep_value, 0, True),
 )
 # a command line's option that carries a password: `sshpass -p`, `mysql -pSECRET`, `curl -u user:SECRET`,
-# `redis-cli -a`
+# `redis-cli -a`, `docker login -p`
 COMMANDS = (
     ("password", r"\bsshpass[ \t]+-p[ \t]*(?P<secret>[^\s\"'`]+)", ("sshpass",)),
     ("password", r"\bmysql(?:dump|admin)?\b[^\n]*?[ \t]-p(?P<secret>[^\s\"'`]+)", ("mysql",)),
     ("password", r"\bcurl\b[^\n]*?[ \t](?:-u|--user)[ \t]+[^\s:\"'`]+:(?P<secret>[^\s\"'`]+)", ("curl",)),
     ("password", r"\bredis-cli\b[^\n]*?[ \t]-a[ \t]+(?P<secret>[^\s\"'`]+)", ("redis-cli",)),
+    ("password", r"\b(?:docker|podman|buildah|skopeo|helm[ \t]+registry)[ \t]+login\b[^\n]*?[ \t](?:-p|--password)[ \t=]+"
+                 r"(?P<secret>[^\s\"'`]+)", (" login",)),
 )

@@ -79,6 +79,10 @@ PROSE = [
     ("try Orbit2979& as the password", "try <SECRET:password> as the password"),
     ("sshpass -p S3cr3t!x ssh deploy@db01", "sshpass -p <SECRET:password> ssh deploy@db01"),
     ("PGPASSWORD=hunter2hunter psql -h db01", "PGPASSWORD=<SECRET:password> psql -h db01"),
+    ("docker login -u ci -p Zx9!kk2pq registry.example.net", "docker login -u ci -p <SECRET:password> registry.example.net"),
+    ("Admin password? it's aR7ei%5aOyQ", "Admin password? it's <SECRET:password>"),
+    ("received password 'XFbRnoLDtGF' from vault", "received password '<SECRET:password>' from vault"),
+    ("auth ok with pass Velvet8983*", "auth ok with pass <SECRET:password>"),
 ]
 # look-alikes beside the same words, and prose that only talks about secrets
 PROSE_NEGATIVES = [
