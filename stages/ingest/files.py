@@ -152,7 +152,7 @@ class FilesSource(Source):
             doc["text"], doc["kind"] = text, "doc"
         out = [d for d in docs if d["id"] not in failed]
         for d in out:
-            d["meta"] = json.dumps(d["meta"], sort_keys=True, ensure_ascii=False)
+            d["meta"] = json.dumps(d["meta"], sort_keys=True)
         return out
 
 
