@@ -18,7 +18,7 @@ DOC_EXT = {".md", ".rst", ".txt", ".html", ".htm", ".adoc", ".tex", ".org", ".te
            ".8", ".info"}
 LOG_EXT = {".log", ".err", ".out"}
 DOC_NAMES = re.compile(r"^(readme|news|changelog|changes|copyright|copying|license|licence|install|authors|"
-                       r"thanks|todo|faq|history|notice|bugs|credits)", re.I)
+                       r"thanks|todo|faq|history|notice|bugs|credits|problems)", re.I)
 CODE_NAMES = {"makefile", "gnumakefile", "cmakelists.txt", "dockerfile", "configure", "rakefile"}
 LOG_NAMES = re.compile(r"^(syslog|messages|kern|auth|daemon|dmesg|debug|alternatives|dpkg|bootstrap)"
                        r"(\.log)?(\.\d+)?$", re.I)
@@ -110,13 +110,13 @@ def source_format(path: str, text: str, kind: str | None = None) -> tuple[str, s
         return "vendored_code", f"{name}: {what}"
     nonblank = sum(bool(line.strip()) for line in head.split("\n"))
     requests = len(re.findall(ROFF_REQUEST, head))
+    if requests >= 5 and ROFF_PAGE.search(head):  # `.TH`/`.Dd` and requests: a page, however long its lines
+        return "roff", "a man page's roff source"
     if requests >= 5 and requests >= 0.2 * nonblank:
-        if ROFF_PAGE.search(head):
-            return "roff", "a man page's roff source"
         return "roff_source", f"roff source ({requests} of {nonblank} lines are requests), not a man page"
     if len(re.findall(TEXINFO_COMMAND, head)) >= 3:
         return "texinfo_source", "Texinfo source"
-    if (ext == ".json" or head.lstrip()[:1] in ("{", "[")) and len(HTML_IN_JSON.findall(head)) >= 5:
+    if (ext == ".json" or head.lstrip()[:1] in ("{", "[")) and len(HTML_IN_JSON.findall(text)) >= 3:
         return "api_dump", "JSON whose strings hold HTML: documentation a generator turned into data"
     if "-----BEGIN " in text:
         blocks = [(m.group(1), m.end() - m.start()) for m in PEM.finditer(text)]
