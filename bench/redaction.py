@@ -17,7 +17,7 @@ a shared machine); detect-secrets is not timed (it scans one file per document).
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import re
 import statistics
 import subprocess
@@ -30,12 +30,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+from bench.redaction_prose_set import FAMILIES as PROSE_FAMILIES  # noqa: E402
 from bench.redaction_set import FAMILIES, load_set  # noqa: E402
 from stages.safety.redact import Redactor  # noqa: E402
 
 TOKEN_END = re.compile(r"[\s\"'`,;]")
 SETS = {"seed 1 (development)": ROOT / "bench/data/redaction_seed1.jsonl.gz",
-        "seed 2 (held out)": ROOT / "bench/data/redaction_seed2.jsonl.gz"}
+        "seed 2 (held out)": ROOT / "bench/data/redaction_seed2.jsonl.gz",
+        "prose seed 11 (development)": ROOT / "bench/data/redaction_prose_seed11.jsonl.gz",
+        "prose seed 12 (held out, then looked at)": ROOT / "bench/data/redaction_prose_seed12.jsonl.gz",
+        "prose seed 13 (held out: new values)": ROOT / "bench/data/redaction_prose_seed13.jsonl.gz",
+        "prose seed 14 (held out: new values and phrasings)": ROOT / "bench/data/redaction_prose_seed14.jsonl.gz"}
 
 
 def occurrences(text: str, value: str) -> list[tuple[int, int]]:
@@ -137,17 +142,21 @@ def detect_secrets_finder(workdir: Path):
 
 
 def redactor_at(rev: str):
-    """The redactor of another git revision, loaded from `git show` (today's rules, for the
-    before/after throughput and coverage in one run)."""
-    source = subprocess.run(["git", "show", f"{rev}:stages/safety/redact.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    tmp = Path(tempfile.mkdtemp()) / "redact_baseline.py"
-    tmp.write_text(source)
-    spec = importlib.util.spec_from_file_location("redact_baseline", tmp)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.Redactor()
+    """The redactor of another git revision (today's rules, for the before/after throughput and
+    coverage in one run): its `stages/safety` modules, from `git show`, loaded as a package of
+    their own, so that none of this revision's modules stands in for one of its own."""
+    package = "safety_at_" + re.sub(r"\W", "_", rev)
+    folder = Path(tempfile.mkdtemp()) / package
+    folder.mkdir()
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:stages/safety"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in names:
+        if name.endswith(".py"):
+            source = subprocess.run(["git", "show", f"{rev}:stages/safety/{name}"], cwd=ROOT, check=True,
+                                    capture_output=True, text=True).stdout
+            (folder / name).write_text(source.replace("from stages.safety.", f"from {package}."))
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(f"{package}.redact").Redactor()
 
 
 def main() -> None:
@@ -159,6 +168,8 @@ def main() -> None:
                         help="real files (globs) for a throughput row: the labelled sets are dense with secrets, "
                              "real text mostly holds none")
     parser.add_argument("--show", type=int, default=5, help="misses and flagged negatives to print per tool and set")
+    parser.add_argument("--sets", nargs="*", choices=[name.split(" (")[0] for name in SETS],
+                        help="the labelled sets to score (default: all; none: only the real text)")
     args = parser.parse_args()
     tools = {"sigma redact": sigma_finder(Redactor())}
     speed = {"sigma redact": Redactor()}
@@ -172,13 +183,15 @@ def main() -> None:
 
         tools[f"detect-secrets {importlib.metadata.version('detect-secrets')}"] = detect_secrets_finder(Path(tmp.name))
     for set_name, path in SETS.items():
+        if args.sets is not None and set_name.split(" (")[0] not in args.sets:
+            continue
         rows = load_set(path)
         mb = sum(len(r["text"].encode()) for r in rows) / 1e6
         print(f"\n{set_name}: {path.relative_to(ROOT)}, {len(rows)} documents, {mb:.2f} MB")
         results = {}
         for tool, find in tools.items():
             results[tool] = score(rows, find)
-        families = [f for f in FAMILIES if f in next(iter(results.values()))["per_family"]]
+        families = [f for f in dict.fromkeys(FAMILIES + PROSE_FAMILIES) if f in next(iter(results.values()))["per_family"]]
         header = f"{'tool':26s} " + " ".join(f"{f[:9]:>9s}" for f in families) + \
             f" {'recall':>7s} {'planted':>7s} {'neg.intact':>10s} {'MB/cpu-s':>8s}"
         print(header)

@@ -10,6 +10,7 @@ EPILOG = """examples:
   sigma curate --input corpus.jsonl --output out/ curate your own corpus with the default stages
   sigma stats out/local-system                    what is in the shards, and what was dropped why
   sigma verify out/local-system                   every file against the manifest's checksums
+  sigma audit out/local-system                    kept documents holding markup source, minified code, PEM blocks
   sigma inspect out/local-system --reason exact_duplicate    dropped duplicates beside what was kept
   sigma diff out/run-a out/run-b                  what changed between two runs
   sigma flywheel configs/loop/demo.yaml           the flywheel, two rounds: curate -> train -> eval -> synthesize
@@ -126,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="a curate output folder (holding manifest.json)")
     p.set_defaults(func=_verify)
+    from jobs.audit import register as register_audit
     from jobs.classifier import register as register_classifier
     from jobs.refilter import register as register_refilter
 
+    register_audit(sub)
     register_classifier(sub)
     register_refilter(sub)
     register_model_commands(sub, build_suite=_ensure_suite)

@@ -195,6 +195,20 @@ def rounds_plot(rounds: list[dict]) -> str | None:
     return _figure("rounds", "Loss and evaluation scores by round.", fig)
 
 
+def audit_table(audit: dict) -> str:
+    """Kept documents per audit check and kind, and each check's samples."""
+    kinds = sorted({k for c in audit["checks"].values() for k in c["by_kind"]})
+    rows = []
+    for name, c in audit["checks"].items():
+        total = f'<span class="{"bad" if c["documents"] else "ok"}">{c["documents"]:,}</span>'
+        rows.append([html.escape(name), *(f"{c['by_kind'].get(k, 0):,}" for k in kinds), total, html.escape(c["what"])])
+    samples = [f"<li><code>{html.escape(name)}</code> {html.escape(s['uri'])} ({html.escape(s['kind'])}): "
+               f"<code>{html.escape(s['excerpt'])}</code></li>"
+               for name, c in audit["checks"].items() for s in c["samples"]]
+    return (_table(["check", *map(html.escape, kinds), "documents", "what"], rows)
+            + (f"<ul>{''.join(samples)}</ul>" if samples else ""))
+
+
 def render_html(stats: dict, rounds: list[dict] | None = None) -> str:
     import matplotlib
 
@@ -219,6 +233,8 @@ def render_html(stats: dict, rounds: list[dict] | None = None) -> str:
     for title, parts in (("Duplicate clusters", cluster_plots(stats)), ("Totals", tally_plots(stats))):
         if parts:
             sections.append((title, "".join(parts)))
+    if stats.get("audit"):
+        sections.append(("Audit: what training text should not hold", audit_table(stats["audit"])))
     rounds_part = rounds_plot(rounds or [])
     if rounds_part:
         sections.append(("Rounds", rounds_part))

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.audit import Audit, render_audit
 from pipeline.manifest import read_manifest
 
 BATCH_ROWS = 8192
@@ -114,7 +115,7 @@ class _Partial:
     def __init__(self):
         self.groups: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros(4, np.int64))  # docs, bytes, words, tokens
         self.lengths: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(LENGTH_BUCKETS, np.int64))
-        self.scores, self.counts = _Scores(), Counter()
+        self.scores, self.counts, self.audit = _Scores(), Counter(), Audit()
 
     def add(self, batch: pa.RecordBatch, scores: dict[str, float], tallies: dict[str, tuple[str, str]],
             tokenizer) -> int:
@@ -136,6 +137,7 @@ class _Partial:
             self.scores.add(name, batch.column(name), high)
         for name, key in tallies.items():
             self.counts[key] += pc.sum(batch.column(name)).as_py() or 0
+        self.audit.add(batch)
         return int(size.sum())
 
     def merge(self, other: _Partial) -> None:
@@ -145,6 +147,7 @@ class _Partial:
             self.lengths[key] += v
         self.scores.merge(other.scores)
         self.counts.update(other.counts)
+        self.audit.merge(other.audit)
 
 
 def _shard_stats(root: Path, record: dict, declared: dict, tokenizer) -> tuple[_Partial, dict]:
@@ -154,7 +157,7 @@ def _shard_stats(root: Path, record: dict, declared: dict, tokenizer) -> tuple[_
     tallies = {name: (t["stage"], name[len(t["prefix"]):]) for t in declared.get("tallies", [])
                for name, field in numeric.items() if name.startswith(t["prefix"]) and pa.types.is_integer(field.type)}
     part, rows, nbytes = _Partial(), 0, 0
-    for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=["source", "kind", "text", *scores, *tallies]):
+    for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=["id", "uri", "source", "kind", "text", *scores, *tallies]):
         nbytes += part.add(batch, scores, tallies, tokenizer)
         rows += batch.num_rows
     return part, {"path": record["path"], "rows": rows, "text_bytes": nbytes, "file_bytes": record["bytes"]}
@@ -210,6 +213,7 @@ def compute_stats(root: str | Path, tokenizer=None, threads: int | None = None) 
         "tallies": {stage: dict(sorted((k, v) for (st, k), v in counts.items() if st == stage))
                     for stage in sorted({st for st, _ in counts})},
         "duplicate_clusters": clusters,
+        "audit": total.audit.to_dict(),
         "seconds": manifest.get("seconds"),
     }
 
@@ -292,6 +296,7 @@ def render_stats(stats: dict, console) -> None:
         for name, n in tallies.items():
             t.add_row(name, f"{n:,}")
         console.print(t)
+    render_audit(stats["audit"], console)
     b = stats["balance"]
     mark = "[green]balanced[/green]" if b["balanced"] else "[red]NOT BALANCED[/red]"
     console.print(f"ledger: input {b['input']:,} = kept {b['kept']:,} + dropped {b['dropped']:,}  {mark}"

@@ -166,17 +166,44 @@ class ManSource(Source):
         return [r for source in sources for r in self._render_batch(root, [source], flags)]
 
     def _alias_of(self, root: str, path: str) -> str | None:
-        """The page this one only points at (a symlink, or a one-line `.so` stub), if any."""
+        """The page this one only points at (a symlink, or a one-line `.so` stub), if any. A
+        symlink to a page under no root (`psql.1.gz` -> `/etc/alternatives/psql.1.gz` ->
+        `/usr/share/postgresql/15/man/...`) is that page: nothing else reads it."""
         if os.path.islink(path):
             target = os.path.realpath(path)
-            if os.path.isfile(target):
+            if os.path.isfile(target) and any(target.startswith(os.path.realpath(r) + os.sep) for r in self.roots):
                 return target
-            return None  # broken or looping: reading it will say which
+            return None  # broken or looping (reading it will say which), or a page only this link reaches
         data, _ = read_bytes(path, self.max_bytes)
         lines = [line for line in data.splitlines() if line.strip() and not line.startswith(b'.\\"')]
         if len(lines) == 1 and SO_LINE.match(lines[0]):
             return _resolve_so(root, SO_LINE.match(lines[0]).group(1).decode(errors="replace"))
         return None
+
+
+def render_roff(sources: list[bytes], root: str, width: int = 80, timeout_s: float = 60) -> list[str | Unreadable]:
+    """Man page sources found outside a man tree (the files source's roff files), rendered as the
+    man source renders its pages: batched groff runs, `.so` requests resolved under `root`."""
+    if shutil.which("groff") is None:
+        return [Unreadable("render_failed", "groff is not installed (Debian/Ubuntu: apt-get install groff-base)")
+                for _ in sources]
+    renderer = ManSource("roff", [root], width=width, timeout_s=timeout_s)
+    out: list[str | Unreadable | None] = [None] * len(sources)
+    pages, at = [], []
+    for i, source in enumerate(sources):
+        try:
+            pages.append((root, "", "", "", _inline_so(root, source, renderer.max_bytes)))
+            at.append(i)
+        except Unreadable as exc:
+            out[i] = exc
+    for i, text in zip(at, renderer._render_pages(pages)):
+        out[i] = text
+    return out
+
+
+def page_fields(source: bytes, text: str) -> dict:
+    """A rendered page's one-line description and its `.TH` fields (date, source package, manual)."""
+    return {"title": _title(text), **_th_fields(source)}
 
 
 @functools.cache

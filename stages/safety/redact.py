@@ -10,6 +10,10 @@ CI and VCS tokens, package registries, AI and SaaS APIs, JWTs, PEM and age priva
 in INI, YAML, JSON, env files, XML, URLs, command lines), and PII (emails, IPv4 and IPv6
 addresses, MAC addresses, configured host names).
 
+Secrets that words introduce in prose, log messages and tools' output ("the password for db01
+is ...", "using aws secret key ... for upload", "Unseal Key 1: ...") are found by the words and
+the value's shape together (`context.py`).
+
 The fallback for a token no rule knows: a key/value assignment whose key names a secret more
 loosely (`masterKey`, `signing_key`, `license_key`, `hmac`, `session_salt`, ...) and whose value
 looks random (16+ characters, Shannon entropy of at least 3 bits per character), as gitleaks'
@@ -33,11 +37,12 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipeline.stage import Result, Stage, Resources
+from stages.safety.context import COMMANDS, INTRODUCED, NOT_SECRET_WORDS, keep_value
 from stages.safety.entropy import looks_random
 from stages.safety.token_formats import TOKEN_FORMATS
 from stages.safety.triggers import Hits, Triggers
 
-SECRET_WORDS = (r"pass(?:word|wd|phrase)?|pwd|secret(?:[_\-]?key)?|token|api[_\-]?key|apikey|access[_\-]?key|"
+SECRET_WORDS = (r"pass(?:word|wd|phrase)?|pgpassword|sshpass|pwd|secret(?:[_\-]?key)?|token|api[_\-]?key|apikey|access[_\-]?key|"
                 r"auth[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?|requirepass|masterauth|"
                 r"secret[_\-]?access[_\-]?key|session[_\-]?key|signing[_\-]?key|encryption[_\-]?key")
 VALUE = r"""(?:"(?P<v1>[^"\n]+)"|'(?P<v2>[^'\n]+)'|(?P<v3>[^\s"',;<>{}\[\]()]+))"""
@@ -48,17 +53,15 @@ NOT_A_SECRET = re.compile(
     \d{1,3}|\w+\(\)|[\w.]+\.(txt|pem|key|crt|json|yaml|yml|conf|cfg)|(/[\w.\-]+)+/?)$""", re.X | re.I)
 PLACEHOLDER = re.compile(r"<(SECRET:\w+|EMAIL|IPV4|IPV6|MAC|HOSTNAME)>")
 IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
-VERSION_CONTEXT = re.compile(r"(?i)(version|release|build|\bver|\bv|upgraded\b.*\bto|->)[\s\"'=:>]*$")
+# `version`, `release`, `build`, `ver`, `v`, `upgraded ... to` or `->` at the end of the text before a
+# number, matched on that text reversed: one try at its start, not one at each of its characters
+VERSION_BEFORE = re.compile(r"(?i)[\s\"'=:>]*(?:noisrev|esaeler|dliub|rev\b|v\b|ot\b.*\bdedargpu|>-)")
 EXAMPLE_VALUE = re.compile(r"EXAMPLE|(?i:^your[_\-]|^<.*>$|x{8}|\*{6}|0{12}|(?:^|[_\-])(?:placeholder|redacted|dummy)(?:$|[_\-]))")
 # the loose key words of the fallback, and the key parts that say a value is no secret
 LOOSE_HINTS = ("key", "auth", "cred", "sig", "salt", "hmac", "cookie", "session", "dsn", "license", "bearer",
                "seed", "private", "passcode")
 LOOSE = (rf"(?:{'|'.join(LOOSE_HINTS)})[\w.\-]*[\"']?[ \t]*(?:=|:=|=>|:)[ \t]*[\"']?"
          r"(?P<secret>[a-zA-Z0-9+/=_\-.~]{16,})")
-NOT_SECRET_KEY_PARTS = {"id", "ids", "hash", "checksum", "digest", "sha", "sha1", "sha256", "sha512", "md5",
-                        "fingerprint", "public", "pub", "authorized", "version", "path", "file", "name", "url", "uri",
-                        "type", "size", "len", "length", "count", "format", "prefix", "alg", "algorithm",
-                        "expiry", "expires", "timeout", "ttl", "store", "dir", "header", "field", "column", "pair"}
 KEY_PART = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 IPV6 = re.compile(r"(?:[0-9A-Fa-f]{1,4}:|:)(?:[0-9A-Fa-f]{0,4}:){1,6}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})")
 
@@ -74,12 +77,18 @@ class Detector:
     hints: tuple[str, ...] = ()  # lower-case strings (triggers) one of which the text must hold (`triggers.py`)
     key_at: str | None = None  # the group holding a secret word whose key must be a whole key (`_whole_key`)
     by_line: bool = True  # a finding sits on one line: scan only the lines that hold a hint
+    next_lines: int = 0  # ... or on one of this many lines after it
     on_lower: re.Pattern | None = None  # the same pattern for the lower-cased text (faster without IGNORECASE)
 
 
 def _secret(t: str, pattern: str, hints: tuple[str, ...], keep=None, key_at: str | None = None,
-            by_line: bool = True) -> Detector:
-    return Detector(t, re.compile(pattern), f"<SECRET:{t}>", keep, hints, key_at, by_line)
+            by_line: bool = True, lower: bool = False) -> Detector:
+    """`lower`: the pattern (`(?i)...`, with no capital in it that matters) also runs without
+    IGNORECASE on the lower-cased text, which is faster."""
+    flags = re.match(r"\(\?([a-z]*)\)", pattern)
+    rest = flags.group(1).replace("i", "") if flags else ""
+    on_lower = re.compile((f"(?{rest})" if rest else "") + pattern[flags.end() if flags else 0:]) if lower else None
+    return Detector(t, re.compile(pattern), f"<SECRET:{t}>", keep, hints, key_at, by_line, on_lower=on_lower)
 
 
 def _whole_key(text: str, start: int) -> bool:
@@ -111,16 +120,16 @@ def _keep_ipv4(value: str, text: str, start: int) -> bool:
         return True
     if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in value.split(".")):
         return True
-    return value.startswith(("127.", "0.", "255.")) or bool(VERSION_CONTEXT.search(text, max(0, start - 40), start))
+    return value.startswith(("127.", "0.", "255.")) or bool(VERSION_BEFORE.match(text[max(0, start - 40):start][::-1]))
 
 
 def _keep_ipv6(value: str, text: str, start: int) -> bool:
     """Not an address (`std::string`, `10:22:33`, a MAC) or one that names no one (`::`, `::1`)."""
-    if value in ("::", "::1") or _boundary(text, start, start + len(value), "_:.", "_:"):
-        return True
     colons = value.count(":")
     if "::" not in value and colons != 7 and not (colons == 6 and "." in value):
-        return True  # `10:22:33`: too few groups to be an address (a quick no before parsing)
+        return True  # `10:22:33`: too few groups to be an address (the quick no, asked first)
+    if value in ("::", "::1") or _boundary(text, start, start + len(value), "_:.", "_:"):
+        return True
     try:
         ipaddress.IPv6Address(value)
     except ValueError:
@@ -145,7 +154,7 @@ def _keep_loose(value: str, text: str, start: int) -> bool:
     if not looks_random(value) or value.startswith(("ssh-", "ecdsa-", "http", "/", "sha")) or "://" in value:
         return True
     parts = {p.lower() for p in KEY_PART.findall(_assigned_key(text, start))}
-    return bool(parts & NOT_SECRET_KEY_PARTS) or _keep_assignment(value, text, start)
+    return bool(parts & NOT_SECRET_WORDS) or _keep_assignment(value, text, start)
 
 
 def _keep_assignment(value: str, text: str = "", start: int = 0) -> bool:
@@ -161,7 +170,7 @@ DETECTORS: tuple[Detector, ...] = (
     _secret("aws_access_key", r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Z0-9])",
             ("akia", "asia", "abia", "acca", "agpa", "aida", "aroa", "anpa", "anva", "aipa")),
     _secret("aws_secret_key", r"(?i)aws.{0,20}?(?:secret|key).{0,20}?[\"']?\s*[:=]\s*[\"']?(?P<secret>[A-Za-z0-9/+]{40})"
-            r"(?![A-Za-z0-9/+=])", ("aws",)),
+            r"(?![A-Za-z0-9/+=])", ("aws",), lower=True),
     _secret("gcp_api_key", r"(?<![\w\-])AIza[0-9A-Za-z_\-]{35}(?![\w\-])", ("aiza",)),
     _secret("gcp_oauth_token", r"(?<![\w\-])ya29\.[0-9A-Za-z_\-]{20,}", ("ya29.",)),
     _secret("azure_storage_key", r"(?i)AccountKey\s*=\s*(?P<secret>[A-Za-z0-9+/]{86}==)", ("accountkey",)),
@@ -172,24 +181,30 @@ DETECTORS: tuple[Detector, ...] = (
     _secret("slack_webhook", r"https://hooks\.slack\.com/services/(?P<secret>T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+)",
             ("hooks.slack.com",)),
     _secret("jwt", r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyj",)),
-    _secret("bearer_token", r"(?i)\b(?:bearer|token)\s+(?P<secret>[A-Za-z0-9\-._~+/]{16,}=*)", ("bearer", "token")),
-    _secret("basic_auth", r"(?i)\bauthorization:\s*basic\s+(?P<secret>[A-Za-z0-9+/]{8,}=*)", ("authorization",)),
-    _secret("url_password", r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@/]+)@", ("://",)),
+    _secret("bearer_token", r"(?i)\b(?:bearer|token)\s+(?P<secret>[A-Za-z0-9\-._~+/]{16,}=*)", ("bearer", "token"),
+            lower=True),
+    _secret("basic_auth", r"(?i)\bauthorization:\s*basic\s+(?P<secret>[A-Za-z0-9+/]{8,}=*)", ("authorization",), lower=True),
+    _secret("url_password", r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@/]+)@", ("://",), lower=True),
     *(_secret(t, pattern, hints) for t, pattern, hints in TOKEN_FORMATS),
     # `key = value`: the pattern starts at the secret word (fast); `_whole_key` checks what is before it
     _secret("password", rf"(?i)(?P<word>{SECRET_WORDS})[\"']?[ \t]*(?:=|:=|=>)[ \t]*{VALUE}", WORD_HINTS,
-            keep=_keep_assignment, key_at="word"),
+            keep=_keep_assignment, key_at="word", lower=True),
     # `key: value` only where the value ends the line or the field (YAML, JSON), not in prose
-    _secret("password", rf"(?im)(?P<word>{SECRET_WORDS})[\"']?[ \t]*:[ \t]*{VALUE}(?=[ \t]*(?:$|[,}}\]#]))",
-            WORD_HINTS, keep=_keep_assignment, key_at="word"),
+    _secret("password", rf"(?im)(?P<word>{SECRET_WORDS})[\"']?[ \t]*:[ \t]*{VALUE}(?=[ \t]*(?:$|[,}}\]])|[ \t]+#)",
+            WORD_HINTS, keep=_keep_assignment, key_at="word", lower=True),
     _secret("password", rf"(?im)^[ \t]*(?:requirepass|masterauth)[ \t]+{VALUE}", ("requirepass", "masterauth"),
-            keep=_keep_assignment),
+            keep=_keep_assignment, lower=True),
     _secret("password", rf"(?i)<(?P<tag>[\w.\-]*(?:{SECRET_WORDS}))>(?P<secret>[^<\n]+)</(?P=tag)>", WORD_HINTS,
-            keep=_keep_assignment),
+            keep=_keep_assignment, lower=True),
     _secret("password", r"(?i)(?<![\w\-])--?(?:password|passwd|pass|token|secret|api-key)[= ](?P<secret>[^\s\"']+)",
-            ("--pass", "-pass", "-token", "-secret", "-api-key"), keep=_keep_assignment),
+            ("--pass", "-pass", "-token", "-secret", "-api-key"), keep=_keep_assignment, lower=True),
     Detector("generic_secret", re.compile(rf"(?i){LOOSE}"), "<SECRET:generic_secret>", _keep_loose, LOOSE_HINTS,
              on_lower=re.compile(LOOSE)),  # no whole-key test: `MASTERKEY`, `masterkey` are keys too
+    # secrets that words introduce in prose and log lines, and command-line options (`context.py`)
+    *(Detector(t, re.compile(pattern, re.I), f"<SECRET:{t}>", keep, hints, next_lines=after,
+               on_lower=re.compile(pattern) if lower else None)
+      for t, pattern, hints, keep, after, lower in INTRODUCED),
+    *(_secret(t, pattern, hints, keep=keep_value) for t, pattern, hints in COMMANDS),
     Detector("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}(?![\w\-])"),
              "<EMAIL>", hints=("@",)),
     Detector("mac", re.compile(r"[0-9A-Fa-f]{2}([:\-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}"), "<MAC>",
@@ -209,11 +224,16 @@ class Finding:
     end: int
 
 
-def _value_span(match: re.Match) -> tuple[int, int]:
-    for group in ("secret", "v1", "v2", "v3"):
-        if group in match.re.groupindex and match.group(group) is not None:
+def _value_span(match: re.Match, groups: tuple[str, ...]) -> tuple[int, int]:
+    """The span of the first of `groups` that matched (the value), else of the whole match."""
+    for group in groups:
+        if match.group(group) is not None:
             return match.span(group)
     return match.span()
+
+
+def _value_groups(d: Detector) -> tuple[str, ...]:
+    return tuple(g for g in ("secret", "v1", "v2", "v3") if g in d.pattern.groupindex)
 
 
 class Redactor:
@@ -240,7 +260,7 @@ class Redactor:
             yield from d.pattern.finditer(text)  # would put the lines' offsets off
             return
         pattern, target = (d.on_lower, lower) if d.on_lower is not None else (d.pattern, text)
-        for start, end in hits.lines(d.hints):
+        for start, end in hits.lines(d.hints, d.next_lines):
             yield from pattern.finditer(target, start, end)
 
     def _skip(self, d: Detector, m: re.Match, text: str, start: int, value: str) -> bool:
@@ -263,9 +283,9 @@ class Redactor:
         return text, counts
 
     def _apply(self, d: Detector, text: str, hits: Hits, counts: Counter) -> str:
-        out, last = [], 0
+        out, last, groups = [], 0, _value_groups(d)
         for m in self._matches(d, text, hits):
-            start, end = _value_span(m)
+            start, end = _value_span(m, groups)
             value = text[start:end]
             if start < last or PLACEHOLDER.fullmatch(value) or self._skip(d, m, text, start, value):
                 continue
@@ -283,8 +303,9 @@ class Redactor:
         taken: list[tuple[int, int]] = []
         hits = self.triggers.scan(text.lower())
         for d in self._wanted(hits):
+            groups = _value_groups(d)
             for m in self._matches(d, text, hits):
-                start, end = _value_span(m)
+                start, end = _value_span(m, groups)
                 value = text[start:end]
                 if self._skip(d, m, text, start, value) or any(s < end and start < e for s, e in taken):
                     continue

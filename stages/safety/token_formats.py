@@ -40,6 +40,7 @@ TOKEN_FORMATS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("ci_token", START + r"sntry[us]_[\w+/=.\-]{40,}" + END, ("sntry",)),  # Sentry
     ("ci_token", START + r"dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}" + END, ("dt0c01.",)),  # Dynatrace
     ("ci_token", START + r"PMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}" + END, ("pmak-",)),  # Postman
+    ("ci_token", START + r"(?:hvs\.[\w\-]{90,120}|hvb\.[\w\-]{138,300})" + END, ("hvs.", "hvb.")),  # Vault
     # VCS (GitHub has its own type)
     ("gitlab_token", START + r"gl(?:pat|ptt|rt|dt|ft|imt|agent|oas|soat|cbt|ffct)-[\w\-]{20,}" + END,
      ("gl",)),

@@ -51,14 +51,18 @@ class Hits:
                 for i, start, _ in triggers.automaton.find_matches_as_indexes(lower, overlapping=True):
                     self.at.setdefault(words[i], []).append(start)
             self.present = set(self.at) | {c for c in triggers.chars if c in lower}
-        self._lines: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        self._lines: dict[tuple[tuple[str, ...], int], list[tuple[int, int]]] = {}
 
-    def lines(self, triggers: tuple[str, ...]) -> list[tuple[int, int]]:
-        """The spans of the lines that hold one of `triggers`, adjacent ones merged (a pattern's cost
-        is then paid on those lines only, not at every position of a long document)."""
-        if triggers not in self._lines:
+    def lines(self, triggers: tuple[str, ...], after: int = 0) -> list[tuple[int, int]]:
+        """The spans of the lines that hold one of `triggers`, each with the `after` lines that
+        follow it, adjacent ones merged (a pattern's cost is then paid on those lines only, not at
+        every position of a long document)."""
+        if (triggers, after) not in self._lines:
             spans = [span for t in triggers if self.present is None or t in self.present
                      for span in self._trigger_lines(t)]
+            for _ in range(after):
+                spans = [(start, self._line_end(end + 1)) if end < len(self.lower) else (start, end)
+                         for start, end in spans]
             spans.sort()
             merged: list[list[int]] = []
             for start, end in spans:
@@ -66,8 +70,12 @@ class Hits:
                     merged[-1][1] = max(merged[-1][1], end)
                 else:
                     merged.append([start, end])
-            self._lines[triggers] = [(a, b) for a, b in merged]
-        return self._lines[triggers]
+            self._lines[triggers, after] = [(a, b) for a, b in merged]
+        return self._lines[triggers, after]
+
+    def _line_end(self, at: int) -> int:
+        end = self.lower.find("\n", at)
+        return len(self.lower) if end < 0 else end
 
     def _trigger_lines(self, trigger: str):
         lower, end = self.lower, -1

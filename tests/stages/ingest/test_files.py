@@ -1,4 +1,5 @@
-"""A tree of real and broken inputs: nothing crashes, every bad file is a ledger entry with its reason."""
+"""A tree of real and broken inputs: nothing crashes, every bad file is a ledger entry with its reason;
+markup is rendered or refused."""
 
 import gzip
 import json
@@ -6,10 +7,12 @@ import os
 import shutil
 
 import pyarrow.parquet as pq
+import pytest
 
 from jobs.curate import curate
 from pipeline.config import parse_job
 from stages.ingest.files import FilesSource
+from stages.ingest.man import ManSource
 
 
 def _bad_tree(root, loghub):
@@ -74,3 +77,38 @@ def test_long_lines_are_cut_and_counted(tmp_path):
     doc = result.kept.to_pylist()[0]
     assert max(len(line) for line in doc["text"].split("\n")) == 100
     assert json.loads(doc["meta"])["truncated_lines"] == 1
+
+
+def test_markup_is_rendered_or_refused_with_its_reason(tmp_path, man_root):
+    """A man page's roff is the `man` source's text of the same page; HTML is its main text; what a
+    program wrote is a ledger entry that says what it is."""
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed")
+    tree = tmp_path / "doc"
+    (tree / "_static").mkdir(parents=True)
+    shutil.copy(man_root / "ls.1.gz", tree / "ls.1.gz")
+    (tree / "guide.html").write_text("<!DOCTYPE html><html><head><title>The guide</title></head><body><nav>menu</nav>"
+                                     "<main><h1>Installing</h1><p>Run the installer as root and follow the prompts "
+                                     "until it says that it has finished.</p></main></body></html>")
+    (tree / "_static" / "jquery.js").write_text("/*! jQuery v3.6.0 */\n(function(window){ return window; })(this);\n")
+    (tree / "bundle.js").write_text("!function(e){" + "e.f=function(c){return c+1};" * 200 + "}(window);")
+    (tree / "man.local").write_text(".\\\" site macros\n.de XX\n.ft B\n..\n.ds YY z\n.nr ZZ 1\n")
+    (tree / "notes.txt").write_text("Plain notes that stay as they are.\n")
+    docs, dropped = FilesSource("doc", [str(tree)]).read_all()
+    kept = {os.path.basename(d["uri"]): d for d in docs}
+    assert set(kept) == {"ls.1.gz", "guide.html", "notes.txt"}
+    (page,) = ManSource("man", [str(man_root.parent)], sections=["1"], include=["ls"]).read_all()[0]
+    assert kept["ls.1.gz"]["text"] == page["text"] and kept["ls.1.gz"]["kind"] == "doc"
+    assert json.loads(kept["ls.1.gz"]["meta"])["title"].startswith("ls - list directory contents")
+    guide = kept["guide.html"]
+    assert "Run the installer as root" in guide["text"] and "<p>" not in guide["text"] and guide["kind"] == "doc"
+    assert json.loads(guide["meta"])["title"] == "The guide"
+    reasons = {os.path.basename(d["uri"]): (d["reason"], d["detail"]) for d in dropped}
+    assert reasons["jquery.js"][0] == "vendored_code" and "library" in reasons["jquery.js"][1]
+    assert reasons["bundle.js"][0] == "minified" and reasons["man.local"][0] == "roff_source"
+    # what is refused is a choice: kept as its kind says, the format named in its meta
+    docs, dropped = FilesSource("doc", [str(tree)], refuse=[], render_roff=False).read_all()
+    assert {os.path.basename(d["uri"]) for d in dropped} == {"ls.1.gz"}
+    assert {json.loads(d["meta"]).get("format") for d in docs} >= {"vendored_code", "minified", "roff_source"}
+    with pytest.raises(ValueError, match="unknown format"):
+        FilesSource("doc", [str(tree)], refuse=["jquery"])

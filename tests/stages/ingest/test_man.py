@@ -55,3 +55,19 @@ def test_locales_and_sections_select_pages(man_root):
     paths = [p for unit in english for _, locale, p in unit]
     assert paths and all("/man8/" in p for p in paths)
     assert all(locale == "" for unit in english for _, locale, _ in unit)
+
+
+def test_a_link_to_a_page_under_no_root_is_that_page(tmp_path, man_root):
+    """`psql.1.gz -> /etc/alternatives/psql.1.gz -> /usr/share/postgresql/15/man/...`: nothing else
+    reads the page, so the link is read as it; a link to a page under the root stays an alias."""
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed")
+    outside, root = tmp_path / "elsewhere" / "man1", tmp_path / "man" / "man1"
+    outside.mkdir(parents=True), root.mkdir(parents=True)
+    shutil.copy(man_root / "ls.1.gz", outside / "ls.1.gz")
+    shutil.copy(man_root / "cp.1.gz", root / "cp.1.gz")
+    (root / "ls.1.gz").symlink_to(outside / "ls.1.gz")
+    (root / "copy.1.gz").symlink_to(root / "cp.1.gz")
+    docs, dropped = ManSource("man", [str(root.parent)]).read_all()
+    assert sorted(d["uri"].rsplit("/", 1)[1] for d in docs) == ["cp.1.gz", "ls.1.gz"]
+    assert [(d["uri"].rsplit("/", 1)[1], d["reason"]) for d in dropped] == [("copy.1.gz", "man_alias")]

@@ -64,12 +64,51 @@ NEGATIVES = [
 ]
 
 
-@pytest.mark.parametrize("text,expected", CASES)
+# secrets that words introduce in prose, log lines, tools' output and command lines
+PROSE = [
+    ("Rotated creds today: access key AKIAZ7Q3LMNB4XK2PQ7W with secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYZZ2QK8PLKEY ok",
+     "Rotated creds today: access key <SECRET:aws_access_key> with secret <SECRET:generic_secret> ok"),
+    ("2026-01-02 INFO using aws secret key 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 for upload",
+     "2026-01-02 INFO using aws secret key <SECRET:generic_secret> for upload"),
+    ("password: hunter2hunter2 is what the intern used", "password: <SECRET:password> is what the intern used"),
+    ("the password for db01.internal is Tr0ub4dor&3, rotate it", "the password for db01.internal is <SECRET:password>, rotate it"),
+    ("Unseal Key 1: qmE4c1B9f0dUyRk2Vw7zH3nJtLx8aSo5pQ6rGiMbYeC=", "Unseal Key 1: <SECRET:generic_secret>"),
+    ("A temporary password is generated for root@localhost: Xy7#kq!pQ2", "A temporary password is generated for root@localhost: <SECRET:password>"),
+    ("Please use the following password to proceed:\n\n3f2a9c8d7e6b5a4f3e2d1c0b9a8f7e6d\n",
+     "Please use the following password to proceed:\n\n<SECRET:password>\n"),
+    ("try Orbit2979& as the password", "try <SECRET:password> as the password"),
+    ("sshpass -p S3cr3t!x ssh deploy@db01", "sshpass -p <SECRET:password> ssh deploy@db01"),
+    ("PGPASSWORD=hunter2hunter psql -h db01", "PGPASSWORD=<SECRET:password> psql -h db01"),
+    ("docker login -u ci -p Zx9!kk2pq registry.example.net", "docker login -u ci -p <SECRET:password> registry.example.net"),
+    ("Admin password? it's aR7ei%5aOyQ", "Admin password? it's <SECRET:password>"),
+    ("received password 'XFbRnoLDtGF' from vault", "received password '<SECRET:password>' from vault"),
+    ("auth ok with pass Velvet8983*", "auth ok with pass <SECRET:password>"),
+]
+# look-alikes beside the same words, and prose that only talks about secrets
+PROSE_NEGATIVES = [
+    "commit 2fd4e1c67a2d28fced849ee1bb76e7391b93eb12 fixed the token refresh",
+    "the token's sha256 is 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "API key id 123e4567-e89b-42d3-a456-426614174000 was revoked",
+    "The key fingerprint is SHA256:xGbGid/KSjRvjiTdGtydoSKJtIiZlXKjMWDlN7UclYc",
+    "gpg: key 4AA4767BBC9C4B26: public key imported",
+    "secret db-credentials-prod created",
+    "password: ********", "api key: ${API_KEY}", "the password is stored in /etc/app/db.pass",
+    "struct passwd *getpwnam(const char *name);",
+    "Pass IDN2_ALABEL_ROUNDTRIP in flags to convert any input",
+    "PASS: gdb.base/infcall-nested-structs-c++.exp: types-tc-td: continue",
+    "Failed password for invalid user admin from port 22 ssh2",
+    "credentials are written to HOME/.kube/config",
+    "  * Add new upstream signing key 19882D92DDA4C400C22C0D56CC2AF4472167BE03",
+    "your password expires in 90 days, change it with passwd(1)",
+]
+
+
+@pytest.mark.parametrize("text,expected", CASES + PROSE)
 def test_each_detector(text, expected):
     assert Redactor().redact(text)[0] == expected
 
 
-@pytest.mark.parametrize("text", NEGATIVES)
+@pytest.mark.parametrize("text", NEGATIVES + PROSE_NEGATIVES)
 def test_hard_negatives_are_left_alone(text):
     assert Redactor().redact(text) == (text, {})
 
@@ -88,6 +127,7 @@ def test_triggers_found_in_one_pass_with_their_lines():
     assert hits.lines(("sk",)) == [(2, 11), (17, 19)]
     assert hits.lines(("key", "@")) == [(2, 15)]  # adjacent lines merged
     assert hits.lines(("zz",)) == []
+    assert hits.lines(("@",), 1) == [(12, 16)] and hits.lines(("@",), 2) == [(12, 19)]  # and the lines after it
 
 
 def test_lines_follow_the_text_after_an_earlier_redaction():
@@ -198,3 +238,16 @@ def test_committed_sets_hold_the_goal():
         assert result["recall"] >= 0.99, result["misses"][:5]
         assert min(result["per_family"].values()) >= 0.95, result["per_family"]
         assert result["intact"] >= 0.95, result["flagged"][:5]
+
+
+@pytest.mark.parametrize("seed,goal", [(11, 0.99), (12, 0.99), (13, 0.99), (14, 0.92)])
+def test_committed_prose_sets(seed, goal):
+    """Secrets that words introduce (bench/redaction_prose_set.py): the development set (11), the
+    first held-out split once read (12), new values (13, held out) at the goal; new values and
+    phrasings no rule was written against (14, held out) where it stands now (docs/benchmarks.md)."""
+    redactor = Redactor()
+    rows = load_set(ROOT / "bench" / "data" / f"redaction_prose_seed{seed}.jsonl.gz")
+    result = coverage(rows, lambda row: [(f.start, f.end) for f in redactor.find(row["text"])])
+    assert result["planted"] > 1500
+    assert result["recall"] >= goal, result["misses"][:5]
+    assert result["intact"] >= 0.95, result["flagged"][:5]
