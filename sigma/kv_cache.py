@@ -107,9 +107,8 @@ class KVCache:
         self.k[layer, :, :, :seq] = k
         self.v[layer, :, :, :seq] = self.v_rows(v)
 
-    def write_step(self, k_layer: Tensor, v_layer: Tensor, k: Tensor, v: Tensor) -> None:
-        """Store one new token per sequence at its own position ``lengths[b]`` of one layer's cache."""
-        positions = self.lengths.long()
+    def write_step(self, k_layer: Tensor, v_layer: Tensor, k: Tensor, v: Tensor, positions: Tensor) -> None:
+        """Store one new token per sequence at its own position (``lengths`` as int64) of one layer's cache."""
         k_layer[self._rows, :, positions] = k[:, :, 0]
         v_layer[self._rows, :, positions] = self.v_rows(v)[:, :, 0]
 
@@ -129,6 +128,7 @@ class CachedAttention:
         self.cache, self.backend, self.top_k = cache, backend, top_k
         self.prefill = True
         self.step_lengths: Tensor | None = None
+        self.positions: Tensor | None = None
         self.max_length: int | None = None  # a host-side bound for the torch paths; None under CUDA graphs
         # selective V's buffers, shared by the layers of every step (allocated before any capture)
         self.workspace = None
@@ -137,6 +137,7 @@ class CachedAttention:
 
     def begin_step(self, max_length: int | None) -> None:
         self.prefill = False
+        self.positions = self.cache.lengths.long()  # where each sequence's new token goes, in every layer
         self.step_lengths = self.cache.lengths + 1
         self.max_length = max_length
 
@@ -160,7 +161,7 @@ class _LayerAttention:
         if owner.prefill:
             cache.write_prompt(self.index, k, v)
             return sdpa_attention(q, k, v, mask)
-        cache.write_step(self.k, self.v, k, v)
+        cache.write_step(self.k, self.v, k, v, owner.positions)
         out = decode_attention(
             q[:, :, 0], self.k, self.v, owner.step_lengths, cache.config.n_v_heads, top_k=owner.top_k,
             backend=owner.backend, max_length=owner.max_length, workspace=owner.workspace,

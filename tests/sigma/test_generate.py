@@ -227,8 +227,8 @@ def test_the_decoder_check_passes_on_the_cache_and_fails_on_planted_bugs(monkeyp
 
     begin = kv_cache.CachedAttention.begin_step
 
-    def write_over_the_last_token(self, k_layer, v_layer, k, v):
-        positions = (self.lengths.long() - 1).clamp(min=0)
+    def write_over_the_last_token(self, k_layer, v_layer, k, v, positions):
+        positions = (positions - 1).clamp(min=0)
         k_layer[self._rows, :, positions] = k[:, :, 0]
         v_layer[self._rows, :, positions] = self.v_rows(v)[:, :, 0]
 
