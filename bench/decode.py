@@ -56,7 +56,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.row_log import RowLog  # noqa: E402
+from bench.row_log import RowLog, read_rows  # noqa: E402
 from sigma.config import PRESETS, ModelConfig  # noqa: E402
 from sigma.kernels.decode import (  # noqa: E402
     concat_v_attention, decode_attention, reference_decode_attention, torch_decode_attention, triton_available,
@@ -282,9 +282,11 @@ def fastest_sdpa(call: Callable[[], object], device: torch.device, reps: int) ->
 
 
 # Launch configurations tried per shape (block of positions, warps, pipeline stages, programs per
-# SM): few, chosen for memory parallelism (more programs in flight, or more loads per program);
-# each costs a Triton compile, so the whole tuning fits in seconds.
-TUNING = [(64, 4, 2, 4), (64, 4, 3, 2), (32, 4, 2, 8), (32, 2, 3, 8), (64, 8, 2, 4), (128, 8, 2, 2), (128, 4, 2, 2)]
+# SM, register cap): few, chosen for memory parallelism (more programs resident, or more loads
+# per program; ``bench/kernel_resources.py`` gives their registers without a GPU); each costs a
+# Triton compile, so the whole tuning fits in seconds.
+TUNING = [(64, 4, 3, 4, None), (64, 4, 2, 4, 128), (32, 4, 2, 8, 128), (32, 4, 2, 8, None), (64, 8, 2, 4, None),
+          (128, 8, 2, 2, None), (128, 4, 2, 2, 128)]
 
 
 def tune_triton(log: RowLog, kind: str, q, k, v, lengths, n_v: int, device: torch.device, top_k: int = TOP_K) -> None:
@@ -299,8 +301,8 @@ def tune_triton(log: RowLog, kind: str, q, k, v, lengths, n_v: int, device: torc
         return
     work = td.SelectiveWorkspace.allocate(q.size(0), layout.n_q, k.size(2), top_k, q.device)
     timings = []
-    for block_t, warps, stages, waves in TUNING:
-        config = td.LaunchConfig(block_t, warps, stages, waves)
+    for block_t, warps, stages, waves, maxnreg in TUNING:
+        config = td.LaunchConfig(block_t, warps, stages, waves, maxnreg)
         if kind == "split":
             fn = lambda: td.split_kv_attention(q, k, v, lengths, n_v, config)  # noqa: E731
         else:
@@ -313,6 +315,15 @@ def tune_triton(log: RowLog, kind: str, q, k, v, lengths, n_v: int, device: torc
         seconds, best = min(timings, key=lambda x: x[0])
         td.TUNED[key] = best
         log.write("tuned", key=list(key), config=list(vars(best).values()), seconds=seconds, tried=len(timings))
+
+
+def load_tuned(rows: list[dict]) -> None:
+    """Launch choices an earlier part of the run made (its "tuned" rows), for this process's kernels."""
+    from sigma.kernels import triton_decode as td
+
+    for r in rows:
+        if r["kind"] == "tuned":
+            td.TUNED[tuple(r["key"])] = td.LaunchConfig(*r["config"])
 
 
 def measure_kernels(log: RowLog, name: str, config: ModelConfig, batch: int, prefix: int, device: torch.device,
@@ -641,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
 
     use_triton = triton_available() and (device.type == "cuda" or args.smoke) and not args.no_triton
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    if args.rows and use_triton:
+        load_tuned(read_rows(args.rows))  # the decode-step part uses what the kernels part tuned
     log = RowLog(args.rows, "decode")
     log.write("device", device=device_name, torch=torch.__version__, dtype=str(dtype), triton=use_triton, top_k=args.top_k)
     models = paper_models(args.smoke, max(args.prefixes + args.e2e_prefixes) + 4 * args.steps + 64)

@@ -54,10 +54,19 @@ class LaunchConfig:
     num_warps: int = 4
     num_stages: int = 3
     waves: int = 4  # aim for about this many programs per SM (sets the number of splits)
+    # registers per thread at most (Triton's ``maxnreg``): split-KV at Sigma-1.5B's heads takes 206
+    # at 4 warps, two programs per SM; capped at 128 it compiles without spills, four fit
+    maxnreg: int | None = None
+
+    def launch_options(self) -> dict:
+        options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
+        if self.maxnreg and not _interpreting():
+            options["maxnreg"] = self.maxnreg
+        return options
 
 
 DEFAULT = LaunchConfig()
-# Tuned choices by (n_q, n_k, n_v, d_qk, d_v, batch, capacity bucket), filled by ``tune``.
+# Tuned choices by (kind, n_q, n_k, n_v, d_qk, d_v, batch, capacity bucket), filled by ``bench/decode.py``.
 TUNED: dict[tuple, LaunchConfig] = {}
 
 
@@ -320,7 +329,7 @@ def _select_kernel(
     cut = tl.zeros([], dtype=tl.uint32)
     for i in tl.static_range(32):
         trial = cut | tl.full([], 1 << (31 - i), tl.uint32)
-        count = 0
+        count = tl.zeros([], dtype=tl.int32)
         for c in range(0, n_groups, CH):
             g = c + tl.arange(0, CH)
             keys = tl.where(g < n_groups, _key(tl.load(g_row + g, mask=g < n_groups, other=0.0)), 0)
@@ -328,7 +337,7 @@ def _select_kernel(
         cut = tl.where(count >= top_k, trial, cut)
 
     # the groups that reach it, their indices packed into Slots
-    n_cand = 0
+    n_cand = tl.zeros([], dtype=tl.int32)
     for c in range(0, n_groups, CH):
         g = c + tl.arange(0, CH)
         ok = g < n_groups
@@ -391,7 +400,7 @@ def split_kv_attention(
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse_part.stride(0), lse_part.stride(1),
         n_splits, math.log2(math.e) / math.sqrt(layout.d_qk),
         **consts, BLOCK_T=config.block_t, UPCAST=_interpreting(), PRECISION=_precision(k_cache),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        **config.launch_options(),
     )
     out = torch.empty(batch, layout.n_q, layout.d_v, device=q.device, dtype=q.dtype)
     _combine_kernel[(batch * layout.n_q,)](
@@ -450,7 +459,7 @@ def score_pass(
         work.group_max.stride(0), work.group_max.stride(1), n_splits, math.log2(math.e) / math.sqrt(layout.d_qk),
         A=consts["A"], UNIT=consts["UNIT"], M=consts["M"], NK=consts["NK"], D_QK=layout.d_qk, DK=consts["DK"],
         BLOCK_T=block_t, G=GROUP, UPCAST=_interpreting(), PRECISION=_precision(k_cache),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        **config.launch_options(),
     )
 
 
@@ -469,8 +478,9 @@ def select_values(
         work.scores, work.group_max, lengths, v_cache, out, work.slots, work.picked, work.picked_scores, pos,
         work.scores.stride(0), work.scores.stride(1), work.group_max.stride(0), work.group_max.stride(1),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), out.stride(0), out.stride(1),
-        pos.stride(0), pos.stride(1), n_q, top_k, G=GROUP, CH=GROUP_CHUNK, NG=ng, KP=kp, C=layout.n_q // layout.n_v, R=layout.r, D_V=layout.d_v,
-        DVP=max(16, _next_pow2(layout.d_v)), WRITE_POSITIONS=positions is not None, num_warps=4,
+        pos.stride(0), pos.stride(1), n_q, top_k, G=GROUP, CH=GROUP_CHUNK, NG=ng, KP=kp, C=layout.n_q // layout.n_v,
+        R=layout.r, D_V=layout.d_v, DVP=max(16, _next_pow2(layout.d_v)), WRITE_POSITIONS=positions is not None,
+        num_warps=4,  # 4096 candidates for k = 100 in registers: about 210 a thread on sm_90, no spills
     )
     return out
 
