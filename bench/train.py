@@ -125,6 +125,12 @@ def saved_bytes_per_token(config: ModelConfig, loss_chunk: int = 0) -> tuple[flo
             ctx.save_for_backward(q, k, v, out, torch.empty(q.shape[:-1], dtype=torch.float32))
             return out
 
+    torch.manual_seed(0)
+    model = Transformer(config.replace(n_layers=2))  # one model: its first layer alone is the 1-layer model
+    model.loss_chunk = loss_chunk
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    both = model.layers
+
     def count(layers: int, seq_len: int) -> int:
         storages: dict[int, int] = {}
 
@@ -132,13 +138,10 @@ def saved_bytes_per_token(config: ModelConfig, loss_chunk: int = 0) -> tuple[flo
             storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
 
-        torch.manual_seed(0)
-        model = Transformer(config.replace(n_layers=layers))
-        model.loss_chunk = loss_chunk
+        model.layers = both[:layers]
         tokens = torch.randint(0, config.vocab_size, (1, seq_len + 1))
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
             model(tokens[:, :-1], tokens[:, 1:])
-        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         return sum(n for ptr, n in storages.items() if ptr not in params)
 
     plain = attention.sdpa_attention
@@ -148,6 +151,7 @@ def saved_bytes_per_token(config: ModelConfig, loss_chunk: int = 0) -> tuple[flo
         two = (count(2, 128) - count(2, 64)) / 64
     finally:
         attention.sdpa_attention = plain
+        model.layers = both
     return two - one, 2 * one - two
 
 
