@@ -343,7 +343,8 @@ def measure_kernels(log: RowLog, name: str, config: ModelConfig, batch: int, pre
     if use_triton:
         from sigma.kernels import triton_decode as td
 
-        tune_triton(log, "split", q, cache.k[0], cache.v[0], cache.lengths, n_v, device)
+        if diff:  # GQA on Triton is for comparison only: its default launch, no tuning time
+            tune_triton(log, "split", q, cache.k[0], cache.v[0], cache.lengths, n_v, device)
         runs.append(("triton split-KV", kv_bytes, lambda: [
             td.split_kv_attention(q, cache.k[i], cache.v[i], cache.lengths, n_v) for i in range(layers)]))
         if diff:

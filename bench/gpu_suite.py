@@ -18,19 +18,19 @@ The plan, planned seconds each (a cold machine: empty Triton and inductor caches
 ==============  ====  ============================================================================
 part            plan  rows
 ==============  ====  ============================================================================
-decode-kernels    75  the copy reference (4 GiB: copy_ eager, copy_ in a CUDA graph, a Triton copy
+decode-kernels    70  the copy reference (4 GiB: copy_ eager, copy_ in a CUDA graph, a Triton copy
                       kernel); every backend against float64 (3 head layouts, bf16); KET at 32K,
                       batch 1 and 8, Sigma-1.5B's heads (32/4/16) against GQA 16/16: Triton
                       split-KV (tuned over 7 launches), selective V k=100 and its K pass, concat-V
-                      on SDPA, GQA on SDPA (flash, efficient, cuDNN) and on Triton; selective V's
+                      on SDPA, GQA on SDPA (flash, efficient, cuDNN) and on Triton (untuned); selective V's
                       rows against torch.topk; each tuned launch against the torch path
-decode-step       85  the decoder against full recompute (float32, 4 layers, prompts of 300, 37
+decode-step       95  the decoder against full recompute (float32, 4 layers, prompts of 300, 37
                       and 1 tokens, 24 steps): Triton with its CUDA graph twice (digests must be
                       equal) and without, torch, concat-V; Sigma-1.5B and its GQA baseline at 32K,
                       batch 1 and 8: CEET, tokens/s with eager blocks and with compiled blocks
                       (whose logits must equal the eager step's), selective V; each step against
                       its bytes floor; the largest batch at 32K, checked by a step
-train            130  sigma-125m at 64 x 2048, sigma-1b at 16 x 2048, sigma-1.5b (augmented Q,
+train            125  sigma-125m at 64 x 2048, sigma-1b at 16 x 2048, sigma-1.5b (augmented Q,
                       vocab 128,256, loss in chunks of 8192) at 8 x 2048: blocks compiled, head and
                       loss compiled, fused AdamW, 2 warm-up and 8 timed steps, MFU
 train-gqa         70  the GQA baselines of sigma-125m and sigma-1b, at the same batches, when time
@@ -38,7 +38,9 @@ train-gqa         70  the GQA baselines of sigma-125m and sigma-1b, at the same 
 ==============  ====  ============================================================================
 
 The first three fill 290 s; the last runs in what they leave (with warm compile caches,
-``--compile-cache DIR`` carried from an earlier run, most of it).
+``--compile-cache DIR`` carried from an earlier run, most of it). Rows append: a second run into
+the same ``--out`` (``--only decode-step``, 95 s) compares the decoder checks' logits across
+processes.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Part:
     plan_s: int  # planned seconds on a cold H200
     need_s: int  # the least worth starting with: below it the part is skipped
     command: tuple[str, ...]
+    extra: bool = False  # not in the 300 s plan: run only in the time the others leave
 
 
 def parts(rows: Path, smoke: bool) -> list[Part]:
@@ -77,17 +80,17 @@ def parts(rows: Path, smoke: bool) -> list[Part]:
     if smoke:  # decode's own smoke run covers its Triton kernels; here the suite's plumbing
         return [Part("decode-kernels", 600, 1, (*decode, "--smoke", "--no-triton", "--only", "copy", "kernels", *out)),
                 Part("decode-step", 600, 1, (*decode, "--smoke", "--no-triton", "--only", "decoder-checks", "models", "memory", *out)),
-                Part("train", 600, 1, (*train, "--smoke", "--presets", "sigma-1.5b", "--loss-chunk", "64", *out)),
+                Part("train", 600, 1, (*train, "--smoke", "--presets", "sigma-125m", "sigma-1.5b:8:8192", *out)),
                 Part("train-gqa", 600, 1, (*train, "--smoke", "--presets", "sigma-125m-gqa", *out))]
     return [
-        Part("decode-kernels", 75, 30, (*decode, "--only", "copy", "kernel-checks", "kernels", "--prefixes", "32768",
+        Part("decode-kernels", 70, 30, (*decode, "--only", "copy", "kernel-checks", "kernels", "--prefixes", "32768",
                                         "--batches", "1", "8", "--check-layouts", "3", "--reps", "10", *out)),
-        Part("decode-step", 85, 40, (*decode, "--only", "decoder-checks", "models", "memory", "--e2e-prefixes", "32768",
+        Part("decode-step", 95, 40, (*decode, "--only", "decoder-checks", "models", "memory", "--e2e-prefixes", "32768",
                                      "--batches", "1", "8", "--steps", "16", "--reps", "10", *out)),
-        Part("train", 130, 40, (*train, "--presets", "sigma-125m:64", "sigma-1b:16", "sigma-1.5b:8", "--loss-chunk", "8192",
-                                "--compile", "blocks", "--steps", "8", "--warmup", "2", *out)),
+        Part("train", 125, 40, (*train, "--presets", "sigma-125m:64", "sigma-1b:16", "sigma-1.5b:8:8192", "--compile", "blocks",
+                                "--steps", "8", "--warmup", "2", *out)),
         Part("train-gqa", 70, 40, (*train, "--presets", "sigma-125m-gqa:64", "sigma-1b-gqa:16", "--compile", "blocks",
-                                   "--steps", "8", "--warmup", "2", *out)),
+                                   "--steps", "8", "--warmup", "2", *out), extra=True),
     ]
 
 
@@ -142,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = [p for p in parts(rows, args.smoke) if not args.only or p.name in args.only]
     if args.plan:
         for part in plan:
-            print(f"{part.name:15} {part.plan_s:4d} s  {' '.join(part.command[2:])}")
-        print(f"{'planned':15} {sum(p.plan_s for p in plan):4d} s (the parts run while time is left of {args.time_limit:.0f} s)")
+            print(f"{part.name:15} {part.plan_s:4d} s  {'(if time is left) ' if part.extra else ''}{' '.join(part.command[2:])}")
+        print(f"{'planned':15} {sum(p.plan_s for p in plan if not p.extra):4d} s of a {args.time_limit:.0f} s limit")
         return 0
     try:
         import pydantic  # noqa: F401 - sigma.config needs it, and the GPU image lacks it
@@ -223,6 +226,15 @@ def goal_rows(rows: list[dict]) -> list[tuple[str, str, str, str]]:
             ratio = best[("GQA 16/16", batch, prefix)]["step_s"] / r["step_s"]
             out.append((f"tokens/s {model} / GQA, batch {batch}, {prefix:,}", f"{ratio:.2f}x",
                         f">= {GOALS['tokens_vs_gqa']}x", _met(ratio >= GOALS["tokens_vs_gqa"])))
+    digests: dict[str, dict[int, set]] = {}  # the same decoder check in several processes (runs appended to one file)
+    for r in rows:
+        if r["kind"] == "check" and "digest" in r:
+            digests.setdefault(r["name"], {}).setdefault(r["pid"], set()).add(r["digest"])
+    for name, by_process in digests.items():
+        if len(by_process) > 1:
+            same = len(set().union(*by_process.values())) == 1
+            out.append((f"{name}: logits across {len(by_process)} processes", "identical" if same else "DIFFER", "identical",
+                        _met(same)))
     for r in rows:
         if r["kind"] == "check" and not r.get("ok"):
             out.append((f"check: {r['name']}", r.get("error", "failed"), "ok", "NO"))

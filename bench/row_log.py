@@ -21,7 +21,7 @@ class RowLog:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, kind: str, **fields) -> dict:
-        row = {"kind": kind, "part": self.part, "t_s": round(time.perf_counter() - self.started, 2), **fields}
+        row = {"kind": kind, "part": self.part, "pid": os.getpid(), "t_s": round(time.perf_counter() - self.started, 2), **fields}
         self.rows.append(row)
         if self.path is not None:
             with open(self.path, "a") as f:

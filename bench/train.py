@@ -8,7 +8,7 @@ GQA baseline. Each preset's row is appended to ``--rows`` (JSON lines) the momen
 a preset that fails (out of memory, a compile error) is a row with its error, and the next one runs.
 
     python bench/train.py --presets sigma-125m:64 sigma-1b:16     # preset:batch, T=2048
-    python bench/train.py --presets sigma-1.5b:8 --loss-chunk 8192 --compile blocks
+    python bench/train.py --presets sigma-1.5b:8:8192 --compile blocks    # preset:batch:loss chunk
     python bench/train.py --plan     # no GPU: FLOPs, the loss path's bytes, memory and the batch that fits
     python bench/train.py --smoke    # sigma-tiny on the CPU for two steps
 
@@ -48,12 +48,17 @@ def default_batch(preset: str) -> int:
     return DEFAULT_BATCH[preset.removesuffix("-gqa").removesuffix("-mha")]
 
 
-def parse_preset(spec: str) -> tuple[str, int]:
-    """``sigma-1b`` or ``sigma-1b:16`` (preset:batch)."""
-    name, _, batch = spec.partition(":")
-    if name not in PRESETS:
-        raise SystemExit(f"error: unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    return name, int(batch) if batch else default_batch(name)
+def parse_preset(spec: str, loss_chunk: int = 0) -> tuple[str, int, int]:
+    """``sigma-1b``, ``sigma-1b:16`` (preset:batch) or ``sigma-1.5b:8:8192`` (and the loss's chunk;
+    else ``loss_chunk``) -> (preset, batch, loss chunk)."""
+    name, batch, chunk = (spec.split(":") + ["", ""])[:3]
+    try:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        return name, int(batch) if batch else default_batch(name), int(chunk) if chunk else loss_chunk
+    except ValueError as error:
+        print(f"error: {spec!r}: {error} (write preset[:batch[:loss_chunk]])", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def measure(
@@ -189,11 +194,10 @@ def loss_traffic(config: ModelConfig, tokens: int, compiled: bool) -> float:
     return logits * (2 + 2 + 2) if compiled else logits * (2 + 2 * 4 + 2 * 4 + 4 + 3 * 4 + 4 + 2 * 4 + 4 + 2)
 
 
-def plan_rows(presets: list[tuple[str, int]], seq_len: int, loss_chunk: int) -> list[dict]:
+def plan_rows(presets: list[tuple[str, int, int]], seq_len: int) -> list[dict]:
     rows = []
-    for name, batch in presets:
+    for name, batch, chunk in presets:
         config = PRESETS[name]
-        chunk = loss_chunk if config.vocab_size > 65536 else 0
         per_layer, rest = saved_bytes_per_token(config, loss_chunk=32 if chunk else 0)
         tokens = batch * seq_len
         flops = training_flops_per_token(config, seq_len) * tokens
@@ -237,12 +241,14 @@ def print_plan(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["sigma-125m", "sigma-125m-gqa", "sigma-1b", "sigma-1b-gqa"],
-                        help="presets, each optionally with its batch: sigma-1b:16 (default: 125m 64, 1b 16, 1.5b 8)")
+                        help="presets, each optionally with its batch and loss chunk: sigma-1b:16, sigma-1.5b:8:8192 "
+                             "(default batches: 125m 64, 1b 16, 1.5b 8)")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=8, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation, autotuning)")
     parser.add_argument("--compile", choices=COMPILE, default="blocks", help="what torch.compile compiles (default: the blocks)")
-    parser.add_argument("--loss-chunk", type=int, default=0, help="tokens per chunk of the loss (0: the full logits)")
+    parser.add_argument("--loss-chunk", type=int, default=0, help="tokens per chunk of the loss where a preset names none "
+                                                                  "(0: the full logits)")
     parser.add_argument("--activation-checkpointing", action="store_true", help="recompute block activations in backward")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak for MFU (default: known GPUs, e.g. H100 989)")
@@ -250,28 +256,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", action="store_true", help="no GPU: FLOPs, memory and the batch that fits, by arithmetic")
     parser.add_argument("--smoke", action="store_true", help="sigma-tiny and its GQA baseline on the CPU, T=128, 2 steps")
     args = parser.parse_args(argv)
-    presets = [parse_preset(spec) for spec in args.presets]
+    presets = [parse_preset(spec, args.loss_chunk) for spec in args.presets]
     if args.plan:
-        print_plan(plan_rows(presets, args.seq_len, args.loss_chunk or 8192))
+        print_plan(plan_rows(presets, args.seq_len))
         return 0
 
     if args.smoke:
         device = torch.device("cpu")
-        presets = [(name.replace("1.5b", "tiny").replace("125m", "tiny").replace("1b", "tiny"), 2) for name, _ in presets]
+        presets = [(name.replace("1.5b", "tiny").replace("125m", "tiny").replace("1b", "tiny"), 2, chunk and 64)
+                   for name, _, chunk in presets]
         args.seq_len, args.steps, args.warmup, args.compile, args.fp32 = 128, 2, 1, "none", True
     else:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = not args.fp32
-    options = {"loss_chunk": args.loss_chunk, "activation_checkpointing": args.activation_checkpointing}
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     peak = args.peak_tflops * 1e12 if args.peak_tflops else (peak_flops(device_name) if device.type == "cuda" else None)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
     log = RowLog(args.rows, "train")
     log.write("device", device=device_name, torch=torch.__version__, seq_len=args.seq_len, bf16=bf16, compile=args.compile,
-              steps=args.steps, warmup=args.warmup, **options)
-    for preset, batch in presets:
+              steps=args.steps, warmup=args.warmup, activation_checkpointing=args.activation_checkpointing)
+    for preset, batch, chunk in presets:
         config = PRESETS[preset]
+        options = {"loss_chunk": chunk, "activation_checkpointing": args.activation_checkpointing}
         row = {"preset": preset, "attention": config.attention_kind, "batch": batch, "seq_len": args.seq_len,
                "n_params_6n": matmul_parameters(config), **options}
         with log.guard("train", **row):

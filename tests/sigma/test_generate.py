@@ -302,7 +302,8 @@ def test_device_suite_smoke_runs_on_cpu_without_ray(tmp_path, subprocess_env):
     memory = {r["model"]: r for r in rows if r["kind"] == "memory"}
     assert memory["DiffQKV 32/4/16"]["kv_bytes_per_token_layer"] == (4 + 16) * 64 * 4  # float32 on the CPU
     train = {r["preset"]: r for r in rows if r["kind"] == "train"}
-    assert train["sigma-tiny"]["loss_chunk"] == 64 and train["sigma-tiny-gqa"]["step_s"] > 0
+    assert [r["loss_chunk"] for r in rows if r["kind"] == "train" and r["preset"] == "sigma-tiny"] == [0, 64]  # plain, chunked
+    assert train["sigma-tiny-gqa"]["step_s"] > 0
     tables = (out / "tables.md").read_text()
     assert "| step time sigma-tiny / GQA |" in tables and "| decode-step | ok |" in tables
     assert (out / "suite.log").read_text().count("== ") >= 4
