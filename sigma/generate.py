@@ -10,7 +10,8 @@ The Python API the rewrite stage calls::
 A batch of prompts of different lengths is prefilled right-padded in one forward pass; each
 sequence then decodes at its own position (``sigma.kv_cache``), so every sequence computes what
 it would compute alone. Decoding on CUDA replays a captured CUDA graph of the whole step (one
-launch for all layers); attention runs through ``sigma.kernels.decode``. A prompt starts with the
+launch for all layers), its blocks optionally compiled (``compile_step``, gpt-fast's recipe: static
+shapes, a static cache, no host syncs in the step); attention runs through ``sigma.kernels.decode``. A prompt starts with the
 end-of-text token, as a document does in the packed training stream.
 """
 
