@@ -21,6 +21,7 @@ model; both fuse the loss, which eagerly moves several times the logits' bytes.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -253,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak for MFU (default: known GPUs, e.g. H100 989)")
     parser.add_argument("--rows", type=Path, help="append every row to this JSON-lines file as it is measured")
+    parser.add_argument("--json", type=Path, help="also write the results here at the end, as one JSON document")
     parser.add_argument("--plan", action="store_true", help="no GPU: FLOPs, memory and the batch that fits, by arithmetic")
     parser.add_argument("--smoke", action="store_true", help="sigma-tiny and its GQA baseline on the CPU, T=128, 2 steps")
     args = parser.parse_args(argv)
@@ -263,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.smoke:
         device = torch.device("cpu")
-        presets = [(name.replace("1.5b", "tiny").replace("125m", "tiny").replace("1b", "tiny"), 2, chunk and 64)
-                   for name, _, chunk in presets]
+        tiny = [(name.replace("1.5b", "tiny").replace("125m", "tiny").replace("1b", "tiny"), 2, chunk and 64)
+                for name, _, chunk in presets]
+        presets = list(dict.fromkeys(tiny))  # each tiny stand-in once
         args.seq_len, args.steps, args.warmup, args.compile, args.fp32 = 128, 2, 1, "none", True
     else:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -291,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
             log.write("train", **row)
         if args.compile != "none":
             torch._dynamo.reset()  # each preset compiles afresh, within dynamo's recompile limit
-    print_table([r for r in log.rows if r["kind"] == "train"], device_name)
+    results = [r for r in log.rows if r["kind"] == "train"]
+    if args.json:
+        ratios = step_vs_gqa(results)
+        measured = [{**r, "step_vs_gqa": ratios.get(r["preset"])} for r in results if "step_s" in r]
+        args.json.write_text(json.dumps({"device": device_name, "torch": torch.__version__, "results": measured}, indent=1))
+    print_table(results, device_name)
     return 0
 
 
