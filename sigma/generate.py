@@ -10,7 +10,8 @@ The Python API the rewrite stage calls::
 A batch of prompts of different lengths is prefilled right-padded in one forward pass; each
 sequence then decodes at its own position (``sigma.kv_cache``), so every sequence computes what
 it would compute alone. Decoding on CUDA replays a captured CUDA graph of the whole step (one
-launch for all layers); attention runs through ``sigma.kernels.decode``. A prompt starts with the
+launch for all layers), its blocks optionally compiled (``compile_step``, gpt-fast's recipe: static
+shapes, a static cache, no host syncs in the step); attention runs through ``sigma.kernels.decode``. A prompt starts with the
 end-of-text token, as a document does in the packed training stream.
 """
 
@@ -48,15 +49,20 @@ class Decoder:
     """One batch's decoding state: the KV cache, static step buffers and, optionally, a CUDA graph."""
 
     def __init__(self, model: Transformer, batch: int, capacity: int, *, attention: str = "auto",
-                 selective_v: int | None = None, cuda_graph: bool = False, cache_dtype: torch.dtype | None = None):
+                 selective_v: int | None = None, cuda_graph: bool = False, cache_dtype: torch.dtype | None = None,
+                 compile: bool | str = False):
         param = next(model.parameters())
         self.model, self.device = model, param.device
         self.cache = KVCache(model.config, batch, capacity, self.device, cache_dtype or param.dtype)
         self.attention = self.cache.attention(attention, selective_v)
-        self.layers = self.attention.layers()
+        self.layers = self.attention.layers(compiled=bool(compile))
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=self.device)
         self.active = torch.ones(batch, dtype=torch.int32, device=self.device)
         self.host_lengths = [0] * batch
+        # ``compile`` (True, or a torch.compile backend): each block's step compiled once, static
+        # shapes, and shared by every layer; the cache update and decode attention stay outside.
+        backend = "inductor" if compile is True else compile
+        self._block = torch.compile(decode_block, backend=backend, dynamic=False) if compile else decode_block
         self.graph: torch.cuda.CUDAGraph | None = None
         if cuda_graph:
             self._capture()
@@ -84,10 +90,16 @@ class Decoder:
         return self.model.output(hidden[torch.arange(self.batch, device=self.device), last]).float()
 
     def _step(self, max_length: int | None) -> Tensor:
+        """One token per sequence through every layer: ``Transformer.hidden_states`` at one position,
+        written out so that its blocks can be compiled. No host syncs: a CUDA graph captures it."""
+        model = self.model
         self.attention.begin_step(max_length)
         positions = self.cache.lengths.long().unsqueeze(1)
-        hidden = self.model.hidden_states(self.tokens, positions, caches=self.layers)
-        logits = self.model.output(hidden[:, -1]).float()
+        cos, sin = model.rope_cos[positions].unsqueeze(1), model.rope_sin[positions].unsqueeze(1)
+        x = model.tok_embeddings(self.tokens)
+        for block, layer in zip(model.layers, self.layers):
+            x = self._block(block, x, cos, sin, layer)
+        logits = model.output(model.norm(x)[:, -1]).float()
         self.cache.lengths += self.active
         return logits
 
@@ -129,6 +141,11 @@ class Decoder:
             self.cache.lengths.zero_()
 
 
+def decode_block(block, x: Tensor, cos: Tensor, sin: Tensor, layer_cache) -> Tensor:
+    """One block of a decode step; the unit that ``Decoder(compile=True)`` compiles."""
+    return block(x, cos, sin, None, layer_cache)
+
+
 @dataclass
 class _Sequence:
     limit: int
@@ -140,7 +157,7 @@ class Engine:
     """A model and its tokenizer, ready to generate; see the module docstring."""
 
     def __init__(self, model: Transformer, tokenizer=None, *, attention: str = "auto", selective_v: int | None = None,
-                 cuda_graphs: bool | None = None, max_batch_size: int = 16):
+                 cuda_graphs: bool | None = None, compile_step: bool = False, max_batch_size: int = 16):
         self.model = model.eval()
         self.config: ModelConfig = model.config
         self.device = next(model.parameters()).device
@@ -149,6 +166,7 @@ class Engine:
         self.end_ids = {self.eos_id}  # tokens that end a sequence; a chat model adds its end-of-turn token
         self.attention, self.selective_v = attention, selective_v
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        self.compile_step = compile_step  # compile each block's decode step (worth it on a GPU, for long runs)
         self.max_batch_size = max_batch_size
         self.chat_settings: ChatSettings | None = None  # a converted model's chat template and special tokens
 
@@ -220,7 +238,7 @@ class Engine:
         sequences = [_Sequence(limit=min(max_new_tokens, room - len(p))) for p in prompts]
         capacity = max(len(p) + s.limit for p, s in zip(prompts, sequences))
         decoder = Decoder(self.model, len(prompts), capacity, attention=self.attention, selective_v=self.selective_v,
-                          cuda_graph=self.cuda_graphs)
+                          cuda_graph=self.cuda_graphs, compile=self.compile_step)
         logits = decoder.prefill(prompts)
         stop_window = max((len(s.encode()) for s in stop), default=0) + 1
         while True:
@@ -257,12 +275,18 @@ def to_inference(model: Transformer, device: torch.device | str, dtype: torch.dt
 @torch.no_grad()
 def greedy_by_recompute(model: Transformer, prompt_ids: Sequence[int], max_new_tokens: int) -> list[int]:
     """Greedy generation without a cache: the whole sequence is run again for every token."""
+    return recompute_greedy(model, prompt_ids, max_new_tokens)[0]
+
+
+@torch.no_grad()
+def recompute_greedy(model: Transformer, prompt_ids: Sequence[int], max_new_tokens: int) -> tuple[list[int], Tensor]:
+    """Greedy tokens without a cache, and the float32 logits (max_new_tokens, vocab) each came from."""
     device = next(model.parameters()).device
-    tokens = list(prompt_ids)
+    tokens, logits = list(prompt_ids), []
     for _ in range(max_new_tokens):
-        logits = model(torch.tensor([tokens], device=device))[0, -1]
-        tokens.append(int(logits.argmax()))
-    return tokens[len(prompt_ids) :]
+        logits.append(model(torch.tensor([tokens], device=device))[0, -1].float())
+        tokens.append(int(logits[-1].argmax()))
+    return tokens[len(prompt_ids) :], torch.stack(logits)
 
 
 @torch.no_grad()

@@ -19,13 +19,15 @@ Memory accounting is exact: ``KVCache.nbytes == kv_cache_bytes(config, batch, ca
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 from sigma.attention import sdpa_attention
 from sigma.config import ModelConfig
 from sigma.flops import count_parameters
-from sigma.kernels.decode import decode_attention, resolve_backend
+from sigma.kernels.decode import decode_attention, resolve_backend, selective_workspace
 
 
 def v_row_heads(config: ModelConfig) -> int:
@@ -105,11 +107,10 @@ class KVCache:
         self.k[layer, :, :, :seq] = k
         self.v[layer, :, :, :seq] = self.v_rows(v)
 
-    def write_step(self, layer: int, k: Tensor, v: Tensor) -> None:
-        """Store one new token per sequence at its own position ``lengths[b]``."""
-        positions = self.lengths.long()
-        self.k[layer][self._rows, :, positions] = k[:, :, 0]
-        self.v[layer][self._rows, :, positions] = self.v_rows(v)[:, :, 0]
+    def write_step(self, k_layer: Tensor, v_layer: Tensor, k: Tensor, v: Tensor, positions: Tensor) -> None:
+        """Store one new token per sequence at its own position (``lengths`` as int64) of one layer's cache."""
+        k_layer[self._rows, :, positions] = k[:, :, 0]
+        v_layer[self._rows, :, positions] = self.v_rows(v)[:, :, 0]
 
     def attention(self, backend: str = "auto", top_k: int | None = None) -> "CachedAttention":
         return CachedAttention(self, resolve_backend(backend, self.k.device), top_k)
@@ -127,29 +128,53 @@ class CachedAttention:
         self.cache, self.backend, self.top_k = cache, backend, top_k
         self.prefill = True
         self.step_lengths: Tensor | None = None
+        self.positions: Tensor | None = None
         self.max_length: int | None = None  # a host-side bound for the torch paths; None under CUDA graphs
+        # selective V's buffers, shared by the layers of every step (allocated before any capture)
+        self.workspace = None
+        if top_k and backend == "triton":
+            self.workspace = selective_workspace(cache.batch, cache.config.n_q_heads, cache.capacity, top_k, cache.k.device)
 
     def begin_step(self, max_length: int | None) -> None:
         self.prefill = False
+        self.positions = self.cache.lengths.long()  # where each sequence's new token goes, in every layer
         self.step_lengths = self.cache.lengths + 1
         self.max_length = max_length
 
-    def layers(self) -> list:
-        return [_LayerAttention(self, i) for i in range(self.cache.config.n_layers)]
+    def layers(self, compiled: bool = False) -> list:
+        """One callable per layer; ``compiled``: for blocks run by torch.compile, which then calls
+        them eagerly, outside its graphs, so that the cache is written in place, never copied."""
+        kind = _eager_under_compile() if compiled else _LayerAttention
+        return [kind(self, i) for i in range(self.cache.config.n_layers)]
 
 
 class _LayerAttention:
+    """One layer's view of the cache. It holds that layer's K and V tensors rather than its
+    index, so that one compiled block serves every layer."""
+
     def __init__(self, owner: CachedAttention, index: int):
         self.owner, self.index = owner, index
+        self.k, self.v = owner.cache.k[index], owner.cache.v[index]
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         owner, cache = self.owner, self.owner.cache
         if owner.prefill:
             cache.write_prompt(self.index, k, v)
             return sdpa_attention(q, k, v, mask)
-        cache.write_step(self.index, k, v)
+        cache.write_step(self.k, self.v, k, v, owner.positions)
         out = decode_attention(
-            q[:, :, 0], cache.k[self.index], cache.v[self.index], owner.step_lengths, cache.config.n_v_heads,
-            top_k=owner.top_k, backend=owner.backend, max_length=owner.max_length,
+            q[:, :, 0], self.k, self.v, owner.step_lengths, cache.config.n_v_heads, top_k=owner.top_k,
+            backend=owner.backend, max_length=owner.max_length, workspace=owner.workspace,
         )
         return out.unsqueeze(2)
+
+
+@functools.cache
+def _eager_under_compile() -> type:
+    """``_LayerAttention`` that torch.compile leaves to run eagerly (built on first use: marking it
+    imports torch._dynamo, which an engine that never compiles need not load)."""
+
+    class EagerLayerAttention(_LayerAttention):
+        __call__ = torch.compiler.disable(_LayerAttention.__call__)
+
+    return EagerLayerAttention

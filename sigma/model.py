@@ -137,9 +137,11 @@ class Transformer(nn.Module):
             causal = torch.ones(seq, seq, dtype=torch.bool, device=tokens.device).tril()
             mask = (doc_ids.unsqueeze(2) == doc_ids.unsqueeze(1)).unsqueeze(1) & causal
         hidden = self.hidden_states(tokens, positions, mask)
-        if targets is not None and self.loss_chunk:
+        return self.output(hidden) if targets is None else self.loss(hidden, targets)
+
+    def loss(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy of the output head on ``hidden`` (B, T, d) against ``targets`` (< 0
+        ignored); its own method so that it can be compiled apart from the blocks."""
+        if self.loss_chunk:
             return chunked_cross_entropy(hidden.flatten(0, 1), self.output.weight, targets.flatten(), self.loss_chunk)
-        logits = self.output(hidden)
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+        return F.cross_entropy(self.output(hidden).flatten(0, 1).float(), targets.flatten(), ignore_index=-1)

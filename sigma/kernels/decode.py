@@ -43,19 +43,20 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 def decode_attention(
     q: Tensor, k_cache: Tensor, v_cache: Tensor, lengths: Tensor, n_v_heads: int, *,
-    top_k: int | None = None, backend: str = "auto", max_length: int | None = None,
+    top_k: int | None = None, backend: str = "auto", max_length: int | None = None, workspace=None,
 ) -> Tensor:
     """Attention of one query per sequence over its cache; (B, n_q, d_v).
 
     ``max_length`` (a host int >= every length) lets the torch paths skip the unused end of the
-    cache; the Triton kernels stop at each sequence's own length anyway.
+    cache; the Triton kernels stop at each sequence's own length anyway. ``workspace`` (from
+    ``selective_workspace``) lets selective V reuse its buffers from call to call.
     """
     backend = resolve_backend(backend, q.device)
     if backend == "triton":
         from sigma.kernels import triton_decode
 
         if top_k:
-            return triton_decode.selective_v_attention(q, k_cache, v_cache, lengths, n_v_heads, top_k)
+            return triton_decode.selective_v_attention(q, k_cache, v_cache, lengths, n_v_heads, top_k, work=workspace)
         return triton_decode.split_kv_attention(q, k_cache, v_cache, lengths, n_v_heads)
     if max_length is not None:
         k_cache, v_cache = k_cache[:, :, :max_length], v_cache[:, :, :max_length]
@@ -64,6 +65,13 @@ def decode_attention(
             raise ValueError("selective V fetching needs the triton or torch backend")
         return concat_v_attention(q, k_cache, v_cache, lengths, n_v_heads)
     return torch_decode_attention(q, k_cache, v_cache, lengths, n_v_heads, top_k)
+
+
+def selective_workspace(batch: int, n_q: int, capacity: int, top_k: int, device: torch.device):
+    """Buffers for the Triton selective-V kernels of one decode shape, reusable by every layer."""
+    from sigma.kernels.triton_decode import SelectiveWorkspace
+
+    return SelectiveWorkspace.allocate(batch, n_q, capacity, top_k, device)
 
 
 def v_heads(v_cache: Tensor, n_v_heads: int) -> Tensor:

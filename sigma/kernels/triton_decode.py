@@ -18,14 +18,15 @@ the length exit at once. A cache allocated for 32K positions but holding 1K thus
 its 1K over the whole GPU, where splits sized from the capacity would give it a handful of
 programs.
 
-Selective V (Sigma, arXiv 2501.13629, section 2.3), in two kernels and nothing capacity-sized:
-the candidates kernel reads K up to each sequence's length and keeps, per query head and split,
-the ``KP = next_pow2(top_k)`` best (score, position) pairs, packed into one int64 so that a
-bitonic network carries the position with the score; the values kernel merges the
-splits' candidates into the ``top_k`` best per query head (exact: a member of the global top-k
-is in its own split's top-k), softmaxes over them and reads only their V rows. Splits are at
-least ``SELECT_SPLIT_BLOCKS * KP`` positions long, so the candidates are at most an eighth of the
-length.
+Selective V (Sigma, arXiv 2501.13629, section 2.3), in two kernels, each reading only what it
+must. The K pass streams K up to each length as the split-KV kernel does (same grid, same split
+sizes) and writes every float32 score (32 query heads: a quarter of K's bf16 bytes) and the
+maximum of each group of ``GROUP`` positions. The select kernel, one program per query head,
+takes the exact top-k without sorting: the k-th largest group maximum bounds the k-th largest
+score from below (k groups reach it), so the top k lie in the groups that reach it, at most
+``next_pow2(k)`` of them; among their scores, held in registers, the k-th largest is found by a
+radix select on order-preserving integer keys (32 counting rounds), the chosen positions are
+packed, and only their V rows are read. Bytes: K, the scores written once, then a few KB per head.
 
 The V cache is stored as ``(B, n_v / R, T, R * d_v)``: ``R`` V heads of one K group side by side
 in one row (``R = 1`` is the plain layout), which is also the concat-V view SDPA can read.
@@ -53,11 +54,19 @@ class LaunchConfig:
     num_warps: int = 4
     num_stages: int = 3
     waves: int = 4  # aim for about this many programs per SM (sets the number of splits)
+    # registers per thread at most (Triton's ``maxnreg``): split-KV at Sigma-1.5B's heads takes 206
+    # at 4 warps, two programs per SM; capped at 128 it compiles without spills, four fit
+    maxnreg: int | None = None
+
+    def launch_options(self) -> dict:
+        options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
+        if self.maxnreg and not _interpreting():
+            options["maxnreg"] = self.maxnreg
+        return options
 
 
 DEFAULT = LaunchConfig()
-SELECT_SPLIT_BLOCKS = 8  # selective V: positions per split at least this many top-k blocks
-# Tuned choices by (n_q, n_k, n_v, d_qk, d_v, batch, capacity bucket), filled by ``tune``.
+# Tuned choices by (kind, n_q, n_k, n_v, d_qk, d_v, batch, capacity bucket), filled by ``bench/decode.py``.
 TUNED: dict[tuple, LaunchConfig] = {}
 
 
@@ -124,16 +133,16 @@ def n_splits_for(layout: Layout, batch: int, capacity: int, config: LaunchConfig
     return max(1, min(triton.cdiv(capacity, min_split), wanted))
 
 
-def split_size(length: int, n_splits: int, block: int, min_split: int = 0) -> int:
+def split_size(length: int, n_splits: int, block: int) -> int:
     """Positions per split for a sequence of ``length``: the kernels compute the same in-kernel."""
-    return max(triton.cdiv(triton.cdiv(length, n_splits), block) * block, min_split)
+    return triton.cdiv(triton.cdiv(length, n_splits), block) * block
 
 
-def working_programs(layout: Layout, batch: int, length: int, n_splits: int, block: int, min_split: int = 0) -> int:
+def working_programs(layout: Layout, batch: int, length: int, n_splits: int, block: int) -> int:
     """Programs of a launch that have positions to read, every sequence at ``length``."""
     if length <= 0:
         return 0
-    return batch * layout.n_units * triton.cdiv(length, split_size(length, n_splits, block, min_split))
+    return batch * layout.n_units * triton.cdiv(length, split_size(length, n_splits, block))
 
 
 def tuning_key(kind: str, layout: Layout, batch: int, capacity: int) -> tuple:
@@ -229,81 +238,38 @@ def _combine_kernel(
     tl.store(Out + b * sxb + h * sxh + d, out.to(Out.dtype.element_ty), mask=d < D_V)
 
 
-# Selective V keys: a float32 score's bits made order-preserving as int32, in the high half of an
-# int64 whose low half is the position; SENTINEL is (-inf, position 0), below every real key.
-SENTINEL = tl.constexpr(-9187343243723587584)
-
-
+# Selective V: scores as order-preserving unsigned keys, so that the k-th largest is found bit by bit
+# (a radix select) with counts alone; key 0 is below every score, -inf included, and marks padding.
 @triton.jit
-def _pack(s, t):
+def _key(s):
     bits = s.to(tl.int32, bitcast=True)
-    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    return (ordered.to(tl.int64) << 32) | t.to(tl.int64)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # as int32: the order of the floats
+    return ordered.to(tl.uint32, bitcast=True) ^ 0x80000000  # the sign bit flipped: unsigned order
 
 
 @triton.jit
-def _unpack(key):
-    ordered = (key >> 32).to(tl.int32)
-    bits = ordered ^ ((ordered >> 31) & 0x7FFFFFFF)
-    return bits.to(tl.float32, bitcast=True), key.to(tl.int32)  # the low half: the position
-
-
-# Bitonic sorting networks over rows of power-of-two length, the tensor viewed as a hypercube of
-# side 2 (as tl.sort does); each compare-and-swap is a min and a max over one axis of size 2,
-# which Triton's CPU interpreter also runs quickly (tl.sort's xor-sum it runs element by element).
-@triton.jit
-def _indicator(n_dims: tl.constexpr, j: tl.constexpr):
-    return tl.reshape(tl.arange(0, 2), [1] * (n_dims - j - 1) + [2] + [1] * j)
+def _kth_largest_key(keys, k):
+    """The ``k``-th largest of ``keys`` (any shape, uint32), or 0 when there are fewer than ``k``
+    nonzero keys: the largest ``t`` with ``count(keys >= t) >= k``, built from the top bit down."""
+    found = tl.zeros([], dtype=tl.uint32)
+    for i in tl.static_range(32):
+        trial = found | tl.full([], 1 << (31 - i), tl.uint32)
+        found = tl.where(tl.sum((keys >= trial).to(tl.int32)) >= k, trial, found)
+    return found
 
 
 @triton.jit
-def _compare_swap(h, flip, i: tl.constexpr, n_dims: tl.constexpr):
-    """Order each pair along the ``i``-th innermost axis: ascending where ``flip`` is 0."""
-    lo = tl.min(h, axis=n_dims - 1 - i, keep_dims=True)
-    hi = tl.max(h, axis=n_dims - 1 - i, keep_dims=True)
-    return tl.where((flip ^ _indicator(n_dims, i)) != 0, hi, lo)
-
-
-@triton.jit
-def _bitonic_pass(h, stage: tl.constexpr, order: tl.constexpr, n_dims: tl.constexpr):
-    """``stage`` rounds of compare-and-swap; order 0 ascending, 1 descending, 2 alternating runs."""
-    if order == 2:
-        flip = _indicator(n_dims, stage)
-    else:
-        flip = order
-    for r in tl.static_range(stage):
-        h = _compare_swap(h, flip, stage - 1 - r, n_dims)
-    return h
-
-
-@triton.jit
-def _sort_rows_ascending(x, LOG_N: tl.constexpr, N_DIMS: tl.constexpr):
-    h = tl.reshape(x, [2] * N_DIMS)
-    for stage in tl.static_range(1, LOG_N + 1):
-        h = _bitonic_pass(h, stage, 2 if stage < LOG_N else 0, N_DIMS)
-    return tl.reshape(h, x.shape)
-
-
-@triton.jit
-def _top_half(desc, asc, LOG_N: tl.constexpr, N_DIMS: tl.constexpr):
-    """The larger half of two sorted rows (one descending, one ascending), sorted descending:
-    their elementwise maximum is a bitonic row holding it (Batcher), which one merge sorts."""
-    h = tl.reshape(tl.maximum(desc, asc), [2] * N_DIMS)
-    return tl.reshape(_bitonic_pass(h, LOG_N, 1, N_DIMS), desc.shape)
-
-
-@triton.jit
-def _candidates_kernel(
-    Q, K, Lengths, Keys, sqb, sqh, skb, skh, skt, seb, seh, ses, n_splits, scale_log2,
+def _scores_kernel(
+    Q, K, Lengths, Scores, GroupMax, sqb, sqh, skb, skh, skt, ssb, ssh, sgb, sgh, n_splits, scale_log2,
     A: tl.constexpr, UNIT: tl.constexpr, M: tl.constexpr, NK: tl.constexpr, D_QK: tl.constexpr,
-    DK: tl.constexpr, KP: tl.constexpr, LOG_KP: tl.constexpr, LOG_M: tl.constexpr, MIN_SPLIT: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    DK: tl.constexpr, BLOCK_T: tl.constexpr, G: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
+    """Selective V's K pass: every score up to the length, and the maximum of each group of ``G``."""
     split = tl.program_id(0)
     unit = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     length = tl.load(Lengths + b)
-    split_size = tl.maximum(tl.cdiv(tl.cdiv(length, n_splits), KP) * KP, MIN_SPLIT)
+    split_size = tl.cdiv(tl.cdiv(length, n_splits), BLOCK_T) * BLOCK_T
     lo = split * split_size
     hi = tl.minimum(lo + split_size, length)
     rows = tl.arange(0, M)
@@ -317,48 +283,100 @@ def _candidates_kernel(
     q = tl.load(Q + b * sqb + heads[:, None] * sqh + (kc % D_QK)[None, :], mask=q_mask, other=0.0)
     if UPCAST:
         q = q.to(tl.float32)
-    best = tl.full([M, KP], SENTINEL, tl.int64)  # each row sorted descending
-    for start in range(lo, hi, KP):
-        t = start + tl.arange(0, KP)
+    s_rows = Scores + b * ssb + heads[:, None].to(tl.int64) * ssh
+    g_rows = GroupMax + b * sgb + heads[:, None].to(tl.int64) * sgh
+    for start in range(lo, hi, BLOCK_T):
+        t = start + tl.arange(0, BLOCK_T)
         t_ok = t < hi
         kt = tl.load(K + b * skb + t[:, None].to(tl.int64) * skt + k_off[None, :], mask=t_ok[:, None] & kc_ok[None, :], other=0.0)
         if UPCAST:
             kt = kt.to(tl.float32)
         s = tl.dot(q, tl.trans(kt), input_precision=PRECISION) * scale_log2
-        keys = tl.where(t_ok[None, :] & row_ok[:, None], _pack(s, t[None, :]), SENTINEL)
-        keys = _sort_rows_ascending(keys, LOG_KP, LOG_M + LOG_KP)
-        best = _top_half(best, keys, LOG_KP, LOG_M + LOG_KP)
-    slots = tl.arange(0, KP)
-    tl.store(Keys + b * seb + heads[:, None] * seh + split * ses + slots[None, :], best, mask=row_ok[:, None] & (lo + 0 * slots < length)[None, :])
+        s = tl.where(t_ok[None, :], s, float("-inf"))
+        tl.store(s_rows + t[None, :], s, mask=row_ok[:, None] & t_ok[None, :])
+        group_max = tl.max(tl.reshape(s, [M, BLOCK_T // G, G]), axis=2)
+        g = start // G + tl.arange(0, BLOCK_T // G)
+        tl.store(g_rows + g[None, :], group_max, mask=row_ok[:, None] & (g * G < hi)[None, :])
 
 
 @triton.jit
-def _selected_values_kernel(
-    Keys, Lengths, V, Out, Pos, seb, seh, ses, svb, svg, svt, sxb, sxh, spb, sph, n_q, n_splits, top_k,
-    KP: tl.constexpr, LOG_KP: tl.constexpr, MIN_SPLIT: tl.constexpr, C: tl.constexpr, R: tl.constexpr,
+def _select_kernel(
+    Scores, GroupMax, Lengths, V, Out, Slots, Picked, PickedScores, Positions,
+    ssb, ssh, sgb, sgh, svb, svg, svt, sxb, sxh, spb, sph, n_q, top_k,
+    G: tl.constexpr, CH: tl.constexpr, NG: tl.constexpr, KP: tl.constexpr, C: tl.constexpr, R: tl.constexpr,
     D_V: tl.constexpr, DVP: tl.constexpr, WRITE_POSITIONS: tl.constexpr,
 ):
+    """One query head of one sequence: the ``top_k`` largest scores, exactly, then their V rows.
+
+    1. ``cut``, the k-th largest group maximum: at least k scores reach it, so every member of the
+       top k does, and the groups whose maximum reaches it (k of them but for ties, at most ``NG``
+       kept) hold the whole top k.
+    2. Those groups' scores, ``NG * G`` in registers, give the k-th largest score itself; the top k
+       are the scores above it and the first of those equal to it.
+    3. Their positions and scores are packed into ``KP`` slots, their V rows read, the softmax taken
+       over them alone.
+    Slots, Picked and PickedScores are this program's scratch, read back only where written.
+    """
     pid = tl.program_id(0)
     b = (pid // n_q).to(tl.int64)
     h = pid % n_q
     length = tl.load(Lengths + b)
-    split_size = tl.maximum(tl.cdiv(tl.cdiv(length, n_splits), KP) * KP, MIN_SPLIT)
-    slots = tl.arange(0, KP)
-    best = tl.full([KP], SENTINEL, tl.int64)
-    for split in range(0, tl.cdiv(length, split_size)):
-        ascending = tl.load(Keys + b * seb + h * seh + split * ses + (KP - 1 - slots))  # stored descending
-        best = _top_half(best, ascending, LOG_KP, LOG_KP)
-    s, pos = _unpack(best)  # sorted, best first
-    s = tl.where(slots < top_k, s, float("-inf"))
-    chosen = s > float("-inf")
+    n_groups = tl.cdiv(length, G)
+    g_row = GroupMax + b * sgb + h * sgh
+    scratch = pid.to(tl.int64)
+
+    # 1. the k-th largest group maximum, CH groups at a time
+    cut = tl.zeros([], dtype=tl.uint32)
+    for i in tl.static_range(32):
+        trial = cut | tl.full([], 1 << (31 - i), tl.uint32)
+        count = tl.zeros([], dtype=tl.int32)
+        for c in range(0, n_groups, CH):
+            g = c + tl.arange(0, CH)
+            keys = tl.where(g < n_groups, _key(tl.load(g_row + g, mask=g < n_groups, other=0.0)), 0)
+            count += tl.sum((keys >= trial).to(tl.int32))
+        cut = tl.where(count >= top_k, trial, cut)
+
+    # the groups that reach it, their indices packed into Slots
+    n_cand = tl.zeros([], dtype=tl.int32)
+    for c in range(0, n_groups, CH):
+        g = c + tl.arange(0, CH)
+        ok = g < n_groups
+        reach = ok & (_key(tl.load(g_row + g, mask=ok, other=0.0)) >= cut)
+        slot = n_cand + tl.cumsum(reach.to(tl.int32), 0) - 1
+        tl.store(Slots + scratch * NG + slot, g, mask=reach & (slot < NG))
+        n_cand += tl.sum(reach.to(tl.int32))
+    tl.debug_barrier()  # the program's own stores, read back by its other threads
+
+    # 2. the k-th largest score among the candidate groups
+    j = tl.arange(0, NG)
+    taken = j < tl.minimum(n_cand, NG)
+    group = tl.load(Slots + scratch * NG + j, mask=taken, other=0)
+    pos = tl.reshape(group[:, None] * G + tl.arange(0, G)[None, :], [NG * G])
+    ok = tl.reshape(taken[:, None] & (tl.arange(0, G) < G)[None, :], [NG * G]) & (pos < length)
+    s = tl.load(Scores + b * ssb + h * ssh + pos, mask=ok, other=float("-inf"))
+    keys = tl.where(ok, _key(s), 0)
+    kth = _kth_largest_key(keys, top_k)
+    above = keys > kth
+    tie = ok & (keys == kth)
+    picked = above | (tie & (tl.cumsum(tie.to(tl.int32), 0) <= top_k - tl.sum(above.to(tl.int32))))
+
+    # 3. the picked positions and scores packed into KP slots, then their V rows
+    rank = tl.cumsum(picked.to(tl.int32), 0) - 1
+    tl.store(Picked + scratch * KP + rank, pos, mask=picked)
+    tl.store(PickedScores + scratch * KP + rank, s, mask=picked)
+    tl.debug_barrier()
+    n_picked = tl.sum(picked.to(tl.int32))
+    i = tl.arange(0, KP)
+    have = i < n_picked
+    p_pos = tl.load(Picked + scratch * KP + i, mask=have, other=0)
+    p_s = tl.load(PickedScores + scratch * KP + i, mask=have, other=float("-inf"))
     if WRITE_POSITIONS:
-        tl.store(Pos + b * spb + h * sph + slots, tl.where(chosen, pos, -1), mask=slots < top_k)
-    m = tl.max(s, 0)
-    p = tl.exp2(s - m)
+        tl.store(Positions + b * spb + h * sph + i, tl.where(have, p_pos, -1), mask=i < top_k)
+    p = tl.exp2(p_s - tl.max(p_s, 0))
     hv = h // C
     d = tl.arange(0, DVP)
     base = V + b * svb + (hv // R).to(tl.int64) * svg + (hv % R) * D_V
-    rows = tl.load(base + pos[:, None].to(tl.int64) * svt + d[None, :], mask=chosen[:, None] & (d < D_V)[None, :], other=0.0)
+    rows = tl.load(base + p_pos[:, None].to(tl.int64) * svt + d[None, :], mask=have[:, None] & (d < D_V)[None, :], other=0.0)
     out = tl.sum(p[:, None] * rows.to(tl.float32), 0) / tl.sum(p, 0)
     tl.store(Out + b * sxb + h * sxh + d, out.to(Out.dtype.element_ty), mask=d < D_V)
 
@@ -382,7 +400,7 @@ def split_kv_attention(
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse_part.stride(0), lse_part.stride(1),
         n_splits, math.log2(math.e) / math.sqrt(layout.d_qk),
         **consts, BLOCK_T=config.block_t, UPCAST=_interpreting(), PRECISION=_precision(k_cache),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        **config.launch_options(),
     )
     out = torch.empty(batch, layout.n_q, layout.d_v, device=q.device, dtype=q.dtype)
     _combine_kernel[(batch * layout.n_q,)](
@@ -393,55 +411,88 @@ def split_kv_attention(
     return out
 
 
-def top_k_candidates(
-    q: Tensor, k_cache: Tensor, lengths: Tensor, layout: Layout, top_k: int, config: LaunchConfig | None = None,
-) -> tuple[Tensor, int]:
-    """Selective V's K pass: per query head and split, the best ``next_pow2(top_k)`` packed
-    (score, position) keys, (B, n_q, n_splits, KP) int64, written only for splits holding positions."""
+GROUP = 32  # selective V: positions per group, whose maxima make the first cut
+GROUP_CHUNK = 1024  # group maxima the select kernel holds at once
+
+
+@dataclass
+class SelectiveWorkspace:
+    """Selective V's buffers for one shape: scores, group maxima and per-head scratch. Reusable
+    from call to call (a decode step's layers, a CUDA graph's replays): every element read was
+    written by the same call."""
+
+    scores: Tensor  # (B, n_q, capacity) float32, log2-scaled
+    group_max: Tensor  # (B, n_q, capacity / GROUP) float32
+    slots: Tensor  # (B * n_q, NG) int32: candidate groups
+    picked: Tensor  # (B * n_q, KP) int32: chosen positions
+    picked_scores: Tensor  # (B * n_q, KP) float32
+
+    @classmethod
+    def allocate(cls, batch: int, n_q: int, capacity: int, top_k: int, device) -> "SelectiveWorkspace":
+        kp = max(16, _next_pow2(top_k))
+        return cls(
+            torch.empty(batch, n_q, capacity, device=device, dtype=torch.float32),
+            torch.empty(batch, n_q, triton.cdiv(capacity, GROUP), device=device, dtype=torch.float32),
+            torch.empty(batch * n_q, kp, device=device, dtype=torch.int32),
+            torch.empty(batch * n_q, kp, device=device, dtype=torch.int32),
+            torch.empty(batch * n_q, kp, device=device, dtype=torch.float32),
+        )
+
+    def fits(self, batch: int, n_q: int, capacity: int, top_k: int) -> bool:
+        return self.scores.shape == (batch, n_q, capacity) and self.picked.size(1) == max(16, _next_pow2(top_k))
+
+
+def score_pass(
+    q: Tensor, k_cache: Tensor, lengths: Tensor, layout: Layout, work: SelectiveWorkspace,
+    config: LaunchConfig | None = None,
+) -> None:
+    """Selective V's K pass: K read once up to each length, its scores and group maxima written."""
     batch, capacity = q.size(0), k_cache.size(2)
     config = config or config_for("scores", layout, batch, capacity)
-    kp = max(16, _next_pow2(top_k))
-    n_splits = n_splits_for(layout, batch, capacity, config, _sm_count(q.device), min_split=SELECT_SPLIT_BLOCKS * kp)
+    block_t = max(config.block_t, GROUP)
+    n_splits = n_splits_for(layout, batch, capacity, config, _sm_count(q.device), min_split=block_t)
     consts = layout.constexprs()
-    keys = torch.empty(batch, layout.n_q, n_splits, kp, device=q.device, dtype=torch.int64)
     q = q.contiguous()
-    _candidates_kernel[(n_splits, layout.n_units, batch)](
-        q, k_cache, lengths, keys, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
-        k_cache.stride(2), keys.stride(0), keys.stride(1), keys.stride(2), n_splits,
-        math.log2(math.e) / math.sqrt(layout.d_qk),
+    _scores_kernel[(n_splits, layout.n_units, batch)](
+        q, k_cache, lengths, work.scores, work.group_max, q.stride(0), q.stride(1), k_cache.stride(0),
+        k_cache.stride(1), k_cache.stride(2), work.scores.stride(0), work.scores.stride(1),
+        work.group_max.stride(0), work.group_max.stride(1), n_splits, math.log2(math.e) / math.sqrt(layout.d_qk),
         A=consts["A"], UNIT=consts["UNIT"], M=consts["M"], NK=consts["NK"], D_QK=layout.d_qk, DK=consts["DK"],
-        KP=kp, LOG_KP=kp.bit_length() - 1, LOG_M=consts["M"].bit_length() - 1, MIN_SPLIT=SELECT_SPLIT_BLOCKS * kp,
-        UPCAST=_interpreting(), PRECISION=_precision(k_cache),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        BLOCK_T=block_t, G=GROUP, UPCAST=_interpreting(), PRECISION=_precision(k_cache),
+        **config.launch_options(),
     )
-    return keys, n_splits
 
 
-def selected_values(
-    keys: Tensor, lengths: Tensor, v_cache: Tensor, layout: Layout, top_k: int, dtype: torch.dtype,
+def select_values(
+    work: SelectiveWorkspace, lengths: Tensor, v_cache: Tensor, layout: Layout, top_k: int, dtype: torch.dtype,
     positions: Tensor | None = None,
 ) -> Tensor:
-    """Merge the splits' candidates into the ``top_k`` best per query head, softmax over them and
-    read only their V rows; (B, n_q, d_v). ``positions`` (B, n_q, top_k) int32, when given,
-    receives the chosen positions (-1 where a sequence has fewer than ``top_k``)."""
-    batch, n_q, n_splits, kp = keys.shape
-    out = torch.empty(batch, n_q, layout.d_v, device=keys.device, dtype=dtype)
+    """The ``top_k`` largest scores per query head, the softmax over them and their V rows only;
+    (B, n_q, d_v). ``positions`` (B, n_q, top_k) int32, when given, receives the chosen positions
+    in order of position, then -1 where a sequence holds fewer than ``top_k``."""
+    batch, n_q, _ = work.scores.shape
+    ng = kp = work.picked.size(1)
+    out = torch.empty(batch, n_q, layout.d_v, device=v_cache.device, dtype=dtype)
     pos = positions if positions is not None else out  # not written unless asked for
-    _selected_values_kernel[(batch * n_q,)](
-        keys, lengths, v_cache, out, pos, keys.stride(0), keys.stride(1), keys.stride(2),
+    _select_kernel[(batch * n_q,)](
+        work.scores, work.group_max, lengths, v_cache, out, work.slots, work.picked, work.picked_scores, pos,
+        work.scores.stride(0), work.scores.stride(1), work.group_max.stride(0), work.group_max.stride(1),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), out.stride(0), out.stride(1),
-        pos.stride(0), pos.stride(1), n_q, n_splits, top_k,
-        KP=kp, LOG_KP=kp.bit_length() - 1, MIN_SPLIT=SELECT_SPLIT_BLOCKS * kp, C=layout.n_q // layout.n_v, R=layout.r, D_V=layout.d_v,
-        DVP=max(16, _next_pow2(layout.d_v)), WRITE_POSITIONS=positions is not None, num_warps=4,
+        pos.stride(0), pos.stride(1), n_q, top_k, G=GROUP, CH=GROUP_CHUNK, NG=ng, KP=kp, C=layout.n_q // layout.n_v,
+        R=layout.r, D_V=layout.d_v, DVP=max(16, _next_pow2(layout.d_v)), WRITE_POSITIONS=positions is not None,
+        num_warps=4,  # 4096 candidates for k = 100 in registers: about 210 a thread on sm_90, no spills
     )
     return out
 
 
 def selective_v_attention(
     q: Tensor, k_cache: Tensor, v_cache: Tensor, lengths: Tensor, n_v: int, top_k: int,
-    config: LaunchConfig | None = None, positions: Tensor | None = None,
+    config: LaunchConfig | None = None, positions: Tensor | None = None, work: SelectiveWorkspace | None = None,
 ) -> Tensor:
     """Read K up to each length, keep the ``top_k`` scores per query head, read only those V rows."""
     layout = layout_of(q, k_cache, v_cache, n_v)
-    keys, _ = top_k_candidates(q, k_cache, lengths, layout, top_k, config)
-    return selected_values(keys, lengths, v_cache, layout, top_k, q.dtype, positions)
+    batch, capacity = q.size(0), k_cache.size(2)
+    if work is None or not work.fits(batch, layout.n_q, capacity, top_k):
+        work = SelectiveWorkspace.allocate(batch, layout.n_q, capacity, top_k, q.device)
+    score_pass(q, k_cache, lengths, layout, work, config)
+    return select_values(work, lengths, v_cache, layout, top_k, q.dtype, positions)

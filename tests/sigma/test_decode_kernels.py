@@ -6,6 +6,9 @@ skipped when triton is not installed.
 
 import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +128,22 @@ def test_dispatch_reaches_the_triton_kernels():
     assert _error(decode_attention(q, k, v, lengths, 2, backend="triton"), want) < 1e-5
     want = reference_decode_attention(q.cpu(), k.cpu(), v.cpu(), lengths.cpu(), 2, top_k=8)
     assert _error(decode_attention(q, k, v, lengths, 2, backend="triton", top_k=8), want) < 1e-5
+
+
+@needs_triton
+def test_the_kernels_compile_for_hopper():
+    """Every decode kernel compiled by Triton for sm_90 (the H100 and H200) at Sigma-1.5B's heads,
+    without a GPU (a kernel the interpreter runs can still fail to lower), with its registers and
+    spills read from the cubin: none spills."""
+    import triton
+
+    if "nvidia" not in triton.backends.backends:
+        pytest.skip("this triton has no CUDA backend")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "bench/kernel_resources.py", "--quick"], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if "│" in line and "DiffQKV" in line]
+    kernels = {line.split("│")[2].strip() for line in lines}
+    assert kernels == {"split-KV", "combine", "selective V: K pass", "selective V: select"}
+    assert all(line.split("│")[8].strip() == "0" for line in lines)  # spill bytes

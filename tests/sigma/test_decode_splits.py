@@ -6,6 +6,7 @@ CPU interpreter when there is no GPU; skipped without triton).
 """
 
 import importlib.util
+import itertools
 import os
 
 import pytest
@@ -80,3 +81,33 @@ def test_selective_v_chooses_the_reference_rows_and_reads_only_the_length():
             got_rows = positions[b, h]
             assert sorted(got_rows[got_rows >= 0].tolist()) == chosen, (b, h)
             assert (got_rows[len(chosen):] == -1).all()
+
+
+def test_selective_v_is_exact_over_chunks_and_ties_and_reads_only_what_it_wrote(monkeypatch):
+    """The select kernel's group maxima in several chunks, exact ties at the top (the earliest
+    positions win, as a stable top-k picks), and every scratch buffer poisoned first: what it
+    reads, it wrote in the same call."""
+    from sigma.kernels import triton_decode as td
+
+    monkeypatch.setattr(td, "GROUP_CHUNK", 4)  # 300 positions: 10 groups of 32, in 3 chunks
+    n_q, n_k, n_v, d, top_k = 8, 2, 4, 16, 10
+    q, k, v, lengths = _sparse_cache(n_q, n_k, n_v, d, capacity=512, seed=2)
+    q[0, 4:8] = q[0, 4]  # the query heads of K head 1, sequence 0, all alike ...
+    k[0, 1, 40:70] = q[0, 4].sign() * 3  # ... and 30 positions of K head 1 tie far above the rest
+    work = td.SelectiveWorkspace.allocate(len(LENGTHS), n_q, 512, top_k, DEVICE)
+    for buffer in (work.scores, work.group_max, work.picked_scores):
+        buffer.fill_(float("nan"))
+    for buffer in (work.slots, work.picked):
+        buffer.fill_(1_000_000)
+    positions = torch.full((len(LENGTHS), n_q, top_k), -7, dtype=torch.int32, device=DEVICE)
+    got = td.selective_v_attention(q, k, v, lengths, n_v, top_k, td.LaunchConfig(waves=8), positions=positions, work=work)
+    got, positions = got.double().cpu(), positions.cpu()
+    want = _reference(q, k, v, lengths, n_v, top_k)
+    for b, h in itertools.product(range(len(LENGTHS)), range(n_q)):
+        if b == 0 and h >= 4:  # the first 10 of 30 equal scores, weighted equally
+            assert positions[0, h].tolist() == list(range(40, 50)), h
+            hv = h // 2
+            rows = v[0, hv // 2, 40:50, (hv % 2) * d : (hv % 2 + 1) * d].double().cpu()
+            torch.testing.assert_close(got[0, h], rows.mean(0), rtol=1e-5, atol=1e-5)
+        else:
+            assert ((got[b, h] - want[b, h]).abs().max() / want[b, h].abs().max()).item() < 1e-5, (b, h)
