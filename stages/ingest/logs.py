@@ -53,6 +53,7 @@ def _opener(path: str):
     return OPENERS.get(os.path.splitext(path)[1].lower())
 
 
+
 class LogSource(Source):
     """Log files under `paths` (files, directories, globs; .gz/.bz2/.xz read whole). `format`:
     a format name from log_formats.py, or "auto". Documents hold at most `max_doc_kb` of text
@@ -117,7 +118,7 @@ class LogSource(Source):
             yield Result(BASE_SCHEMA.empty_table(), unreadable_table(
                 [unreadable("log", f"file://{path}#{start}", "unreadable:truncated_or_corrupt", str(exc), "log")]))
             return
-        groups = [miner.add(r.message) for r in records]  # mine the whole unit first: final templates
+        groups = miner.parse([r.message for r in records])  # the whole unit first: final templates
         docs = []
         for part in self._documents(records):
             docs.append(self._document(path, fmt, [records[i] for i in part], [groups[i] for i in part], start == 0))
