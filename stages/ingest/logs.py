@@ -29,7 +29,8 @@ from pipeline.source import Source, documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.decode import looks_binary
 from stages.ingest.jsonl import expand
-from stages.ingest.log_formats import BY_NAME, UNKNOWN, LogFormat, detect, record_time, split_header
+from stages.ingest.learned_format import format_of, learned
+from stages.ingest.log_formats import BY_NAME, UNKNOWN, LogFormat, record_time, split_header
 from stages.ingest.log_templates import TemplateMiner, template_id
 
 LOG_SUFFIXES = (".log", ".log.gz", ".log.bz2", ".log.xz", ".out", ".err", ".txt", ".gz", ".1", ".2", ".3")
@@ -52,6 +53,10 @@ class LogRecord:
 def _opener(path: str):
     return OPENERS.get(os.path.splitext(path)[1].lower())
 
+
+def _spec(fmt: LogFormat) -> str | list:
+    """What a work unit carries of a format: a known format's name, a learned one's pattern."""
+    return fmt.name if fmt.name in BY_NAME else [fmt.header.pattern, list(fmt.time_formats)]
 
 
 class LogSource(Source):
@@ -90,8 +95,8 @@ class LogSource(Source):
             if looks_binary(head):
                 units.append([path, "error", "unreadable:binary", "NUL or control bytes: not a text log"])
                 continue
-            fmt = self.format if self.format != "auto" else detect(
-                head.decode(self.encoding, "replace").splitlines()[:500]).name
+            fmt = self.format if self.format != "auto" else _spec(format_of(
+                head.decode(self.encoding, "replace").splitlines()[:2000]))
             if _opener(path) or size <= self.unit_bytes:
                 units.append([path, fmt, 0, None])
             else:
@@ -110,7 +115,7 @@ class LogSource(Source):
             yield Result(BASE_SCHEMA.empty_table(),
                          unreadable_table([unreadable("log", f"file://{path}", start, end, "log")]))
             return
-        fmt = BY_NAME[fmt_name]
+        fmt = BY_NAME[fmt_name] if isinstance(fmt_name, str) else learned(*fmt_name)
         miner = TemplateMiner(self.similarity, self.depth)
         try:
             records = list(self._records(path, fmt, start, end))

@@ -6,8 +6,10 @@ import json
 from collections import defaultdict
 
 import pytest
+from pathlib import Path
 
-from stages.ingest.log_formats import BY_NAME, detect, split_header
+from stages.ingest.learned_format import format_of, learn
+from stages.ingest.log_formats import BY_NAME, UNKNOWN, detect, split_header
 from stages.ingest.log_templates import TemplateMiner, template_id
 from stages.ingest.logs import LogSource
 
@@ -32,6 +34,35 @@ def test_format_detection_and_header_split_match_loghub(loghub, system):
     rows = list(csv.DictReader(open(loghub / system / f"{system}_2k.log_structured.csv", newline="")))
     messages = [split_header(fmt, line)[1] for line in lines]
     assert messages == [r["Content"].strip() for r in rows]
+
+
+@pytest.mark.parametrize("system", sorted(FORMATS))
+def test_a_format_learned_from_the_file_splits_as_loghub_does(loghub, system):
+    """With the known formats left aside, the header learned from the file itself gives every
+    line's message exactly as the ground truth's `Content`."""
+    lines = (loghub / system / f"{system}_2k.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    fmt = learn(lines)
+    assert fmt is not None and fmt.name == "learned"
+    rows = list(csv.DictReader(open(loghub / system / f"{system}_2k.log_structured.csv", newline="")))
+    assert [split_header(fmt, line)[1] for line in lines] == [r["Content"].strip() for r in rows]
+
+
+def test_an_unknown_header_is_learned_and_read_as_records(tmp_path, loghub):
+    lines = (loghub / "HDFS" / "HDFS_2k.log").read_text().splitlines()
+    shuffled = []  # HDFS's fields in an order no known format has: level first, pid in brackets
+    for line in lines:
+        date, time, pid, level, component, message = line.split(" ", 5)
+        stamp = f"20{date[:2]}-{date[2:4]}-{date[4:]} {time[:2]}:{time[2:4]}:{time[4:]}"
+        shuffled.append(f"{level} {stamp} [{pid}] {component} {message}")
+    (tmp_path / "app.log").write_text("\n".join(shuffled) + "\n")
+    assert detect(shuffled) is UNKNOWN and format_of(shuffled).name == "learned"
+    docs, dropped = LogSource("l", [str(tmp_path)], max_doc_kb=10_000).read_all()
+    meta = json.loads(docs[0]["meta"])
+    assert not dropped and len(docs) == 1 and meta["log_format"] == "learned" and meta["records"] == 2000
+    assert meta["start"] == "2008-11-09 20:36:15" and format_of(shuffled).parse_time(meta["start"]) == 1226262975
+    assert "Receiving block blk_<*> src: /<*> dest: /<*>" in {t[2] for t in meta["templates"]}
+    readme = Path(__file__).resolve().parents[3] / "README.md"  # prose has no header to learn
+    assert learn(readme.read_text().splitlines()) is None
 
 
 def _loghub_ga(loghub, system):
