@@ -22,7 +22,9 @@ def _structured(loghub, system):
 
 def test_hdfs_lines_of_one_template_normalise_alike(loghub):
     """HDFS lines differ in timestamps, block ids, IPs, ports and sizes: masked, each of the
-    ground-truth templates keeps at most a few distinct texts, and no two templates share one."""
+    ground-truth templates keeps at most a few distinct texts, and no two templates share one. The
+    two exceptions hold ids inside a path's words (`subdir51`, `_task_200811092030_0001_m_000590_0`),
+    which the masking keeps, as the template miner does."""
     lines, events = _structured(loghub, "HDFS")
     norm = log_mode(pa.array(lines)).to_pylist()
     by_template = collections.defaultdict(set)
@@ -31,7 +33,7 @@ def test_hdfs_lines_of_one_template_normalise_alike(loghub):
         by_template[event].add(" ".join(text.split()))
         owners[" ".join(text.split())].add(event)
     assert len(by_template) == 14
-    assert sum(len(v) for v in by_template.values()) <= 3 * len(by_template)  # 2,000 raw lines
+    assert {e for e, v in by_template.items() if len(v) > 3} == {"E7", "E9"}  # 2,000 raw lines
     assert all(len(v) == 1 for v in owners.values())
     receiving = [t for e, t in zip(events, norm) if e == "E13"]  # "Receiving block blk_<*> src: /<*>:<*> dest: ..."
     assert len(receiving) > 100 and len({" ".join(t.split()) for t in receiving}) == 1
@@ -64,7 +66,7 @@ def test_unknown_kinds_are_detected_from_the_content(loghub, man_root):
     assert detect_kinds(texts, kinds).tolist() == ["log", "", "config", "config", "", "doc"]
     modes = np.array(["log", "text"], dtype=object)
     out = normalise(pa.array([heads[3], page]), modes).to_pylist()
-    assert "num" in out[0].split() and out[1] == page.lower()
+    assert "var" in out[0].split() and out[1] == page.lower()
 
 
 def test_case_folds_beyond_ascii_and_punctuation_separates_words():
