@@ -1,9 +1,10 @@
 """Logs read as logs: records, not lines; documents cut by size or time; event templates in meta.
 
-Per file: the format is detected from its first lines (log_formats.py); lines that start no record
-(stack traces, continuation lines) join the record above; records are grouped into documents of
-at most `max_doc_kb` of text, or of at most `window_s` seconds of log time; every record's message
-is mined into an event template (log_templates.py). A document's meta holds its format, its time
+Per file: the format is detected from its first lines (log_formats.py), or learned from them when
+no known format matches (learned_format.py); lines that start no record (stack traces,
+continuation lines) join the record above; records are grouped into documents of at most
+`max_doc_kb` of text, or of at most `window_s` seconds of log time; the messages of a work unit are
+mined into event templates together (log_templates.py, `TemplateMiner.parse`). A document's meta holds its format, its time
 span, its line range and, for each event template it contains, the template's id, text and count,
 in order of first appearance.
 
@@ -61,7 +62,8 @@ def _spec(fmt: LogFormat) -> str | list:
 
 class LogSource(Source):
     """Log files under `paths` (files, directories, globs; .gz/.bz2/.xz read whole). `format`:
-    a format name from log_formats.py, or "auto". Documents hold at most `max_doc_kb` of text
+    a format name from log_formats.py, or "auto" (the known format that matches, else one learned
+    from the file's own lines, learned_format.py). Documents hold at most `max_doc_kb` of text
     and, with `window_s`, at most that many seconds of log time. Binary and empty files are
     ledger entries (`unreadable:binary`, `empty`)."""
 
