@@ -15,10 +15,15 @@ all messages of an event rather than one message at a time:
 
 - split: a position where the group's messages hold only a few distinct words (no masked value,
   at most `max_split_values` of them, none that looks like an id or a path) holds constants that
-  tell events apart (`Begin`/`End`, `HTTPS`/`SOCKS5`), so the group splits by them;
-- merge: groups of different lengths whose templates align token for token except for runs that
-  each hold a variable (`<*> bytes sent` and `<*> bytes (<*> KB) sent`) are one event whose
-  variable spans several tokens.
+  tell events apart (`Begin`/`End`, `HTTPS`/`SOCKS5`), so the group splits by them. A variable
+  that takes at most three word values in a whole batch (three user names) splits too, as
+  Loghub's ground truth often has it (`failures for admin`, `failures for root`);
+- merge: groups whose templates share a constant token and align token for token except for runs
+  that each hold a bare variable (`<*>`, `(<*>`) and at most one worded token are one event whose
+  variable spans several tokens (`<*> bytes sent`, `<*> bytes (<*> KB) sent`); an optional
+  `key=<*>` is no such run, so `rhost=<*>` and `rhost=<*> user=root` stay apart;
+- lists: a run of one to three tokens repeated in a row (`blk_<*> blk_<*> blk_<*>`) is written
+  once, so lists of any length are one event.
 
 A template keeps the constant start and end of a position's values (`user=<*>`, `blk_<*>`).
 Messages are mined once per distinct text and once per distinct masked text, so a batch costs
