@@ -39,3 +39,16 @@ def test_masked_and_kept():
     }
     for line, masked in cases.items():
         assert mask(line) == masked, line
+
+
+def test_the_miner_and_near_dedupe_see_the_same_events(real_lines):
+    """Two lines are one event for the template miner exactly when near dedupe's log normalisation
+    makes them one text (up to case and white space)."""
+    from stages.dedupe.normalise import log_mode
+    from stages.ingest.log_templates import TemplateMiner
+
+    miner = TemplateMiner()
+    sample = real_lines[::5]
+    normalised = log_mode(pa.array(sample)).to_pylist()
+    for line, norm in zip(sample, normalised):
+        assert norm.split() == [t.replace("<*>", "var").lower() for t in miner.tokens(line)]
