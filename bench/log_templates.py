@@ -179,11 +179,17 @@ def main() -> None:
     systems = []
     for root, extra in [(args.loghub, False)] + [(e, True) for e in args.extra]:
         if not root.is_dir():
-            sys.exit(f"error: {root} is not a folder of Loghub systems (see --loghub)")
+            print(f"error: {root} is not a folder of Loghub systems; give one with --loghub", file=sys.stderr)
+            sys.exit(2)
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
             system = load_system(directory)
             if system:
                 systems.append({**system, "held_out": extra or directory.name in HELD_OUT})
+    if subprocess.run([args.drain3_python, "-c", "import drain3"], capture_output=True).returncode:
+        print(f"error: {args.drain3_python} cannot import drain3; make a peer environment "
+              "(python -m venv peer && peer/bin/pip install drain3==0.9.11) and pass --drain3-python peer/bin/python",
+              file=sys.stderr)
+        sys.exit(2)
     print(f"load average {os.getloadavg()[0]:.1f}; held out: {', '.join(HELD_OUT)} (*)")
     columns = ("GA", "GA d3", "PA", "PA d3", "FTA", "FTA d3", "GA raw", "GA learned", "Drain publ.", "time/d3")
     print(f"{'system':<11} {'format':<12} " + " ".join(f"{c:>10}" for c in columns))
