@@ -95,7 +95,7 @@ def learn(lines: list[str]) -> LogFormat | None:
             break
         fields = [m[k].group() for _, m in rows]
         seps = [line[m[k].end():m[k + 1].start()] for line, m in rows]
-        sep, count = Counter(s.strip() or " " for s in seps).most_common(1)[0]
+        sep = Counter(s.strip() or " " for s in seps).most_common(1)[0][0]
         padded = sum(len(s) >= 2 and not s.strip() for s in seps) / len(rows)
         kind, strict, regex = _column(fields, padded)
         columns.append((kind, strict, regex, r"\s+" if sep == " " else rf"\s*{re.escape(sep)}\s*", fields))
