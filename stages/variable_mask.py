@@ -10,7 +10,7 @@ hold a digit, IPv6 addresses, `host.domain:port`, numbers (signed, decimal, dott
 colon-separated: `-7`, `3.14`, `10.0.0.1:80`, `15:16:01`) that no letter or digit touches, and
 the names of months and weekdays (`Jun`, `JUNE`, `Sun`). A digit inside a word stays (`ssh2`,
 `eth0`, `IPv4`, `12ms`), as Loghub's ground truth keeps it (Zhu et al., ISSRE 2023; Khan et al.,
-ICSE 2022); after `_` a number goes (`job_<*>`, `blk_<*>`).
+ICSE 2022); next to `_` a number goes (`job_<*>`, `blk_<*>`, `attempt_<*>_m_<*>`).
 
 One rule list, two engines: Python's `re` (`mask`, `VariableMask.tokens`) and RE2 over an Arrow
 column (`VariableMask.array`) give the same text. Where two rules could match, the one that starts
@@ -34,29 +34,35 @@ _NAME_SET = {w for n in _MONTHS + _WEEKDAYS for w in (n, n.upper())}
 # by first letter, longest first: one test of the first letter, not one per name
 _NAMES = "|".join(first + "(?:" + "|".join(sorted((w[1:] for w in _NAME_SET if w[0] == first), key=lambda w: (-len(w), w)))
                   + ")" for first in sorted({w[0] for w in _NAME_SET}))
-# Each rule: the characters that may not come just before it, and its body. Python reads the
-# first as a look-behind; RE2 has none, so there it is a group (a character that may come before,
-# or the start) that the replacement gives back. Bodies end on a letter or digit, so the two
-# forms find the same matches (tested on Loghub).
+# Each rule: the characters that may not come just before it, its body, and whether it may end
+# against a `_` (numbers: `attempt_1445144423722_0020_m_000002`, numbers joined by `_` being one);
+# every other rule ends at a word's end. Python reads the edges as look-around. RE2 has none: there
+# the character before is a group (or the start) that the replacement gives back, and so is a `_`
+# after, which no other match could have started from. Bodies end on a letter or digit, so the two
+# forms give the same text (tested on Loghub).
 _WORD_CHAR = "A-Za-z0-9_"
 RULES = [
-    (_WORD_CHAR, rf"{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}}\b"),  # UUID
-    (_WORD_CHAR, rf"{_H}{{2}}(?:[:-]{_H}{{2}}){{5}}\b"),  # MAC address
-    (_WORD_CHAR, rf"0[xX]{_H}+\b"),  # hex with 0x
+    (_WORD_CHAR, rf"{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}}", False),  # UUID
+    (_WORD_CHAR, rf"{_H}{{2}}(?:[:-]{_H}{{2}}){{5}}", False),  # MAC address
+    (_WORD_CHAR, rf"0[xX]{_H}+", False),  # hex with 0x
     (_WORD_CHAR + ":.", rf"(?:{_H}{{1,4}}(?::{_H}{{1,4}}){{7}}|{_H}{{1,4}}(?::{_H}{{1,4}})*::(?:{_H}{{1,4}}(?::{_H}{{1,4}})*)?"
-                        rf"|::{_H}{{1,4}}(?::{_H}{{1,4}})*)\b"),  # IPv6
-    (_WORD_CHAR + ".-", r"(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}:[0-9]+\b"),  # host.domain:port
-    ("A-Za-z0-9", r"[-+]?[0-9]+(?:[.,:][0-9]+)*\b"),  # numbers, versions, times, IPv4 with a port
+                        rf"|::{_H}{{1,4}}(?::{_H}{{1,4}})*)", False),  # IPv6
+    (_WORD_CHAR + ".-", r"(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}:[0-9]+", False),  # host.domain:port
+    ("A-Za-z0-9", r"[-+]?[0-9]+(?:[.,:][0-9]+)*(?:_[-+]?[0-9]+(?:[.,:][0-9]+)*)*", True),  # numbers, times, IPv4:port
     (_WORD_CHAR, "(?:[a-fA-F]{8,}[0-9]|"  # hex ids: 8 or more hex characters, a digit among them
-     + "|".join(f"[a-fA-F]{{{i}}}[0-9]{_H}{{{7 - i},}}" for i in range(8)) + rf"){_H}*\b"),
-    (_WORD_CHAR, rf"(?:{_NAMES})\b"),  # months and weekdays
+     + "|".join(f"[a-fA-F]{{{i}}}[0-9]{_H}{{{7 - i},}}" for i in range(8)) + f"){_H}*", False),
+    (_WORD_CHAR, f"(?:{_NAMES})", False),  # months and weekdays
 ]
-PATTERN = "|".join(f"(?:(^|[^{before}]){body})" for before, body in RULES)  # RE2
-REPLACEMENT = "".join(f"\\{i + 1}" for i in range(len(RULES))) + WILDCARD
+# RE2: one group per rule for the character before, and one for a `_` after (nine in all, RE2's most)
+PATTERN = "|".join(f"(?:(^|[^{before}]){body}" + (r"(_|\b))" if glued else r"\b)") for before, body, glued in RULES)
+_GROUPS = [g for _, _, glued in RULES for g in (("before", "after") if glued else ("before",))]
+REPLACEMENT = ("".join(f"\\{i + 1}" for i, g in enumerate(_GROUPS) if g == "before") + WILDCARD
+               + "".join(f"\\{i + 1}" for i, g in enumerate(_GROUPS) if g == "after"))
 # Every rule's left edge excludes a letter or digit before it: checked once, first, it skips the
 # positions inside words (most of a line) without trying each rule there.
-_COMPILED = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(f"(?:(?<![{before}]){body})" for before, body in RULES) + ")",
-                       re.ASCII)
+_COMPILED = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(
+    f"(?:(?<![{before}]){body}" + ("(?![A-Za-z0-9]))" if glued else r"\b)") for before, body, glued in RULES) + ")",
+    re.ASCII)
 
 
 class VariableMask:

@@ -23,8 +23,9 @@ def _structured(loghub, system):
 def test_hdfs_lines_of_one_template_normalise_alike(loghub):
     """HDFS lines differ in timestamps, block ids, IPs, ports and sizes: masked, each of the
     ground-truth templates keeps at most a few distinct texts, and no two templates share one. The
-    two exceptions hold ids inside a path's words (`subdir51`, `_task_200811092030_0001_m_000590_0`),
-    which the masking keeps, as the template miner does."""
+    two exceptions hold words of paths that the masking keeps, as the template miner does: a digit
+    inside a word (`subdir51`) and the job's own names (`rand/_temporary/_task_var_m_var`,
+    `sortrand/_temporary/_task_var_r_var`)."""
     lines, events = _structured(loghub, "HDFS")
     norm = log_mode(pa.array(lines)).to_pylist()
     by_template = collections.defaultdict(set)
