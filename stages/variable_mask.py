@@ -12,6 +12,11 @@ the names of months and weekdays (`Jun`, `JUNE`, `Sun`). A digit inside a word s
 `eth0`, `IPv4`, `12ms`), as Loghub's ground truth keeps it (Zhu et al., ISSRE 2023; Khan et al.,
 ICSE 2022); next to `_` a number goes (`job_<*>`, `blk_<*>`, `attempt_<*>_m_<*>`).
 
+The stages that compare lines (quality checks, near and semantic dedupe) use `mask_digits`, which
+masks the digits left inside words too: two lines that are one event for the template miner are
+one text for them, and so are lines that differ only in a node name or a numbered path
+(`R02-M1-N0`, `subdir51`), which near dedupe needs (bench/dedupe_eval.py's re-valued logs).
+
 One rule list, two engines: Python's `re` (`mask`, `VariableMask.tokens`) and RE2 over an Arrow
 column (`VariableMask.array`) give the same text. Where two rules could match, the one that starts
 first wins, then the one listed first. No rule crosses white space, so masking a line and masking
@@ -65,13 +70,24 @@ _COMPILED = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(
     re.ASCII)
 
 
+_DIGITS = "[0-9]+"  # what is left of a number once the rules ran: digits inside a word
+
+
 class VariableMask:
     """The masking, callable on a text; `tokens` gives a line's masked white-space separated
-    tokens (the template miner's input) and `array` masks an Arrow column with RE2. Each distinct
-    token is masked once and remembered (up to `cache_size` of them, then the memory starts again):
-    log lines repeat their constant words, so most tokens are found, not matched."""
+    tokens (the template miner's input) and `array` masks an Arrow column with RE2.
 
-    def __init__(self, cache_size: int = 1 << 18):
+    `digits_in_words`: also mask the digits that the rules leave inside words (`ssh<*>`,
+    `R<*>-M<*>`, `subdir<*>`), on top of the rules, for stages that compare lines rather than
+    name their events: two lines that are one event for the template miner are then one text
+    for them too, and lines that differ only in a node name or a numbered path are alike.
+
+    Each distinct token is masked once and remembered (up to `cache_size` of them, then the
+    memory starts again): log lines repeat their constant words, so most tokens are found, not
+    matched."""
+
+    def __init__(self, digits_in_words: bool = False, cache_size: int = 1 << 18):
+        self.digits_in_words = digits_in_words
         self.cache: dict[str, str] = {}
         self.cache_size = cache_size
 
@@ -80,7 +96,10 @@ class VariableMask:
         if masked is None:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
-            masked = self.cache[token] = _COMPILED.sub(WILDCARD, token)
+            masked = _COMPILED.sub(WILDCARD, token)
+            if self.digits_in_words:
+                masked = _DIGITS_COMPILED.sub(WILDCARD, masked)
+            self.cache[token] = masked
         return masked
 
     def tokens(self, line: str) -> list[str]:
@@ -92,11 +111,13 @@ class VariableMask:
         get, token = self.cache.get, self.token
         return "".join(get(t) or token(t) for t in _SPACES.split(text))
 
-    @staticmethod
-    def array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    def array(self, texts: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The same masking on every string of an Arrow column at once (RE2, no Python loop)."""
-        return pc.replace_substring_regex(texts, PATTERN, REPLACEMENT)
+        texts = pc.replace_substring_regex(texts, PATTERN, REPLACEMENT)
+        return pc.replace_substring_regex(texts, _DIGITS, WILDCARD) if self.digits_in_words else texts
 
 
 _SPACES = re.compile(r"(\s+)")
-mask = VariableMask()  # the one every stage uses
+_DIGITS_COMPILED = re.compile(_DIGITS)
+mask = VariableMask()  # the template miner's: a digit inside a word stays, as in Loghub's templates
+mask_digits = VariableMask(digits_in_words=True)  # the quality checks' and dedupe's: every digit goes
