@@ -27,7 +27,7 @@ than false ones on the labelled sets (docs/benchmarks.md):
 
 In templated kinds (`config`, `log`: one template filled with other values is the duplicate that
 semantic dedupe is there to find), values are not hard: they are masked by
-`stages/variable_mask.py`, as the template miner and `near_dedupe` mask them, and `numbers` and
+`stages/variable_mask.py` (`mask_digits`, as `near_dedupe` masks log lines), and `numbers` and
 `negation_words` (a boolean `no`) are empty.
 """
 
@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from stages.variable_mask import mask
+from stages.variable_mask import mask_digits
 
 CATEGORIES = ("options", "operators", "types", "paths", "signed_numbers", "negation", "numbers", "negation_words",
               "quoted")
@@ -63,7 +63,7 @@ _NEGATED = frozenset(["negated"])
 def hard_tokens(text: str, template: bool = False) -> dict[str, frozenset[str]]:
     """The document's hard tokens by category (`template`: a templated kind, its values masked)."""
     if template:
-        text = mask(text)
+        text = mask_digits(text)
     quoted = (next(g for g in m.groups() if g is not None).strip().lower() for m in _QUOTED.finditer(text))
     plain = _QUOTES.sub(" ", text)
     numbers = frozenset() if template else frozenset(

@@ -3,11 +3,12 @@
 - `text` (configs, docs, code, web): lower-case. Shingles are made of words only
   (`stages/dedupe/minhash.py`), so whitespace, punctuation and case never make two documents differ.
 - `log`: `text`, after masking what varies between lines of one event template with
-  `stages/variable_mask.py` (the template miner's masking: numbers, times, addresses, ids, hex,
-  month and weekday names; `blk_-1608999687919862906` -> `blk_var`), each variable the word
+  `stages/variable_mask.py` (`mask_digits`: the template miner's masking of numbers, times,
+  addresses, ids, hex, month and weekday names, and the digits left inside words;
+  `blk_-1608999687919862906` -> `blk_var`, `subdir51` -> `subdirvar`), each variable the word
   `var`. The lines of one template then shingle alike (template-aware dedupe, in the spirit of
-  log parsers such as Drain, He et al. 2017), and a line is the same event here as in the miner
-  and the quality checks.
+  log parsers such as Drain, He et al. 2017); lines that are one event for the miner are one text
+  here.
 
 Documents of kind `other` (or none) get a kind from their content first (`detect_kinds`): `log`
 when most of their first lines hold a time of day or a Unix epoch near the start, `config` when
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stages.dedupe.minhash import text_bytes
-from stages.variable_mask import WILDCARD, mask
+from stages.variable_mask import WILDCARD, mask_digits
 
 MODES = ("text", "log")
 AUTO_KIND_MODES = {"log": "log"}  # every other kind: text
@@ -67,7 +68,7 @@ def text_mode(text: pa.Array) -> pa.Array:
 
 
 def log_mode(text: pa.Array) -> pa.Array:
-    return lower(pc.replace_substring(mask.array(text), WILDCARD, "var"))
+    return lower(pc.replace_substring(mask_digits.array(text), WILDCARD, "var"))
 
 
 def looks_like_log(text: pa.Array) -> np.ndarray:
