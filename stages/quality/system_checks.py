@@ -25,7 +25,7 @@ import yaml
 from pipeline.stage import Rule
 from stages.quality import text_measures
 from stages.quality.rule_filter import RuleFilter
-from stages.variable_mask import mask
+from stages.variable_mask import mask_digits
 
 P = "quality.system."
 F32 = pa.float32()
@@ -114,7 +114,7 @@ class SystemChecks(RuleFilter):
         out[P + "lines"] = len(nonblank)
         if kind == "log" and len(nonblank) >= self.min_log_lines:
             out[P + "unique_lines"] = len(set(nonblank)) / len(nonblank)
-            out[P + "templates"] = len({mask(r) for r in nonblank})
+            out[P + "templates"] = len({mask_digits(r) for r in nonblank})
         if kind == "config" and nonblank:
             fmt = config_format(uri)
             if fmt is not None:
