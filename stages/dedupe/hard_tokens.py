@@ -26,14 +26,17 @@ than false ones on the labelled sets (docs/benchmarks.md):
 - `quoted`: the strings in quotes, lower-cased.
 
 In templated kinds (`config`, `log`: one template filled with other values is the duplicate that
-semantic dedupe is there to find), values are not hard: every word holding a digit is masked, as
-`near_dedupe` masks log lines, and `numbers` and `negation_words` (a boolean `no`) are empty.
+semantic dedupe is there to find), values are not hard: they are masked by
+`stages/variable_mask.py` (`mask_digits`, as `near_dedupe` masks log lines), and `numbers` and
+`negation_words` (a boolean `no`) are empty.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+
+from stages.variable_mask import mask_digits
 
 CATEGORIES = ("options", "operators", "types", "paths", "signed_numbers", "negation", "numbers", "negation_words",
               "quoted")
@@ -54,14 +57,13 @@ _NEGATION_WORD = re.compile(r"\b(?:not|no|never|none|nor|neither|without|except|
 _TYPE = re.compile(r"(?<!\S)-x?type\s+([a-zA-Z])\b")
 _PATH = re.compile(r"(?<![\w./~-])((?:~|\.\.?)?/[\w.@%+*?\-/~]*)")
 _OPERATOR = re.compile(r"(?<!\S)(\|\||\||&&|>>|2>&1|2>|>|<|\\;|;|\+)(?!\S)")
-_DIGIT_WORD = re.compile(r"[\w-]*\d[\w-]*")
 _NEGATED = frozenset(["negated"])
 
 
 def hard_tokens(text: str, template: bool = False) -> dict[str, frozenset[str]]:
     """The document's hard tokens by category (`template`: a templated kind, its values masked)."""
     if template:
-        text = _DIGIT_WORD.sub("0", text)
+        text = mask_digits(text)
     quoted = (next(g for g in m.groups() if g is not None).strip().lower() for m in _QUOTED.finditer(text))
     plain = _QUOTES.sub(" ", text)
     numbers = frozenset() if template else frozenset(

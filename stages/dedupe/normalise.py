@@ -2,11 +2,13 @@
 
 - `text` (configs, docs, code, web): lower-case. Shingles are made of words only
   (`stages/dedupe/minhash.py`), so whitespace, punctuation and case never make two documents differ.
-- `log`: `text`, after masking what varies between lines of one event template: UUIDs,
-  IPv4 addresses, timestamps, IPv6 addresses, month and weekday names, hex numbers, and every word that holds
-  a digit (numbers, ids, paths' variable parts such as `blk_-1608999687919862906` or
-  `/tmp/job_0012`); a run of masked numbers becomes one. The lines of one template then shingle
-  alike (template-aware dedupe, in the spirit of log parsers such as Drain, He et al. 2017).
+- `log`: `text`, after masking what varies between lines of one event template with
+  `stages/variable_mask.py` (`mask_digits`: the template miner's masking of numbers, times,
+  addresses, ids, hex, month and weekday names, and the digits left inside words;
+  `blk_-1608999687919862906` -> `blk_var`, `subdir51` -> `subdirvar`), each variable the word
+  `var`. The lines of one template then shingle alike (template-aware dedupe, in the spirit of
+  log parsers such as Drain, He et al. 2017); lines that are one event for the miner are one text
+  here.
 
 Documents of kind `other` (or none) get a kind from their content first (`detect_kinds`): `log`
 when most of their first lines hold a time of day or a Unix epoch near the start, `config` when
@@ -23,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stages.dedupe.minhash import text_bytes
+from stages.variable_mask import WILDCARD, mask_digits
 
 MODES = ("text", "log")
 AUTO_KIND_MODES = {"log": "log"}  # every other kind: text
@@ -34,20 +37,6 @@ _LINE = r"(?m)^[ \t]*\S[^\n]*"
 _CODE_LINE = r"(?m)^[ \t]*[^\s#;][^\n]*"  # not blank, not a comment
 _KEYED_LINE = r"(?m)^[ \t]*(?:[\w.\-/@]+[ \t]*[=:][^\n]*|\[[^\]\n]+\][ \t]*$)"
 _DETECT_CHARS = 1000
-
-_LOG_RULES = [  # applied in order, on lower-cased text
-    (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", " uuid "),
-    (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", " ip "),
-    (r"\b\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[t_ ,]+\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?(?:z|[+-]\d{2}:?\d{2})?\b",
-     " ts "),
-    (r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b", " ts "),
-    (r"\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){2,7}\b", " ip "),
-    (r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", " mon "),
-    (r"\b(?:mon|tue|wed|thu|fri|sat|sun)(?:day|sday|nesday|rsday|urday)?\b", " day "),
-    (r"\b0x[0-9a-f]+\b", " hex "),
-    (r"[a-z0-9_]*-?[0-9][a-z0-9_]*", " num "),
-    (r"num(?:[^a-z0-9_\n]+num)+", "num"),
-]
 
 
 def lower(text: pa.Array) -> pa.Array:
@@ -79,10 +68,7 @@ def text_mode(text: pa.Array) -> pa.Array:
 
 
 def log_mode(text: pa.Array) -> pa.Array:
-    text = lower(text)
-    for pattern, replacement in _LOG_RULES:
-        text = pc.replace_substring_regex(text, pattern, replacement)
-    return text
+    return lower(pc.replace_substring(mask_digits.array(text), WILDCARD, "var"))
 
 
 def looks_like_log(text: pa.Array) -> np.ndarray:

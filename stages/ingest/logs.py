@@ -1,9 +1,10 @@
 """Logs read as logs: records, not lines; documents cut by size or time; event templates in meta.
 
-Per file: the format is detected from its first lines (log_formats.py); lines that start no record
-(stack traces, continuation lines) join the record above; records are grouped into documents of
-at most `max_doc_kb` of text, or of at most `window_s` seconds of log time; every record's message
-is mined into an event template (log_templates.py). A document's meta holds its format, its time
+Per file: the format is detected from its first lines (log_formats.py), or learned from them when
+no known format matches (learned_format.py); lines that start no record (stack traces,
+continuation lines) join the record above; records are grouped into documents of at most
+`max_doc_kb` of text, or of at most `window_s` seconds of log time; the messages of a work unit are
+mined into event templates together (log_templates.py, `TemplateMiner.parse`). A document's meta holds its format, its time
 span, its line range and, for each event template it contains, the template's id, text and count,
 in order of first appearance.
 
@@ -29,7 +30,8 @@ from pipeline.source import Source, documents, unreadable, unreadable_table
 from pipeline.stage import Result
 from stages.ingest.decode import looks_binary
 from stages.ingest.jsonl import expand
-from stages.ingest.log_formats import BY_NAME, UNKNOWN, LogFormat, detect, record_time, split_header
+from stages.ingest.learned_format import format_of, learned
+from stages.ingest.log_formats import BY_NAME, UNKNOWN, LogFormat, record_time, split_header
 from stages.ingest.log_templates import TemplateMiner, template_id
 
 LOG_SUFFIXES = (".log", ".log.gz", ".log.bz2", ".log.xz", ".out", ".err", ".txt", ".gz", ".1", ".2", ".3")
@@ -53,9 +55,15 @@ def _opener(path: str):
     return OPENERS.get(os.path.splitext(path)[1].lower())
 
 
+def _spec(fmt: LogFormat) -> str | list:
+    """What a work unit carries of a format: a known format's name, a learned one's pattern."""
+    return fmt.name if fmt.name in BY_NAME else [fmt.header.pattern, list(fmt.time_formats)]
+
+
 class LogSource(Source):
     """Log files under `paths` (files, directories, globs; .gz/.bz2/.xz read whole). `format`:
-    a format name from log_formats.py, or "auto". Documents hold at most `max_doc_kb` of text
+    a format name from log_formats.py, or "auto" (the known format that matches, else one learned
+    from the file's own lines, learned_format.py). Documents hold at most `max_doc_kb` of text
     and, with `window_s`, at most that many seconds of log time. Binary and empty files are
     ledger entries (`unreadable:binary`, `empty`)."""
 
@@ -89,8 +97,8 @@ class LogSource(Source):
             if looks_binary(head):
                 units.append([path, "error", "unreadable:binary", "NUL or control bytes: not a text log"])
                 continue
-            fmt = self.format if self.format != "auto" else detect(
-                head.decode(self.encoding, "replace").splitlines()[:500]).name
+            fmt = self.format if self.format != "auto" else _spec(format_of(
+                head.decode(self.encoding, "replace").splitlines()[:2000]))
             if _opener(path) or size <= self.unit_bytes:
                 units.append([path, fmt, 0, None])
             else:
@@ -109,7 +117,7 @@ class LogSource(Source):
             yield Result(BASE_SCHEMA.empty_table(),
                          unreadable_table([unreadable("log", f"file://{path}", start, end, "log")]))
             return
-        fmt = BY_NAME[fmt_name]
+        fmt = BY_NAME[fmt_name] if isinstance(fmt_name, str) else learned(*fmt_name)
         miner = TemplateMiner(self.similarity, self.depth)
         try:
             records = list(self._records(path, fmt, start, end))
@@ -117,7 +125,7 @@ class LogSource(Source):
             yield Result(BASE_SCHEMA.empty_table(), unreadable_table(
                 [unreadable("log", f"file://{path}#{start}", "unreadable:truncated_or_corrupt", str(exc), "log")]))
             return
-        groups = [miner.add(r.message) for r in records]  # mine the whole unit first: final templates
+        groups = miner.parse([r.message for r in records])  # the whole unit first: final templates
         docs = []
         for part in self._documents(records):
             docs.append(self._document(path, fmt, [records[i] for i in part], [groups[i] for i in part], start == 0))

@@ -4,7 +4,7 @@ configs have no sentences.
 Every kind: the share of printable characters, the share of characters in over-long lines, and
 the share of characters in encoded blobs (base64 or hex runs: certificates, embedded binaries,
 minified payloads). Logs: the share of distinct lines and the number of distinct templates (a
-line with its numbers, hex, IPs, ids and paths masked, the way Drain-style log parsers (He et
+line with its variables masked by stages/variable_mask.py, as Drain-style log parsers (He et
 al. 2017) group events), so a log that is one line repeated is dropped while a real daemon log,
 with few templates but varying fields, is kept. Configs: whether a structured format (JSON,
 YAML, TOML, XML) parses, and the share of lines that look like configuration (comments,
@@ -25,18 +25,12 @@ import yaml
 from pipeline.stage import Rule
 from stages.quality import text_measures
 from stages.quality.rule_filter import RuleFilter
+from stages.variable_mask import mask_digits
 
 P = "quality.system."
 F32 = pa.float32()
 NON_PRINTABLE = re.compile(text_measures.NON_PRINTABLE)
 BLOB = re.compile(r"[A-Za-z0-9+/=_\-]{64,}")
-MASKS = [
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<UUID>"),
-    (re.compile(r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b"), "<IP>"),
-    (re.compile(r"\b(0x)?[0-9a-f]*\d[0-9a-f]*\b", re.I), "<HEX>"),
-    (re.compile(r"(/[\w.\-]+)+/?"), "<PATH>"),
-    (re.compile(r"\d+"), "<N>"),
-]
 CONFIG_LINE = re.compile(
     r"""^\s*(
         [#;!%"]|//|--|/\*|\*|                         # comments (" is vim's)
@@ -49,12 +43,6 @@ CONFIG_LINE = re.compile(
         \S.*\\$|\s+\S.*                                # continuation, indented values
     )""", re.X)
 FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".xml": "xml"}
-
-
-def template(line: str) -> str:
-    for pattern, mask in MASKS:
-        line = pattern.sub(mask, line)
-    return line
 
 
 def config_format(uri: str | None) -> str | None:
@@ -126,7 +114,7 @@ class SystemChecks(RuleFilter):
         out[P + "lines"] = len(nonblank)
         if kind == "log" and len(nonblank) >= self.min_log_lines:
             out[P + "unique_lines"] = len(set(nonblank)) / len(nonblank)
-            out[P + "templates"] = len({template(r) for r in nonblank})
+            out[P + "templates"] = len({mask_digits(r) for r in nonblank})
         if kind == "config" and nonblank:
             fmt = config_format(uri)
             if fmt is not None:

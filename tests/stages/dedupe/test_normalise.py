@@ -64,7 +64,7 @@ def test_unknown_kinds_are_detected_from_the_content(loghub, man_root):
     assert detect_kinds(texts, kinds).tolist() == ["log", "", "config", "config", "", "doc"]
     modes = np.array(["log", "text"], dtype=object)
     out = normalise(pa.array([heads[3], page]), modes).to_pylist()
-    assert "num" in out[0].split() and out[1] == page.lower()
+    assert "var" in out[0].split() and out[1] == page.lower()
 
 
 def test_case_folds_beyond_ascii_and_punctuation_separates_words():

@@ -92,6 +92,10 @@ def test_hard_tokens_tell_apart_what_embeddings_merge():
     # a template filled with other values is the duplicate semantic dedupe is for
     assert differ("Port 22\nPermitRootLogin yes\nLogLevel INFO", "Port 2222\nPermitRootLogin no\nLogLevel INFO",
                   template=True) == set()
+    # log lines of one event, their values masked as the template miner masks them; a path is hard
+    a = "Deleting block blk_-1608 file /mnt/hadoop/dfs/blk_-1608 at 10.251.43.21:50010"
+    assert differ(a, "Deleting block blk_77 file /mnt/hadoop/dfs/blk_77 at 10.0.0.1:50010", template=True) == set()
+    assert differ(a, "Deleting block blk_77 file /tmp/blk_77 at 10.0.0.1:50010", template=True) == {"paths"}
 
 
 def test_guard_keeps_a_high_cosine_pair_apart_and_counts_it(ray_local, docs):

@@ -6,8 +6,10 @@ import json
 from collections import defaultdict
 
 import pytest
+from pathlib import Path
 
-from stages.ingest.log_formats import BY_NAME, detect, split_header
+from stages.ingest.learned_format import format_of, learn
+from stages.ingest.log_formats import BY_NAME, UNKNOWN, detect, split_header
 from stages.ingest.log_templates import TemplateMiner, template_id
 from stages.ingest.logs import LogSource
 
@@ -34,24 +36,82 @@ def test_format_detection_and_header_split_match_loghub(loghub, system):
     assert messages == [r["Content"].strip() for r in rows]
 
 
+@pytest.mark.parametrize("system", sorted(FORMATS))
+def test_a_format_learned_from_the_file_splits_as_loghub_does(loghub, system):
+    """With the known formats left aside, the header learned from the file itself gives every
+    line's message exactly as the ground truth's `Content`."""
+    lines = (loghub / system / f"{system}_2k.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    fmt = learn(lines)
+    assert fmt is not None and fmt.name == "learned"
+    rows = list(csv.DictReader(open(loghub / system / f"{system}_2k.log_structured.csv", newline="")))
+    assert [split_header(fmt, line)[1] for line in lines] == [r["Content"].strip() for r in rows]
+
+
+def test_an_unknown_header_is_learned_and_read_as_records(tmp_path, loghub):
+    lines = (loghub / "HDFS" / "HDFS_2k.log").read_text().splitlines()
+    shuffled = []  # HDFS's fields in an order no known format has: level first, pid in brackets
+    for line in lines:
+        date, time, pid, level, component, message = line.split(" ", 5)
+        stamp = f"20{date[:2]}-{date[2:4]}-{date[4:]} {time[:2]}:{time[2:4]}:{time[4:]}"
+        shuffled.append(f"{level} {stamp} [{pid}] {component} {message}")
+    (tmp_path / "app.log").write_text("\n".join(shuffled) + "\n")
+    assert detect(shuffled) is UNKNOWN and format_of(shuffled).name == "learned"
+    docs, dropped = LogSource("l", [str(tmp_path)], max_doc_kb=10_000).read_all()
+    meta = json.loads(docs[0]["meta"])
+    assert not dropped and len(docs) == 1 and meta["log_format"] == "learned" and meta["records"] == 2000
+    assert meta["start"] == "2008-11-09 20:36:15" and format_of(shuffled).parse_time(meta["start"]) == 1226262975
+    assert "Receiving block blk_<*> src: /<*> dest: /<*>" in {t[2] for t in meta["templates"]}
+    readme = Path(__file__).resolve().parents[3] / "README.md"  # prose has no header to learn
+    assert learn(readme.read_text().splitlines()) is None
+
+
+def _loghub_ga(loghub, system):
+    rows = list(csv.DictReader(open(loghub / system / f"{system}_2k.log_structured.csv", newline="")))
+    groups = TemplateMiner().parse([r["Content"] for r in rows])
+    return _grouping_accuracy([r["EventId"] for r in rows], [id(g) for g in groups])
+
+
 def test_template_grouping_accuracy_on_loghub(loghub):
-    """The floor of bench/log_templates.py's figures, so a change that loses accuracy fails here."""
-    floors = {"HDFS": 0.99, "Apache": 0.99, "BGL": 0.95, "Zookeeper": 0.95, "OpenSSH": 0.95, "HealthApp": 0.95}
+    """The floor of bench/log_templates.py's figures, so a change that loses accuracy fails here;
+    the four held-out systems (never used to choose the miner's rules) average 0.90 or more."""
+    floors = {"Apache": 0.99, "BGL": 0.99, "HDFS": 0.99, "HPC": 0.95, "HealthApp": 0.99, "OpenSSH": 0.99,
+              "Proxifier": 0.99, "Windows": 0.99}
     for system, floor in floors.items():
-        rows = list(csv.DictReader(open(loghub / system / f"{system}_2k.log_structured.csv", newline="")))
-        miner = TemplateMiner()
-        groups = [id(miner.add(r["Content"])) for r in rows]
-        assert _grouping_accuracy([r["EventId"] for r in rows], groups) >= floor, system
+        assert _loghub_ga(loghub, system) >= floor, system
+    held_out = ["Android", "Hadoop", "Linux", "Zookeeper"]
+    assert sum(_loghub_ga(loghub, s) for s in held_out) / len(held_out) >= 0.90
 
 
 def test_templates_mask_variables_and_ids_are_stable():
-    miner = TemplateMiner()
-    for i in range(5):
-        miner.add(f"Accepted password for user{i % 2} from 10.0.0.{i} port {4000 + i} ssh2")
-    miner.add("Connection closed by 10.0.0.9 [preauth]")
-    templates = sorted(g.template for g in miner.groups)
-    assert templates == ["Accepted password for <*> from <*> port <*> ssh2", "Connection closed by <*> [preauth]"]
-    assert template_id(templates[0]) == template_id("Accepted password for <*> from <*> port <*> ssh2")
+    messages = [f"Accepted password for user{i} from 10.0.0.{i} port {4000 + i} ssh2" for i in range(5)]
+    messages.append("Connection closed by 10.0.0.9 [preauth]")
+    groups = TemplateMiner().parse(messages)
+    assert [g.template for g in groups] == ["Accepted password for <*> from <*> port <*> ssh2"] * 5 + [
+        "Connection closed by <*> [preauth]"]
+    assert groups[0] is groups[4] and groups[0].size == 5
+    assert template_id(groups[0].template) == template_id("Accepted password for <*> from <*> port <*> ssh2")
+    online = TemplateMiner()
+    assert [online.add(m).template for m in messages][-2:] == [groups[4].template, groups[5].template]
+
+
+def test_second_pass_splits_by_a_few_constant_words_and_merges_optional_variables():
+    messages = []
+    for i in range(30):  # one Drain group; GT-style events differ in the last word
+        messages.append(f"PopulateComponentFamiliesKey {i} - {'Begin' if i % 2 else 'End'}")
+        messages.append(f"session opened for user u{i}x by pid {i}")  # many values: a variable
+    for i in range(20):  # an optional bracketed size is one event; an optional key=value is another
+        messages.append(f"conn {i} close, {i * 7} bytes sent, lifetime {i}")
+        messages.append(f"conn {i} close, {i * 7} bytes ({i} KB) sent, lifetime {i}")
+        messages.append(f"auth failure; rhost={i}.0.0.1")
+        messages.append(f"auth failure; rhost={i}.0.0.1 user=root")
+        messages.append("ask 10.0.0.1:50010 to delete " + " ".join(f"blk_{j}{i}" for j in range(1 + i % 4)))
+    templates = {g.template for g in TemplateMiner().parse(messages)}
+    assert templates == {
+        "PopulateComponentFamiliesKey <*> - Begin", "PopulateComponentFamiliesKey <*> - End",
+        "session opened for user <*> by pid <*>",
+        "conn <*> close, <*> bytes <*> sent, lifetime <*>",
+        "auth failure; rhost=<*>", "auth failure; rhost=<*> user=root",
+        "ask <*> to delete blk_<*>"}
 
 
 def test_multiline_records_and_documents_by_size(tmp_path):

@@ -80,3 +80,11 @@ def test_planted_system_junk():
     stage = SystemChecks()
     got = stage.decide(stage.signal(batch(texts, kinds, uris)))[0]
     assert got == [None, "log_repeated_lines", "log_few_templates", "encoded_blob", "low_printable", "config_unparseable", None]
+
+
+def test_log_templates_are_lines_masked_as_every_stage_masks_them(loghub):
+    from stages.variable_mask import mask_digits
+
+    lines = (loghub / "OpenSSH" / "OpenSSH_2k.log").read_text().splitlines()[:400]
+    templates = SystemChecks().signal(batch(["\n".join(lines)], ["log"]))["quality.system.templates"].to_pylist()
+    assert templates == [len({mask_digits(x) for x in lines})] and 20 < templates[0] < len(set(lines)) / 4
