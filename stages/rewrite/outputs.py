@@ -5,18 +5,22 @@ Reasons: `synth_empty` (nothing), `synth_truncated` (cut by the token budget wit
 left, or `on_length: drop`), `synth_unparsed` (no pair or setting in the asked form),
 `synth_ungrounded` (commands that are not the parent's, settings that are not in the excerpt),
 `synth_degenerate` (answers that repeat their question or ask another),
-`synth_copy` (the excerpt repeated back), `synth_too_short`. Structured answers are rewritten in
-one canonical form (`Q:`/`A:`, `Task:`/`Command:`, `- name: what it does`), so every synthetic
-row of a task reads the same.
+`synth_unverified:<problem>` (no item passes the template's check against the machine's ground
+truth, `stages/rewrite/verified.py`: `synth_unverified:unknown_option` with `ls:-Z` in the
+detail), `synth_copy` (the excerpt repeated back), `synth_too_short`. Items that fail
+verification are left out of a row that keeps others, and named in `Checked.unverified`.
+Structured answers are rewritten in one canonical form (`Q:`/`A:`, `Task:`/`Command:`,
+`- name: what it does`), so every synthetic row of a task reads the same.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sigma.evals.shell import command_name
 from stages.rewrite.templates import PromptTemplate
+from stages.rewrite.verified import Verifier
 
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 QUESTION = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Q|Question)\s*\d*\s*[:.]\s*(.*)$", re.I)
@@ -37,6 +41,7 @@ class Checked:
     reason: str | None = None
     detail: str | None = None
     items: int = 0  # pairs or settings kept
+    unverified: list[str] = field(default_factory=list)  # problems of the items left out by verification
 
 
 def _fail(reason: str, detail: str) -> Checked:
@@ -124,8 +129,26 @@ def _unique(items: list[tuple[str, str]], limit: int) -> list[tuple[str, str]]:
     return out[:limit]
 
 
-def check_output(template: PromptTemplate, answer: str, finish_reason: str, excerpt: str, parent: str) -> Checked:
+def _verified(check, items: list[tuple[str, str]], verifier: Verifier | None, excerpt: str, parent: str,
+              parent_uri: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """The items that pass the template's check against the machine, and the others' problems."""
+    if check.verify is None or verifier is None:
+        return items, []
+    problems = verifier.problems(check.verify, items, excerpt, parent, parent_uri)
+    return [item for item, p in zip(items, problems) if p is None], [f"{p} in {item[1] or item[0]!r}"[:200]
+                                                                     for item, p in zip(items, problems) if p]
+
+
+def _unverified(problems: list[str]) -> Checked:
+    return _fail(f"synth_unverified:{problems[0].split(':', 1)[0]}", "; ".join(problems))
+
+
+def check_output(template: PromptTemplate, answer: str, finish_reason: str, excerpt: str, parent: str,
+                 verifier: Verifier | None = None, parent_uri: str | None = None) -> Checked:
+    """The answer checked, parsed and verified (`verifier`: against the machine's ground truth, where
+    the template asks for it); `parent_uri` says which man page or file the parent is."""
     check = template.check
+    unverified: list[str] = []
     text = answer.strip()
     if not text or not WORD.search(text):
         return _fail("synth_empty", f"finish {finish_reason}: {answer!r}")
@@ -139,6 +162,9 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             if not text:
                 return _fail("synth_truncated", answer.strip()[-200:])
         text = re.sub(r"[ \t]+", " ", text)
+        kept, unverified = _verified(check, [(text, "")], verifier, excerpt, parent, parent_uri)
+        if not kept:
+            return _unverified(unverified)
         items = 1
     else:
         if check.format == "qa_pairs":
@@ -169,7 +195,9 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             pairs = [(k, d) for k, d in pairs if k in excerpt]
             if not pairs:
                 return _fail("synth_ungrounded", text[:300])
-        pairs = _unique(pairs, check.max_items)
+        pairs, unverified = _verified(check, _unique(pairs, check.max_items), verifier, excerpt, parent, parent_uri)
+        if not pairs:
+            return _unverified(unverified)
         if check.format == "qa_pairs":
             text = "\n\n".join(f"Q: {q}\nA: {a}" for q, a in pairs)
         elif check.format == "command_pairs":
@@ -184,4 +212,4 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             return _fail("synth_copy", f"{share:.2f} of its {COPY_NGRAM}-grams are in the excerpt > {check.max_copy}")
     if len(text) < check.min_chars:
         return _fail("synth_too_short", f"{len(text)} chars < {check.min_chars}")
-    return Checked(text, items=items)
+    return Checked(text, items=items, unverified=unverified)

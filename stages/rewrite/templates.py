@@ -2,10 +2,12 @@
 the installed package), or in a folder of one's own (`prompt_dir`).
 
 A template says which parent documents it applies to, how much of a parent the model sees (an
-excerpt), the request as chat messages and as a plain text to continue, the sampling budget, how
-the output is checked and parsed, and how the child document is written. Every synthetic row
-records the template's `version`: change a prompt, bump the version, and rows made with either
-stay told apart.
+excerpt), the request as chat messages and as a plain text to continue, worked examples shown
+before it (few-shot), the sampling budget, how the output is checked, parsed and verified against
+the parent, and how the child document is written. The answer's form is held two ways: the
+answer starts with the template's `cue` (a chat model's turn is opened with it, a base model's
+text ends with it), and stop strings end it. Every synthetic row records the template's
+`version`: change a prompt, bump the version, and rows made with either stay told apart.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from sigma.backends.base import Prompt
 
 FOLDER = "prompts"
 FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
+# what an answer is checked against on the machine (`stages/rewrite/verified.py`): its commands
+# against the man pages, a man page's options, the parent file's setting names, the log's values
+VERIFY = ("commands", "man_answers", "settings", "log_values")
 COMMENT = re.compile(r"^\s*(#|;|//)")
 
 
@@ -62,6 +67,15 @@ class Check(Strict):
     on_length: Literal["drop", "trim"] = "trim"  # an output cut by the token budget: drop, or trim to its last full sentence or pair
     max_items: int = 8  # pairs or settings kept
     grounded: bool = True  # command_pairs: the command's name appears in the parent; settings: the key appears in the excerpt
+    verify: Literal[VERIFY] | None = None  # type: ignore[valid-type]
+
+
+class Example(Strict):
+    """A worked example shown before the request: an input (an excerpt) and the answer to it,
+    starting with the template's cue."""
+
+    input: str
+    output: str
 
 
 class PromptTemplate(Strict):
@@ -74,7 +88,8 @@ class PromptTemplate(Strict):
     system: str = ""
     user: str  # with {input}
     plain: str  # with {input}; ends where the model's answer starts (trailing whitespace is dropped)
-    cue: str = ""  # the end of `plain` that starts the answer (`Q:`): a base model's output is read after it
+    cue: str = ""  # the start of every answer (`Q:`): the end of `plain`, and a chat model's turn opens with it
+    examples: tuple[Example, ...] = ()  # few-shot: earlier turns of the chat, earlier texts of the plain prompt
     document: str = "{output}"  # the child document; {input} and {output}
     max_new_tokens: int = Field(192, gt=0)
     stop: tuple[str, ...] = ()
@@ -91,6 +106,9 @@ class PromptTemplate(Strict):
             raise ValueError("document has no {output} placeholder")
         if not self.plain.rstrip().endswith(self.cue):
             raise ValueError(f"plain must end with its cue {self.cue!r}")
+        for example in self.examples:
+            if not example.output.startswith(self.cue):
+                raise ValueError(f"an example's output must start with the cue {self.cue!r}: {example.output[:60]!r}")
         return self
 
     def cut(self, text: str, max_chars: int | None = None) -> str:
@@ -110,14 +128,21 @@ class PromptTemplate(Strict):
             size += len(line) + 1
         return "\n".join(out).rstrip()
 
-    def prompt(self, excerpt: str, shots: tuple[tuple[str, str], ...] = ()) -> Prompt:
-        messages = ((("system", self.system),) if self.system else ()) + tuple(
-            turn for user, answer in shots for turn in (("user", user), ("assistant", answer)))
-        return Prompt(messages + (("user", _fill(self.user, input=excerpt)),), _fill(self.plain, input=excerpt).rstrip())
+    def prompt(self, excerpt: str, examples: int | None = None) -> Prompt:
+        """The request, after the template's first `examples` examples (default: all): as chat
+        turns, and as one text to continue."""
+        shown = self.examples[:examples]
+        messages = (("system", self.system),) if self.system else ()
+        for example in shown:
+            messages += (("user", _fill(self.user, input=example.input)), ("assistant", example.output.strip()))
+        shots = "".join(_fill(self.plain, input=e.input).rstrip() + e.output[len(self.cue):].rstrip() + "\n\n\n"
+                        for e in shown)
+        return Prompt(messages + (("user", _fill(self.user, input=excerpt)),),
+                      shots + _fill(self.plain, input=excerpt).rstrip(), prefill=self.cue)
 
-    def answer(self, generated: str, chat: bool) -> str:
-        """The model's answer: a base model continued the plain prompt after its cue."""
-        return generated if chat or not self.cue else f"{self.cue}{generated}"
+    def answer(self, generated: str) -> str:
+        """The model's answer: it continued after the cue, in a chat turn or a plain text."""
+        return f"{self.cue}{generated}"
 
     def child_text(self, excerpt: str, output: str) -> str:
         return _fill(self.document, input=excerpt, output=output).strip()

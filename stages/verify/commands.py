@@ -53,8 +53,10 @@ MAX_DEPTH = 6
 class CommandChecker:
     """Checks command lines against the pages under `roots`; pages are read once each."""
 
-    def __init__(self, roots: list[str] | tuple[str, ...] | None = None, pages: ManPages | None = None):
+    def __init__(self, roots: list[str] | tuple[str, ...] | None = None, pages: ManPages | None = None,
+                 own: dict[str, ProgramOptions] | None = None):
         self.pages = pages or man_pages(tuple(roots) if roots else ("/usr/share/man",))
+        self.own = own or {}  # programs read from a page at hand (a synthetic row's parent), not the machine's
 
     def check(self, line: str, depth: int = 0) -> str:
         if depth > MAX_DEPTH:
@@ -76,6 +78,8 @@ class CommandChecker:
         return OK
 
     def options(self, name: str) -> ProgramOptions | None:
+        if name in self.own:
+            return self.own[name]
         found = self.pages.options(name)
         if found is None and name == "[":
             found = self.pages.options("test")

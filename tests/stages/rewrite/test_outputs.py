@@ -73,11 +73,18 @@ def test_settings_must_be_in_the_excerpt():
                         CONFIG).reason == "synth_ungrounded"
 
 
-def test_base_model_answers_are_read_after_the_cue():
+def test_answers_start_with_the_cue_after_the_examples():
+    """Chat models see the examples as earlier turns and their own turn opened with the cue; base
+    models see them as earlier texts, and the request's text ends with the cue."""
     t = load_template("man_qa")
-    assert t.prompt("excerpt").plain.endswith("Q:")
-    assert t.answer(" What is ls?\nA: A lister.", chat=False) == "Q: What is ls?\nA: A lister."
-    assert t.answer("Q: x", chat=True) == "Q: x"
+    prompt = t.prompt("EXCERPT")
+    example = t.examples[0]
+    assert prompt.prefill == "Q:" and prompt.plain.endswith("EXCERPT\n\nQuestions and answers about this command:\nQ:")
+    assert [role for role, _ in prompt.messages] == ["system", "user", "assistant", "user"]
+    assert example.input.strip() in prompt.messages[1][1] and prompt.messages[2][1] == example.output.strip()
+    assert prompt.plain.index(example.output.splitlines()[-1]) < prompt.plain.index("EXCERPT")
+    assert len(t.prompt("EXCERPT", examples=0).messages) == 2 and "nl - number" not in t.prompt("E", examples=0).plain
+    assert t.answer(" What is ls?\nA: A lister.") == "Q: What is ls?\nA: A lister."
 
 
 @pytest.mark.parametrize("text,expected", [("One. Two", "One."), ("no end", ""), ("a\nb", "a")])
@@ -113,3 +120,34 @@ def test_config_excerpt_skips_comments():
     t = load_template("annotate_config")
     text = "# header\n# more\n\n; note\nPort 22\n  # indented comment\nUser root\n"
     assert t.cut(text) == "Port 22\nUser root"
+
+
+def test_commands_are_verified_against_the_man_pages(man_root):
+    """A pair whose command uses an option the page never names is left out, and named in
+    `unverified`; an answer with no verified pair is dropped as `synth_unverified`."""
+    from stages.rewrite.verified import Verifier
+
+    t = load_template("man_nl2cmd")
+    verifier = Verifier([str(man_root.parent)])
+    uri = f"file://{man_root}/ls.1.gz"
+    answer = ("Task: list all files including hidden ones\nCommand: ls -a\n\n"
+              "Task: list in colour\nCommand: ls --colour-mode=always")
+    checked = check_output(t, answer, "eos", t.cut(MAN), MAN, verifier, uri)
+    assert checked.reason is None and checked.items == 1 and "colour" not in checked.output
+    assert checked.unverified == ["unknown_option:ls:--colour-mode in 'ls --colour-mode=always'"]
+    bad = check_output(t, "Task: list hidden files\nCommand: ls -j", "eos", t.cut(MAN), MAN, verifier, uri)
+    assert bad.reason == "synth_unverified:unknown_option" and "ls:-j" in bad.detail
+
+
+def test_settings_are_verified_against_the_parsed_file():
+    from stages.rewrite.verified import Verifier
+
+    t = load_template("annotate_config")
+    answer = "- Port: the TCP port sshd listens on\n- PermitRootLogin: whether root may log in over ssh"
+    checked = check_output(t, answer, "eos", CONFIG, CONFIG, Verifier(), "file:///etc/ssh/sshd_config")
+    assert checked.reason is None and checked.items == 2
+    # in the excerpt's text, but no setting of the file: a value, and part of a keyword
+    answer = "- yes: turns it on\n- Forwarding: whether X11 is forwarded\n- X11Forwarding: whether X11 is forwarded"
+    checked = check_output(t, answer, "eos", CONFIG, CONFIG, Verifier(), "file:///etc/ssh/sshd_config")
+    assert checked.items == 1 and [u.split(" in ")[0] for u in checked.unverified] == ["unknown_key:yes",
+                                                                                     "unknown_key:Forwarding"]
