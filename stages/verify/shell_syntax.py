@@ -111,16 +111,22 @@ def _double_quoted(line: str, i: int, text: list[str], subs: list[str]) -> int:
             nxt = line[i + 1]
             text.append(nxt if nxt in '$`"\\\n' else c + nxt)
             i += 2
-        elif c == "$":
-            i = _dollar(line, i, text, subs)
-        elif c == "`":
-            inner, i = _backquoted(line, i + 1)
-            subs.append(inner)
-            text.append(f"`{inner}`")
+        elif c in "$`":
+            i = _expansion(line, i, text, subs)
         else:
             text.append(c)
             i += 1
     raise ShellSyntaxError("unclosed double quote")
+
+
+def _expansion(line: str, i: int, text: list[str], subs: list[str]) -> int:
+    """A `$...` or backquoted expansion at position i (its commands go to `subs`); the index past it."""
+    if line[i] == "$":
+        return _dollar(line, i, text, subs)
+    inner, end = _backquoted(line, i + 1)
+    subs.append(inner)
+    text.append(f"`{inner}`")
+    return end
 
 
 def tokens(line: str) -> list[Word | str]:
@@ -195,11 +201,9 @@ def _word(line: str, i: int, out: list) -> int:
                 text.append(line[i + 2 : end])
                 quoted, i = True, end + 1
             else:
-                i = _dollar(line, i, text, subs)
+                i = _expansion(line, i, text, subs)
         elif c == "`":
-            inner, i = _backquoted(line, i + 1)
-            subs.append(inner)
-            text.append(f"`{inner}`")
+            i = _expansion(line, i, text, subs)
         else:
             text.append(c)
             i += 1

@@ -13,9 +13,10 @@ from jobs.curate import curate
 from pipeline.config import parse_job
 from stages.rewrite.requests import SynthRequests
 from stages.rewrite.synthesize import COLUMNS, Synthesize
+from stages.rewrite.templates import load_template
 
 REASONS = {"synth_empty", "synth_truncated", "synth_unparsed", "synth_ungrounded", "synth_degenerate", "synth_copy",
-           "synth_too_short", "synth_prompt_too_long"}
+           "synth_too_short", "synth_prompt_too_long", "synth_unverified:unknown_value", "synth_unverified:unknown_field"}
 
 
 def _corpus(tmp_path, loghub, docs: list[dict]):
@@ -67,7 +68,8 @@ def test_smollm2_writes_real_children(smollm2, loghub, tmp_path):
         meta = json.loads(row["meta"])
         assert row["source"] == "synthetic" and row["parent_id"] == meta["parent_id"] and row["round"] == 1
         assert row["synth.engine"] == "transformers" and row["synth.model"].startswith("smollm2")
-        assert row["synth.prompt_version"] == 1 and json.loads(row["synth.sampling"])["temperature"] == 0.0
+        assert row["synth.prompt_version"] == load_template(row["synth.task"]).version
+        assert json.loads(row["synth.sampling"])["temperature"] == 0.0 and row["synth.attempts"] == 1  # greedy: once
         assert meta["engine"] == "transformers" and meta["sampling"]["max_new_tokens"] == 56
         assert row["synth.completion_tokens"] > 0 and row["synth.finish_reason"] in ("eos", "stop", "length")
         assert row["_unit"] == 0 and row["_row"] in (0, 1, 2)
@@ -94,11 +96,12 @@ def tiny_run(tmp_path_factory, loghub, ray_local):
 
 def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     """requests -> synthesize (sigma engine on a Ray actor) -> shards: the ledger balances, the
-    manifest has requests and kept per task, and the same job gives the same children again."""
+    manifest has requests, kept and samples per task (an answer that fails is sampled again, up to
+    max_attempts), and the same job gives the same children again."""
     job = {"inputs": [{"type": "synth_requests", "corpus": [str(tiny_run / "corpus")], "tasks": ["explain_log"],
                        "per_task": 6, "unit_requests": 3, "round": 2}],
            "stages": [{"synthesize": {"engine": {"backend": "sigma", "model": str(tiny_run / "run"), "device": "cpu"},
-                                      "max_new_tokens": 40, "temperature": 0.8, "batch_size": 2}}],
+                                      "max_new_tokens": 40, "temperature": 0.8, "batch_size": 2, "max_attempts": 2}}],
            "writer": {"rejects": "all"}}
     manifest = curate(parse_job(job), str(tmp_path / "a"))
     totals = manifest["totals"]
@@ -114,6 +117,10 @@ def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     corpus_ids = set(pq.read_table(tiny_run / "corpus" / "shards", columns=["id"]).column("id").to_pylist())
     for row in children + rejects:
         assert row["source"] == "synthetic" and json.loads(row["meta"])["parent_id"] in corpus_ids
+    assert synth["counts"]["samples:explain_log"] == sum(r["synth.attempts"] or 0 for r in children + rejects)
+    for row in children + rejects:
+        assert row["synth.attempts"] == json.loads(row["meta"])["attempts"]
+        assert row["synth.attempts"] in ((1, 2) if row in children else (2,))  # a failed request was sampled twice
     for row in children:
         assert row["round"] == 2 and row["synth.engine"] == "sigma" and row["text"].startswith("Log excerpt:\n")
         assert row["synth.prompt_tokens"] <= 256 - 40  # the excerpt was cut to leave room in sigma-tiny's context
