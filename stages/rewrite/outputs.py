@@ -114,6 +114,16 @@ def _markdown_commands(text: str) -> tuple[list[tuple[str, str]], bool]:
     return pairs, task is not None
 
 
+def _normal(text: str) -> str:
+    return " ".join(WORD.findall(text.lower()))
+
+
+def _example_items(template: PromptTemplate) -> set[str]:
+    """Each line of the template's worked examples, without its label (`Q:`, `Command:`), normalised."""
+    lines = (line.split(":", 1)[-1] for e in template.examples for line in e.output.splitlines())
+    return {n for n in map(_normal, lines) if n}
+
+
 def _clean_pair(a: str, b: str) -> tuple[str, str]:
     return NUMBERING.sub("", a).strip(), NUMBERING.sub("", b).strip()
 
@@ -186,6 +196,11 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             pairs = [(q, a) for q, a in pairs if a.lower() != q.lower() and not a.rstrip().endswith("?")]
             if not pairs:
                 return _fail("synth_degenerate", text[:300])
+        if template.examples and check.format != "settings":  # the worked example's own items, written again
+            shown = _example_items(template)
+            pairs = [(a, b) for a, b in pairs if _normal(a) not in shown and _normal(b) not in shown]
+            if not pairs:
+                return _fail("synth_copy", f"the worked example's items: {text[:260]}")
         if check.grounded and check.format == "command_pairs":
             words = set(WORD.findall(parent.lower()))
             pairs = [(t, c) for t, c in pairs if command_name(c).lower() in words]

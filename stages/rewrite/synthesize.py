@@ -168,9 +168,9 @@ class Synthesize(Stage):
             generations = self.backend.generate([template.prompt(*fitted[i]) for i in pending], draw)
             failed = []
             for i, gen in zip(pending, generations):
-                answer = template.answer(gen.text)
-                meta = json.loads(rows[i]["meta"] or "{}")
                 excerpt = fitted[i][0]
+                answer = template.answer(gen.text, excerpt)
+                meta = json.loads(rows[i]["meta"] or "{}")
                 checked = check_output(template, answer, gen.finish_reason, excerpt, rows[i]["text"] or "",
                                        self.verifier, meta.get("parent_uri"))
                 reasons[i], details[i] = checked.reason, checked.detail

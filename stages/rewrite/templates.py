@@ -6,7 +6,8 @@ excerpt), the request as chat messages and as a plain text to continue, worked e
 before it (few-shot), the sampling budget, how the output is checked, parsed and verified against
 the parent, and how the child document is written. The answer's form is held two ways: the
 answer starts with the template's `cue` (a chat model's turn is opened with it, a base model's
-text ends with it), and stop strings end it. Every synthetic row records the template's
+text ends with it; `{setting}` in it is the excerpt's first setting, so an annotation starts by
+naming a setting the file has), and stop strings end it. Every synthetic row records the template's
 `version`: change a prompt, bump the version, and rows made with either stay told apart.
 """
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 import configs
 from pipeline.schema import KINDS
 from sigma.backends.base import Prompt
+from stages.verify.config_keys import first_setting
 
 FOLDER = "prompts"
 FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
@@ -107,9 +109,18 @@ class PromptTemplate(Strict):
         if not self.plain.rstrip().endswith(self.cue):
             raise ValueError(f"plain must end with its cue {self.cue!r}")
         for example in self.examples:
-            if not example.output.startswith(self.cue):
-                raise ValueError(f"an example's output must start with the cue {self.cue!r}: {example.output[:60]!r}")
+            if not example.output.startswith(self.opening(example.input)):
+                raise ValueError(f"an example's output must start with the cue {self.opening(example.input)!r}: "
+                                 f"{example.output[:60]!r}")
         return self
+
+    def opening(self, excerpt: str) -> str:
+        """The cue for this excerpt: `{setting}` filled with the excerpt's first setting (where it
+        has none, the cue up to the placeholder)."""
+        if "{setting}" not in self.cue:
+            return self.cue
+        name = first_setting(excerpt)
+        return _fill(self.cue, setting=name) if name else self.cue.split("{setting}")[0]
 
     def cut(self, text: str, max_chars: int | None = None) -> str:
         """The excerpt of a parent: whole lines from its start, within the character budget."""
@@ -135,14 +146,17 @@ class PromptTemplate(Strict):
         messages = (("system", self.system),) if self.system else ()
         for example in shown:
             messages += (("user", _fill(self.user, input=example.input)), ("assistant", example.output.strip()))
-        shots = "".join(_fill(self.plain, input=e.input).rstrip() + e.output[len(self.cue):].rstrip() + "\n\n\n"
+        shots = "".join(self._plain(e.input) + e.output[len(self.opening(e.input)):].rstrip() + "\n\n\n"
                         for e in shown)
-        return Prompt(messages + (("user", _fill(self.user, input=excerpt)),),
-                      shots + _fill(self.plain, input=excerpt).rstrip(), prefill=self.cue)
+        return Prompt(messages + (("user", _fill(self.user, input=excerpt)),), shots + self._plain(excerpt),
+                      prefill=self.opening(excerpt))
 
-    def answer(self, generated: str) -> str:
+    def _plain(self, excerpt: str) -> str:
+        return _fill(self.plain.rstrip()[: len(self.plain.rstrip()) - len(self.cue)], input=excerpt) + self.opening(excerpt)
+
+    def answer(self, generated: str, excerpt: str = "") -> str:
         """The model's answer: it continued after the cue, in a chat turn or a plain text."""
-        return f"{self.cue}{generated}"
+        return f"{self.opening(excerpt)}{generated}"
 
     def child_text(self, excerpt: str, output: str) -> str:
         return _fill(self.document, input=excerpt, output=output).strip()

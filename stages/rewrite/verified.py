@@ -3,7 +3,9 @@
 The template's `check.verify` names the check:
 
 - `commands` (NL -> command pairs): each command as `sigma check-commands` checks it, the parent
-  page standing for its own program;
+  page standing for its own program, which must be the program the command runs
+  (`other_program:NAME`); a synopsis placeholder (`[OPTION]`, `<file>`, `FILE...`) is no command
+  (`placeholder:[OPTION]`);
 - `man_answers` (questions about a page): the options and commands an answer names must be the
   parent page's;
 - `settings` (a config annotated): each setting named must be one the parent file's parser finds;
@@ -21,13 +23,14 @@ import re
 from pathlib import PurePosixPath
 
 from stages.ingest.man import page_name
-from stages.verify.commands import OK, CommandChecker
+from stages.verify.commands import OK, CommandChecker, command_program
 from stages.verify.config_keys import unknown_setting
 from stages.verify.log_values import unknown_mention
 from stages.verify.man_answers import unknown_in_answer
 from stages.verify.man_options import options_of_text
 
 NAME_LINE = re.compile(r"^NAME\n\s+([\w.+\-\[]+)", re.M)
+PLACEHOLDER = re.compile(r"\[[A-Z][A-Z_-]*\]|<[a-z][a-z_ -]*>|\b[A-Z]{2,}\.\.\.|\.\.\.")  # [OPTION], <file>, FILE...
 
 
 def page_program(parent: str, parent_uri: str | None) -> str:
@@ -59,5 +62,15 @@ class Verifier:
         if kind == "man_answers":
             return [unknown_in_answer(answer, program, options, self.checker) for _, answer in items]
         own = CommandChecker(pages=self.checker.pages, own={program: options})
-        verdicts = [own.check(command) for _, command in items]
-        return [None if v == OK else v for v in verdicts]
+        return [self._command(own, program, command) for _, command in items]
+
+    @staticmethod
+    def _command(checker: CommandChecker, program: str, command: str) -> str | None:
+        placeholder = PLACEHOLDER.search(command)
+        if placeholder:
+            return f"placeholder:{placeholder.group(0)}"
+        runs = command_program(command)
+        if program and runs and runs != program:
+            return f"other_program:{runs}"
+        verdict = checker.check(command)
+        return None if verdict == OK else verdict

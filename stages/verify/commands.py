@@ -200,6 +200,20 @@ class CommandChecker:
         return OK, 0
 
 
+def command_program(line: str) -> str | None:
+    """The program a command line runs first, past assignments and `sudo` (`sudo -u x /bin/ls` is `ls`)."""
+    try:
+        commands = simple_commands(line)
+    except ShellSyntaxError:
+        return None
+    words = [w.text for w in commands[0].words] if commands else []
+    while words and (ASSIGNMENT.match(words[0]) or words[0] == "sudo"):
+        words = words[1:]
+        while words and words[0].startswith("-"):  # sudo's own options
+            words = words[1 + (words[0] in SUDO_ARGUMENTS) :]
+    return words[0].rsplit("/", 1)[-1] if words else None
+
+
 def check_command(line: str, roots: list[str] | tuple[str, ...] | None = None) -> str:
     """`ok`, or why the command line is not one this machine's pages allow (see the module docstring)."""
     return CommandChecker(roots).check(line)

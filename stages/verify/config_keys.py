@@ -79,6 +79,17 @@ def _line_keys(text: str) -> set[str]:
     return out
 
 
+def first_setting(text: str) -> str | None:
+    """The first setting a reader meets in the text: the name on its first line that is not a comment."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith(COMMENT):
+            section = SECTION.match(line)
+            match = LINE_KEY.match(BRACES.split(stripped)[0])
+            return section.group(1).strip() if section else match.group(1).rstrip(":") if match else None
+    return None
+
+
 def setting_names(path: str, text: str) -> tuple[str, set[str]]:
     """(the format the names were read in, or "lines"; the names)."""
     parsed = parse_config(path, text)

@@ -3,8 +3,8 @@
 A value is what the log template miner masks as a variable (`stages/ingest/log_templates.py`:
 numbers, addresses, ids, hex, times), except small counts (one or two digits: "3 attempts"
 counts lines, it quotes none). A field is a word with the shape of an identifier rather than
-English: `dfs.DataNode$PacketResponder`, `pam_unix`, `sshd[1234]`, `uid=0`, `/var/log/auth.log`, or
-anything quoted or in backquotes. Each must occur in the excerpt (any case for
+English: `dfs.DataNode$PacketResponder`, `pam_unix`, `sshd[1234]`, `uid=0`, `/var/log/auth.log`, an
+option (`-I`), or anything quoted or in backquotes. Each must occur in the excerpt (any case for
 fields); the first that does not is the problem: `unknown_value:TOKEN` or `unknown_field:TOKEN`.
 """
 
@@ -18,7 +18,7 @@ QUOTED = re.compile(r"`([^`\n]{2,80})`|\"([^\"\n]{2,80})\"|'([^'\n]{3,80})'")
 TOKEN = re.compile(r"\S+")
 EDGE = "()[]{}<>,;:.!?\"'`*"
 SMALL_COUNT = re.compile(r"^\d{1,2}$")
-FIELD = re.compile(r"[A-Za-z0-9][_.$/=\[\]:@][A-Za-z0-9/]|^/[A-Za-z]")  # pam_unix, a.b, uid=0, sshd[12], /path
+FIELD = re.compile(r"[A-Za-z0-9][_.$/=\[\]:@][A-Za-z0-9/]|^/[A-Za-z]|^--?[A-Za-z]")  # pam_unix, a.b, uid=0, sshd[12], /path, -I
 PROSE = {"e.g", "i.e", "etc", "vs", "a.m", "p.m", "and/or", "N/A", "I/O", "i/o", "TCP/IP", "w/o", "read/write"}
 
 

@@ -151,3 +151,28 @@ def test_settings_are_verified_against_the_parsed_file():
     checked = check_output(t, answer, "eos", CONFIG, CONFIG, Verifier(), "file:///etc/ssh/sshd_config")
     assert checked.items == 1 and [u.split(" in ")[0] for u in checked.unverified] == ["unknown_key:yes",
                                                                                      "unknown_key:Forwarding"]
+
+
+def test_the_worked_examples_items_written_again_are_copies():
+    t = load_template("man_nl2cmd")
+    copied = "Task: print the lines of names.txt in a random order\nCommand: shuf names.txt"
+    assert check_output(t, copied, "eos", t.cut(MAN), MAN).reason == "synth_copy"
+    mixed = copied + "\n\nTask: list the files of /etc\nCommand: ls /etc"
+    assert check_output(t, mixed, "eos", t.cut(MAN), MAN).output == "Task: list the files of /etc\nCommand: ls /etc"
+
+
+def test_commands_run_the_pages_program_and_hold_no_placeholder(man_root):
+    from stages.rewrite.verified import Verifier
+
+    problems = Verifier([str(man_root.parent)]).problems(
+        "commands", [("a", "ls -l [FILE]"), ("b", "ls -la <dir>"), ("c", "df -h"), ("d", "sudo ls -a /root")], "", MAN,
+        f"file://{man_root}/ls.1.gz")
+    assert problems == ["placeholder:[FILE]", "placeholder:<dir>", "other_program:df", None]
+
+
+def test_an_annotation_starts_with_the_excerpts_first_setting():
+    t = load_template("annotate_config")
+    prompt = t.prompt(CONFIG)
+    assert prompt.prefill == "- Port:" and prompt.plain.endswith("What each setting does:\n- Port:")
+    assert "- MAIL_DIR: the directory" in prompt.plain  # the example, after its own first setting
+    assert t.answer(" the TCP port\n- User: who", CONFIG) == "- Port: the TCP port\n- User: who"

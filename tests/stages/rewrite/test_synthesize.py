@@ -4,10 +4,12 @@ Ray actors (requests -> synthesize -> shards and ledger)."""
 
 import json
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from jobs.curate import curate
 from pipeline.config import parse_job
@@ -15,6 +17,7 @@ from stages.rewrite.requests import SynthRequests
 from stages.rewrite.synthesize import COLUMNS, Synthesize
 from stages.rewrite.templates import load_template
 
+ROOT = Path(__file__).resolve().parents[3]
 REASONS = {"synth_empty", "synth_truncated", "synth_unparsed", "synth_ungrounded", "synth_degenerate", "synth_copy",
            "synth_too_short", "synth_prompt_too_long", "synth_unverified:unknown_value", "synth_unverified:unknown_field"}
 
@@ -98,10 +101,17 @@ def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     """requests -> synthesize (sigma engine on a Ray actor) -> shards: the ledger balances, the
     manifest has requests, kept and samples per task (an answer that fails is sampled again, up to
     max_attempts), and the same job gives the same children again."""
+    # a prompt of our own: sigma-tiny after 30 steps writes text of any kind, so the answer ends at a
+    # line break and only has to be 25 characters long: some pass, some are sampled again
+    template = yaml.safe_load((ROOT / "configs" / "prompts" / "explain_log.yaml").read_text())
+    template.update(stop=["\n"], examples=[], check={"format": "prose", "min_chars": 25, "max_copy": None})
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "explain_log.yaml").write_text(yaml.safe_dump(template))
     job = {"inputs": [{"type": "synth_requests", "corpus": [str(tiny_run / "corpus")], "tasks": ["explain_log"],
-                       "per_task": 6, "unit_requests": 3, "round": 2}],
+                       "per_task": 6, "unit_requests": 3, "round": 2, "prompt_dir": str(tmp_path / "prompts")}],
            "stages": [{"synthesize": {"engine": {"backend": "sigma", "model": str(tiny_run / "run"), "device": "cpu"},
-                                      "max_new_tokens": 40, "temperature": 0.8, "batch_size": 2, "max_attempts": 2}}],
+                                      "max_new_tokens": 40, "temperature": 0.8, "batch_size": 2, "max_attempts": 2,
+                                      "prompt_dir": str(tmp_path / "prompts")}}],
            "writer": {"rejects": "all"}}
     manifest = curate(parse_job(job), str(tmp_path / "a"))
     totals = manifest["totals"]
