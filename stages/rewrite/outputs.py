@@ -32,6 +32,7 @@ ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.+)$")
 INLINE_CODE = re.compile(r"`([^`]+)`")
 NUMBERING = re.compile(r"^\s*(?:\[\d+\]|\(\d+\)|\d+[.)])\s*")
 WORD = re.compile(r"\w+")
+NAME = re.compile(r"\w[\w.+-]*\w|\w")  # a program's name: dpkg-deb, pdb3.11
 COPY_NGRAM = 5
 
 
@@ -181,7 +182,11 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             pairs, dangling = _pairs(text, QUESTION, ANSWER)
             pairs = [_clean_pair(q, a) for q, a in pairs]
         elif check.format == "command_pairs":
-            pairs, dangling = _pairs(text, TASK, COMMAND)
+            if COMMAND.match(text.splitlines()[0]):  # the command written first, then the task it does
+                pairs, dangling = _pairs(text, COMMAND, TASK)
+                pairs = [(task, cmd) for cmd, task in pairs]
+            else:
+                pairs, dangling = _pairs(text, TASK, COMMAND)
             if not pairs:
                 pairs, dangling = _markdown_commands(text)
             pairs = [(task, cmd.strip().strip("`").removeprefix("$ ").strip()) for task, cmd in pairs]
@@ -202,7 +207,7 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             if not pairs:
                 return _fail("synth_copy", f"the worked example's items: {text[:260]}")
         if check.grounded and check.format == "command_pairs":
-            words = set(WORD.findall(parent.lower()))
+            words = set(NAME.findall(parent.lower()))
             pairs = [(t, c) for t, c in pairs if command_name(c).lower() in words]
             if not pairs:
                 return _fail("synth_ungrounded", text[:300])

@@ -7,7 +7,8 @@ before it (few-shot), the sampling budget, how the output is checked, parsed and
 the parent, and how the child document is written. The answer's form is held two ways: the
 answer starts with the template's `cue` (a chat model's turn is opened with it, a base model's
 text ends with it; `{setting}` in it is the excerpt's first setting, so an annotation starts by
-naming a setting the file has), and stop strings end it. Every synthetic row records the template's
+naming a setting the file has, and `{program}` the man page's program, so a command starts with
+the program it documents), and stop strings end it. Every synthetic row records the template's
 `version`: change a prompt, bump the version, and rows made with either stay told apart.
 """
 
@@ -24,6 +25,7 @@ import configs
 from pipeline.schema import KINDS
 from sigma.backends.base import Prompt
 from stages.verify.config_keys import first_setting
+from stages.verify.man_options import page_program
 
 FOLDER = "prompts"
 FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
@@ -115,12 +117,14 @@ class PromptTemplate(Strict):
         return self
 
     def opening(self, excerpt: str) -> str:
-        """The cue for this excerpt: `{setting}` filled with the excerpt's first setting (where it
-        has none, the cue up to the placeholder)."""
-        if "{setting}" not in self.cue:
-            return self.cue
-        name = first_setting(excerpt)
-        return _fill(self.cue, setting=name) if name else self.cue.split("{setting}")[0]
+        """The cue for this excerpt: `{setting}` filled with the excerpt's first setting, `{program}`
+        with the program of the man page it is the start of (where it has none, the cue up to the
+        placeholder)."""
+        for field, read in (("setting", first_setting), ("program", page_program)):
+            if "{" + field + "}" in self.cue:
+                name = read(excerpt)
+                return _fill(self.cue, **{field: name}) if name else self.cue.split("{" + field + "}")[0]
+        return self.cue
 
     def cut(self, text: str, max_chars: int | None = None) -> str:
         """The excerpt of a parent: whole lines from its start, within the character budget."""

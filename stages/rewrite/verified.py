@@ -14,7 +14,8 @@ The template's `check.verify` names the check:
 
 Each item gets None (verified) or the problem (`unknown_option:ls:-Z`, `unknown_key:Foo`,
 `unknown_value:10.0.0.9`, ...). A man page's program is read from the parent's uri
-(`file:///usr/share/man/man1/ls.1.gz` is `ls`), else from its NAME line.
+(`file:///usr/share/man/man1/ls.1.gz` is `ls`), else from its NAME line; a page of a subcommand
+(`openssl-pkeyparam`, `git-log`) is run as `openssl pkeyparam`, `git log`.
 """
 
 from __future__ import annotations
@@ -27,18 +28,16 @@ from stages.verify.commands import OK, CommandChecker, command_program
 from stages.verify.config_keys import unknown_setting
 from stages.verify.log_values import unknown_mention
 from stages.verify.man_answers import unknown_in_answer
-from stages.verify.man_options import options_of_text
+from stages.verify.man_options import options_of_text, page_program
 
-NAME_LINE = re.compile(r"^NAME\n\s+([\w.+\-\[]+)", re.M)
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z_-]*\]|<[a-z][a-z_ -]*>|\b[A-Z]{2,}\.\.\.|\.\.\.")  # [OPTION], <file>, FILE...
 
 
-def page_program(parent: str, parent_uri: str | None) -> str:
-    """The program a rendered man page documents."""
+def parent_program(parent: str, parent_uri: str | None) -> str:
+    """The program a parent man page documents: its file's name, else its NAME line."""
     if parent_uri and "/man" in parent_uri:
         return page_name(PurePosixPath(parent_uri).name)[0]
-    match = NAME_LINE.search(parent)
-    return match.group(1).rstrip(",") if match else ""
+    return page_program(parent) or ""
 
 
 def uri_path(parent_uri: str | None) -> str:
@@ -57,7 +56,7 @@ class Verifier:
             return [unknown_mention(f"{a} {b}".strip(), excerpt) for a, b in items]
         if kind == "settings":
             return [unknown_setting([key], uri_path(parent_uri), parent) for key, _ in items]
-        program = page_program(parent, parent_uri)
+        program = parent_program(parent, parent_uri)
         options = options_of_text(program, parent, uri_path(parent_uri))
         if kind == "man_answers":
             return [unknown_in_answer(answer, program, options, self.checker) for _, answer in items]
@@ -70,7 +69,7 @@ class Verifier:
         if placeholder:
             return f"placeholder:{placeholder.group(0)}"
         runs = command_program(command)
-        if program and runs and runs != program:
+        if program and runs and runs != program and not program.startswith(f"{runs}-"):  # openssl-pkeyparam: openssl pkeyparam
             return f"other_program:{runs}"
         verdict = checker.check(command)
         return None if verdict == OK else verdict

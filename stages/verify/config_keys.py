@@ -83,7 +83,7 @@ def first_setting(text: str) -> str | None:
     """The first setting a reader meets in the text: the name on its first line that is not a comment."""
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped and not stripped.startswith(COMMENT):
+        if stripped and not stripped.startswith(COMMENT + ("<?", "<!")):  # not XML's declaration or doctype
             section = SECTION.match(line)
             match = LINE_KEY.match(BRACES.split(stripped)[0])
             return section.group(1).strip() if section else match.group(1).rstrip(":") if match else None

@@ -37,6 +37,7 @@ SYNOPSIS_ARG = re.compile(r"\[\s*(-[A-Za-z])\s+['<]?([a-z][\w\-]*)")  # `[-a ana
 SYNOPSIS_FLAGS = re.compile(r"\[\s*-([A-Za-z0-9@]+)\s*\]")  # `[-ers]`, `[ -sTtuUWX ]`
 ATTACHED = re.compile(r"^([A-Z])([a-z]{3,})$")  # `[-Olevel]`, `[ -Fpattern ]`: -O with its argument
 SECTION_HEADING = re.compile(r"^\S", re.M)
+NAME_LINE = re.compile(r"^NAME\n\s+([\w.+\-\[]+)", re.M)
 MAX_HEAD_WORDS = 4  # `-exec command {} +`; more is a sentence
 PLACEHOLDER = re.compile(r"^(--?[a-z][a-z\-]*[a-z])([A-Z]{1,3})$")  # `-newerXY`
 NUMERIC = re.compile(r"^-(NUM|NUMBER|N|COUNT|COLUMN|LINES|K|[0-9]*NUM)$")  # `-NUM`: `head -20`
@@ -123,6 +124,13 @@ def head_options(head: str) -> dict[str, str]:
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
+
+
+def page_program(text: str) -> str | None:
+    """The program a rendered page documents: the first name of its NAME section
+    (`gzip, gunzip, zcat - compress or expand files` is gzip's)."""
+    match = NAME_LINE.search(text)
+    return match.group(1).rstrip(",") if match else None
 
 
 def list_heads(text: str) -> list[str]:

@@ -155,10 +155,22 @@ def test_settings_are_verified_against_the_parsed_file():
 
 def test_the_worked_examples_items_written_again_are_copies():
     t = load_template("man_nl2cmd")
-    copied = "Task: print the lines of names.txt in a random order\nCommand: shuf names.txt"
+    copied = "Command: shuf -i 1-100 -n 3\nTask: pick three random numbers between 1 and 100"
     assert check_output(t, copied, "eos", t.cut(MAN), MAN).reason == "synth_copy"
-    mixed = copied + "\n\nTask: list the files of /etc\nCommand: ls /etc"
+    mixed = copied + "\n\nCommand: ls /etc\nTask: list the files of /etc"
     assert check_output(t, mixed, "eos", t.cut(MAN), MAN).output == "Task: list the files of /etc\nCommand: ls /etc"
+
+
+def test_a_command_written_first_opens_with_the_pages_program():
+    """man_nl2cmd asks for the command first, opened with the page's program, then its task; the
+    child is written task first, as `sigma eval nl2cmd` asks."""
+    t = load_template("man_nl2cmd")
+    prompt = t.prompt(t.cut(MAN))
+    assert prompt.prefill == "Command: ls" and prompt.plain.endswith("Command: ls")
+    answer = t.answer(" -a\nTask: list every file, hidden ones too\n\nCommand: ls -l /etc\nTask: a long listing of /etc", t.cut(MAN))
+    checked = check_output(t, answer, "eos", t.cut(MAN), MAN)
+    assert checked.output == ("Task: list every file, hidden ones too\nCommand: ls -a\n\n"
+                              "Task: a long listing of /etc\nCommand: ls -l /etc")
 
 
 def test_commands_run_the_pages_program_and_hold_no_placeholder(man_root):
