@@ -31,7 +31,7 @@ import pyarrow as pa
 import xxhash
 
 from pipeline.stage import Resources, Result, Stage, split_dropped
-from sigma.backends.base import Backend, EngineSpec, Sampling, load_backend
+from sigma.backends.base import Backend, EngineSpec, Generation, Sampling, load_backend
 from stages.rewrite.outputs import check_output
 from stages.rewrite.templates import PromptTemplate, load_template
 from stages.rewrite.verified import Verifier
@@ -154,6 +154,26 @@ class Synthesize(Stage):
         result.counts = counts
         return result
 
+    def _generate(self, template: PromptTemplate, fitted: list[tuple[str, int]], sampling: Sampling) -> list[Generation]:
+        """The model's answers after the cue; with the template's `form`, written field by field: each
+        field's text is written into the answer (a chat model's turn, a base model's text) and the
+        model continues it until the field's stop strings, one engine call a field."""
+        prompts = [template.prompt(*f) for f in fitted]
+        if not template.form:
+            return self.backend.generate(prompts, sampling)
+        openings = [template.opening(excerpt) for excerpt, _ in fitted]
+        written = list(openings)
+        done = [Generation("", "stop") for _ in prompts]
+        for k, field in enumerate(template.form):
+            if k:
+                written = [w + template.written(field.text, excerpt) for w, (excerpt, _) in zip(written, fitted)]
+            step = [replace(p, prefill=w, plain=p.plain + w[len(o):]) for p, w, o in zip(prompts, written, openings)]
+            for i, gen in enumerate(self.backend.generate(step, replace(sampling, stop=field.stop))):
+                written[i] += gen.text
+                done[i] = Generation(written[i][len(openings[i]):], gen.finish_reason, gen.prompt_tokens,
+                                     done[i].completion_tokens + gen.completion_tokens)
+        return done
+
     def _ask(self, template: PromptTemplate, rows: list[dict], asked: list[int], fitted: dict, sampling: Sampling,
              out: list[dict], reasons: list, details: list) -> None:
         """Sample answers for the requests `asked`, again with a new seed for those whose answer
@@ -165,7 +185,7 @@ class Synthesize(Stage):
                 break
             draw = sampling if attempt == 0 else replace(sampling, seed=self.sampling(template, rows[asked[0]]["id"],
                                                                                       attempt).seed)
-            generations = self.backend.generate([template.prompt(*fitted[i]) for i in pending], draw)
+            generations = self._generate(template, [fitted[i] for i in pending], draw)
             failed = []
             for i, gen in zip(pending, generations):
                 excerpt = fitted[i][0]

@@ -25,7 +25,7 @@ import configs
 from pipeline.schema import KINDS
 from sigma.backends.base import Prompt
 from stages.verify.config_keys import first_setting
-from stages.verify.man_options import page_program
+from stages.verify.man_options import page_program, section
 
 FOLDER = "prompts"
 FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
@@ -55,11 +55,23 @@ class Parents(Strict):
 class Excerpt(Strict):
     """The part of the parent the model sees: its first lines, at most `max_chars` characters;
     with `skip_comments`, lines that are only a comment (`#`, `;`, `//`) or blank are left out,
-    so a configuration file's settings reach the model rather than its header."""
+    so a configuration file's settings reach the model rather than its header; with `sections`,
+    a rendered man page's first line and those sections, in that order (`[NAME, SYNOPSIS,
+    OPTIONS]`: the option list reaches the model before the budget is spent), the whole text
+    where it has none of them."""
 
     max_chars: int = Field(1500, gt=0)
     max_lines: int | None = None
     skip_comments: bool = False
+    sections: tuple[str, ...] = ()
+
+
+class FormField(Strict):
+    """One field of an answer written field by field: `text` goes into the answer as it is
+    (`{program}`, `{setting}` filled), then the model writes until one of `stop`."""
+
+    text: str
+    stop: tuple[str, ...] = ("\n",)
 
 
 class Check(Strict):
@@ -94,6 +106,9 @@ class PromptTemplate(Strict):
     plain: str  # with {input}; ends where the model's answer starts (trailing whitespace is dropped)
     cue: str = ""  # the start of every answer (`Q:`): the end of `plain`, and a chat model's turn opens with it
     examples: tuple[Example, ...] = ()  # few-shot: earlier turns of the chat, earlier texts of the plain prompt
+    # constrained decoding: the answer written field by field, each field's text written for the
+    # model (the first is the cue); empty: the model writes the whole answer after the cue
+    form: tuple[FormField, ...] = ()
     document: str = "{output}"  # the child document; {input} and {output}
     max_new_tokens: int = Field(192, gt=0)
     stop: tuple[str, ...] = ()
@@ -110,6 +125,8 @@ class PromptTemplate(Strict):
             raise ValueError("document has no {output} placeholder")
         if not self.plain.rstrip().endswith(self.cue):
             raise ValueError(f"plain must end with its cue {self.cue!r}")
+        if self.form and self.form[0].text != self.cue:
+            raise ValueError(f"the form's first field must be the cue {self.cue!r}")
         for example in self.examples:
             if not example.output.startswith(self.opening(example.input)):
                 raise ValueError(f"an example's output must start with the cue {self.opening(example.input)!r}: "
@@ -120,15 +137,24 @@ class PromptTemplate(Strict):
         """The cue for this excerpt: `{setting}` filled with the excerpt's first setting, `{program}`
         with the program of the man page it is the start of (where it has none, the cue up to the
         placeholder)."""
+        return self.written(self.cue, excerpt)
+
+    @staticmethod
+    def written(text: str, excerpt: str) -> str:
+        """A cue or a form field's text with its placeholders filled from the excerpt."""
         for field, read in (("setting", first_setting), ("program", page_program)):
-            if "{" + field + "}" in self.cue:
+            if "{" + field + "}" in text:
                 name = read(excerpt)
-                return _fill(self.cue, **{field: name}) if name else self.cue.split("{" + field + "}")[0]
-        return self.cue
+                return _fill(text, **{field: name}) if name else text.split("{" + field + "}")[0]
+        return text
 
     def cut(self, text: str, max_chars: int | None = None) -> str:
-        """The excerpt of a parent: whole lines from its start, within the character budget."""
+        """The excerpt of a parent: whole lines from its start (of its `sections`), within the
+        character budget."""
         limit = min(self.excerpt.max_chars, max_chars or self.excerpt.max_chars)
+        kept = [f"{name}\n{body.rstrip()}" for name in self.excerpt.sections if (body := section(text, name))]
+        if kept:
+            text = "\n\n".join([text.strip("\n").split("\n", 1)[0], *kept])
         lines = text.strip("\n").splitlines()
         if self.excerpt.skip_comments:
             lines = [line for line in lines if line.strip() and not COMMENT.match(line)]

@@ -138,3 +138,28 @@ def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     assert again["totals"] == totals
     b = pq.read_table(tmp_path / "b" / "shards").to_pylist() if (tmp_path / "b" / "shards").exists() else []
     assert [(r["id"], r["text"]) for r in b] == [(r["id"], r["text"]) for r in children]
+
+
+def test_an_answer_written_field_by_field(tiny_run, tmp_path, man_root):
+    """man_nl2cmd's form: the stage writes `Command: PROGRAM`, the model continues to the end of the
+    line, the stage writes `Task:`, the model continues to the end of that line; whatever the model
+    (here sigma-tiny, which knows no man pages), every answer has that shape, kept or dropped."""
+    from stages.ingest.man import ManSource
+
+    source = ManSource("man", roots=[str(man_root.parent)], sections=["1"], include=["ls", "cat"])
+    pages = [r for unit in source.plan() for result in source.read(unit) for r in result.kept.to_pylist()]
+    assert len(pages) == 2
+    batch = _requests(_corpus(tmp_path, None, pages), ["man_nl2cmd"], per_task=None)
+    stage = Synthesize(engine={"backend": "sigma", "model": str(tiny_run / "run"), "device": "cpu"},
+                       temperature=0.0, max_new_tokens=12, batch_size=2)
+    result = stage.process(batch)
+    rows = result.kept.to_pylist() + ([] if result.dropped is None else result.dropped.to_pylist())
+    assert len(rows) == 2
+    for row in rows:
+        program = json.loads(row["meta"])["parent_uri"].rsplit("/", 1)[-1].split(".")[0]
+        lines = row["text"].splitlines()
+        if row.get("reason") is None:  # the child: task first
+            assert lines[0].startswith("Task:") and lines[1].startswith(f"Command: {program}")
+        else:  # the answer as the model wrote it, field by field
+            assert lines[0].startswith(f"Command: {program}") and lines[1].startswith("Task:") and len(lines) == 2
+        assert row["synth.completion_tokens"] <= 2 * 12
