@@ -8,7 +8,9 @@ left, or `on_length: drop`), `synth_unparsed` (no pair or setting in the asked f
 `synth_unverified:<problem>` (no item passes the template's check against the machine's ground
 truth, `stages/rewrite/verified.py`: `synth_unverified:unknown_option` with `ls:-Z` in the
 detail), `synth_copy` (the excerpt repeated back), `synth_too_short`. Items that fail
-verification are left out of a row that keeps others, and named in `Checked.unverified`.
+verification (pairs, settings; a prose answer's sentences from the first that fails on) are left
+out of a row that keeps others, and named in `Checked.unverified`. A command pair whose task has
+under three words, or whose command repeats a word three times, is degenerate.
 Structured answers are rewritten in one canonical form (`Q:`/`A:`, `Task:`/`Command:`,
 `- name: what it does`), so every synthetic row of a task reads the same.
 """
@@ -16,6 +18,7 @@ Structured answers are rewritten in one canonical form (`Q:`/`A:`, `Task:`/`Comm
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sigma.evals.shell import command_name
@@ -23,6 +26,7 @@ from stages.rewrite.templates import PromptTemplate
 from stages.rewrite.verified import Verifier
 
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+SENTENCE = re.compile(r"[^\n]*?(?:[.!?](?=\s|$)|\n|$)")
 QUESTION = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Q|Question)\s*\d*\s*[:.]\s*(.*)$", re.I)
 ANSWER = re.compile(r"^\s*(?:A|Answer)\s*\d*\s*[:.]\s*(.*)$", re.I)
 TASK = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Task|Description|NL)\s*\d*\s*[:.]\s*(.*)$", re.I)
@@ -173,9 +177,13 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             if not text:
                 return _fail("synth_truncated", answer.strip()[-200:])
         text = re.sub(r"[ \t]+", " ", text)
-        kept, unverified = _verified(check, [(text, "")], verifier, excerpt, parent, parent_uri)
-        if not kept:
-            return _unverified(unverified)
+        sentences = [(s, "") for s in SENTENCE.findall(text) if s.strip()]
+        kept, unverified = _verified(check, sentences, verifier, excerpt, parent, parent_uri)
+        if unverified:  # the explanation up to its first sentence that fails
+            kept = sentences[: next(i for i, s in enumerate(sentences) if s not in kept)]
+            if not kept:
+                return _unverified(unverified)
+            text = " ".join(s.strip() for s, _ in kept)
         items = 1
     else:
         if check.format == "qa_pairs":
@@ -199,6 +207,10 @@ def check_output(template: PromptTemplate, answer: str, finish_reason: str, exce
             return _fail("synth_truncated" if truncated else "synth_unparsed", text[:300])
         if check.format == "qa_pairs":  # an "answer" that repeats or asks a question answers nothing
             pairs = [(q, a) for q, a in pairs if a.lower() != q.lower() and not a.rstrip().endswith("?")]
+            if not pairs:
+                return _fail("synth_degenerate", text[:300])
+        if check.format == "command_pairs":  # "Task: 22", `x --a=1 --a=1 --a=1`: nothing learnt
+            pairs = [(t, c) for t, c in pairs if len(WORD.findall(t)) >= 3 and max(Counter(c.split()).values()) < 3]
             if not pairs:
                 return _fail("synth_degenerate", text[:300])
         if template.examples and check.format != "settings":  # the worked example's own items, written again

@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+
+import xxhash
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,7 +27,7 @@ import configs
 from pipeline.schema import KINDS
 from sigma.backends.base import Prompt
 from stages.verify.config_keys import first_setting
-from stages.verify.man_options import page_program, section
+from stages.verify.man_options import head_options, list_heads, page_program, section
 
 FOLDER = "prompts"
 FORMATS = ("prose", "qa_pairs", "command_pairs", "settings")
@@ -141,11 +143,16 @@ class PromptTemplate(Strict):
 
     @staticmethod
     def written(text: str, excerpt: str) -> str:
-        """A cue or a form field's text with its placeholders filled from the excerpt."""
-        for field, read in (("setting", first_setting), ("program", page_program)):
+        """A cue or a form field's text with its placeholders filled from the excerpt: `{setting}`
+        its first setting, `{program}` the program of the man page it is the start of, `{option}`
+        one of the options its option list names (picked by a hash of the excerpt). Where the
+        excerpt has none, the text ends before the placeholder."""
+        for field, read in (("setting", first_setting), ("program", page_program), ("option", _an_option)):
             if "{" + field + "}" in text:
                 name = read(excerpt)
-                return _fill(text, **{field: name}) if name else text.split("{" + field + "}")[0]
+                if not name:
+                    return text.split("{" + field + "}")[0].rstrip(" ") if field == "option" else text.split("{" + field + "}")[0]
+                text = _fill(text, **{field: name})
         return text
 
     def cut(self, text: str, max_chars: int | None = None) -> str:
@@ -190,6 +197,13 @@ class PromptTemplate(Strict):
 
     def child_text(self, excerpt: str, output: str) -> str:
         return _fill(self.document, input=excerpt, output=output).strip()
+
+
+def _an_option(excerpt: str) -> str | None:
+    """One option of the excerpt's option list, the same for the same excerpt."""
+    options = list(dict.fromkeys(o for head in list_heads(excerpt) for o in head_options(head)
+                                 if o not in ("--help", "--version", "-?")))
+    return options[xxhash.xxh32_intdigest(excerpt.encode()) % len(options)] if options else None
 
 
 def _fill(template: str, **values: str) -> str:

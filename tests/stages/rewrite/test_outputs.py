@@ -60,7 +60,9 @@ def test_command_pairs_must_use_the_parent_command():
     assert checked.reason is None and checked.items == 2
     assert checked.output == ("Task: list all files including hidden ones\nCommand: ls -a\n\n"
                               "Task: show a long listing\nCommand: sudo ls -l /etc")
-    assert check_output(t, "Task: count words\nCommand: wc -w f", "eos", MAN, MAN).reason == "synth_ungrounded"
+    assert check_output(t, "Task: count the words of f\nCommand: wc -w f", "eos", MAN, MAN).reason == "synth_ungrounded"
+    assert check_output(t, "Task: 22\nCommand: ls -a", "eos", MAN, MAN).reason == "synth_degenerate"
+    assert check_output(t, "Task: list every file\nCommand: ls -a -a -a", "eos", MAN, MAN).reason == "synth_degenerate"
 
 
 def test_settings_must_be_in_the_excerpt():
@@ -162,12 +164,12 @@ def test_the_worked_examples_items_written_again_are_copies():
 
 
 def test_a_command_written_first_opens_with_the_pages_program():
-    """man_nl2cmd asks for the command first, opened with the page's program, then its task; the
-    child is written task first, as `sigma eval nl2cmd` asks."""
+    """man_nl2cmd asks for the command first, opened with the page's program and an option its
+    excerpt lists, then its task; the child is written task first, as `sigma eval nl2cmd` asks."""
     t = load_template("man_nl2cmd")
     prompt = t.prompt(t.cut(MAN))
-    assert prompt.prefill == "Command: ls" and prompt.plain.endswith("Command: ls")
-    answer = t.answer(" -a\nTask: list every file, hidden ones too\n\nCommand: ls -l /etc\nTask: a long listing of /etc", t.cut(MAN))
+    assert prompt.prefill == "Command: ls -a" and prompt.plain.endswith("Command: ls -a")
+    answer = t.answer("\nTask: list every file, hidden ones too\n\nCommand: ls -l /etc\nTask: a long listing of /etc", t.cut(MAN))
     checked = check_output(t, answer, "eos", t.cut(MAN), MAN)
     assert checked.output == ("Task: list every file, hidden ones too\nCommand: ls -a\n\n"
                               "Task: a long listing of /etc\nCommand: ls -l /etc")
@@ -188,3 +190,15 @@ def test_an_annotation_starts_with_the_excerpts_first_setting():
     assert prompt.prefill == "- Port:" and prompt.plain.endswith("What each setting does:\n- Port:")
     assert "- MAIL_DIR: the directory" in prompt.plain  # the example, after its own first setting
     assert t.answer(" the TCP port\n- User: who", CONFIG) == "- Port: the TCP port\n- User: who"
+
+
+def test_an_explanation_is_kept_up_to_its_first_unverified_sentence():
+    from stages.rewrite.verified import Verifier
+
+    t = load_template("explain_log")
+    first = "The DataNode's PacketResponder finished writing block blk_38865049064139660 and terminated."
+    checked = check_output(t, f"{first} It then asked 10.9.9.9 for more. All was well.", "eos", LOG, LOG, Verifier())
+    assert checked.reason is None and checked.output == first
+    assert checked.unverified == ["unknown_value:10.9.9.9 in ' It then asked 10.9.9.9 for more.'"]
+    wrong = check_output(t, "Block blk_1234567 came from 10.9.9.9 after a restart of the node.", "eos", LOG, LOG, Verifier())
+    assert wrong.reason == "synth_unverified:unknown_value"
