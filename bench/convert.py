@@ -3,7 +3,6 @@
     python bench/convert.py bpb --k-heads 3 1 --out-dir converted      # the table for docs/benchmarks.md
     python bench/convert.py bpb --k-heads 1 --extra runs/adapt         # also score other Sigma checkpoints
     python bench/convert.py train-cost --model converted/smollm2-k1     # full fine-tuning vs LoRA on this CPU
-    python bench/convert.py synth --model converted/smollm2-k3         # synthesis: Sigma engine vs transformers
     python bench/convert.py suite --model converted/smollm2-k3 --limit 6 --window 256   # a loop's round 0
 
 ``bpb`` converts the source (default: the packaged SmolLM2-135M-Instruct, a Q4_1 GGUF, de-quantized)
@@ -12,9 +11,8 @@ on the same fixed held-out system set (``held_out_system_set``): bits per byte, 
 the end-of-text token, in windows of 1024 tokens, every token predicted once, with the same token
 ids for every model. Beside it, the KV cache bytes per token (bf16, all layers) of K and of V.
 
-``synth`` runs the same synthesis requests (the loop's prompt templates over real man pages and
-Loghub lines) through the ``sigma`` backend on a converted checkpoint and the ``transformers``
-backend on the source, greedy, and prints acceptance by task and completion tokens/s side by side.
+The synthesis comparison of engines (Sigma's engine on a conversion, transformers, vLLM) is
+``bench/synthesis.py engines``.
 """
 
 from __future__ import annotations
@@ -202,65 +200,6 @@ def _train_cost(args) -> dict:
             "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def synth_command(args) -> None:
-    """The same synthesis requests through both engines, greedy; acceptance by task and tokens/s."""
-    import json
-
-    import pyarrow as pa
-
-    from sigma.backends.base import load_backend
-    from stages.rewrite.requests import SynthRequests
-    from stages.rewrite.synthesize import Synthesize
-
-    source = SynthRequests("requests", corpus=args.corpus, tasks=args.tasks, per_task=args.per_task, seed=0)
-    tables = [result.kept for unit in source.plan() for result in source.read(unit)]
-    requests = pa.concat_tables(tables)
-    print(f"{len(requests)} requests ({', '.join(args.tasks)}, {args.per_task} each) from {', '.join(args.corpus)}", flush=True)
-    engines = {"sigma engine, converted": {"backend": "sigma", "model": args.model, "device": "cpu"},
-               "transformers, source": {"backend": "transformers", "model": args.src, "device": "cpu"}}
-    results = {}
-    for label, spec in engines.items():
-        stage = Synthesize(engine={**spec, "max_batch_size": args.batch_size}, temperature=0.0, batch_size=args.batch_size,
-                           max_new_tokens=args.max_new_tokens)
-        stage.backend = load_backend(stage.spec)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        kept, texts, tokens = {t: 0 for t in args.tasks}, {}, 0
-        for start in range(0, len(requests), args.batch_size):
-            result = stage.process(requests.slice(start, args.batch_size))
-            for table, accepted in ((result.kept, True), (result.dropped, False)):
-                if table is None:
-                    continue
-                tokens += sum(n or 0 for n in table["synth.completion_tokens"].to_pylist())
-                for row in table.select(["id", "text", "synth.task"]).to_pylist():
-                    texts[row["id"]] = row["text"]
-                    kept[row["synth.task"]] += accepted
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        results[label] = {"seconds": seconds, "cpu": cpu, "tokens": tokens, "chat": stage.backend.chat, "kept": kept,
-                          "texts": texts}
-        print(f"{label}: {sum(kept.values())}/{len(requests)} kept, {tokens} tokens in {seconds:.0f} s ({cpu:.0f} CPU s)",
-              flush=True)
-        del stage
-    labels = list(results)
-    first, second = (results[label]["texts"] for label in labels)
-    same = sum(first[i] == second.get(i) for i in first)
-    print(f"\n{len(requests)} requests, greedy, max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, CPU")
-    print("| engine | chat | " + " | ".join(f"kept {t}" for t in args.tasks)
-          + " | acceptance | completion tokens | tokens/s | tokens per CPU s | per CPU s vs transformers |")
-    print("|---|---|" + "---:|" * (len(args.tasks) + 5))
-    base = results[labels[1]]["tokens"] / results[labels[1]]["cpu"]
-    asked = [json.loads(m)["task"] for m in requests["meta"].to_pylist()]
-    for label, r in results.items():
-        per_cpu = r["tokens"] / r["cpu"]
-        print(f"| {label} | {r['chat']} | " + " | ".join(f"{r['kept'][t]}/{asked.count(t)}" for t in args.tasks)
-              + f" | {sum(r['kept'].values()) / len(requests):.2f} | {r['tokens']} | {r['tokens'] / r['seconds']:.1f}"
-              + f" | {per_cpu:.1f} | {per_cpu / base:.2f}x |")
-    print("tokens per CPU s: completion tokens over the process's CPU time (one thread), which other jobs on a "
-          "shared machine do not inflate as they do wall time")
-    print(f"\nchildren with the same text from both engines: {same}/{len(requests)}")
-    if args.dump:
-        Path(args.dump).write_text(json.dumps({label: r["texts"] for label, r in results.items()}, indent=1) + "\n")
-
-
 def suite_command(args) -> None:
     """A Sigma checkpoint on the eval suite, log-likelihoods in windows of ``--window`` tokens: a
     converted start scored as the loop scores the checkpoints it trains from it (in windows of
@@ -298,16 +237,6 @@ def main(argv: list[str] | None = None) -> None:
     cost.add_argument("--seq-len", type=int, default=256)
     cost.add_argument("--rank", type=int, default=16)
     cost.set_defaults(func=train_cost_command)
-    synth = commands.add_parser("synth", help="synthesis requests: converted model on Sigma's engine vs source on transformers")
-    synth.add_argument("--model", required=True, help="the converted checkpoint (sigma backend)")
-    synth.add_argument("--src", default="smollm2", help="the source model (transformers backend)")
-    synth.add_argument("--corpus", nargs="+", default=["out/adapt/man", "out/adapt/logs"], help="curated shard folders")
-    synth.add_argument("--tasks", nargs="+", default=["explain_log", "man_qa", "man_nl2cmd", "rewrite_doc"])
-    synth.add_argument("--per-task", type=int, default=3)
-    synth.add_argument("--max-new-tokens", type=int, default=64)
-    synth.add_argument("--batch-size", type=int, default=8)
-    synth.add_argument("--dump", metavar="JSON", help="write both engines' texts here, to compare them")
-    synth.set_defaults(func=synth_command)
     suite = commands.add_parser("suite", help="a Sigma checkpoint on the eval suite, in windows of a given length")
     suite.add_argument("--model", required=True, help="a Sigma checkpoint (a converted one, say)")
     suite.add_argument("--suite", default="configs/eval/suite.yaml")

@@ -46,8 +46,8 @@ from stages.presets import expand_presets
 from stages.registry import STAGES
 
 from jobs.flywheel_config import FlywheelConfig, load_flywheel
-from jobs.flywheel_report import (corpus_tokens, flywheel_rounds, round_row, synth_summary, synthetic_fate,
-                                  write_report, write_table)
+from jobs.flywheel_report import (corpus_tokens, flywheel_rounds, round_row, synth_samples, synth_summary,
+                                  synthetic_fate, write_report, write_table)
 
 STEPS = ("curate", "tokenize", "train", "eval", "synth", "report")
 TOKENIZER = "tokenizer.json"
@@ -118,7 +118,7 @@ class Flywheel:
                     started = time.time()
                     summary = getattr(self, f"step_{step}")(k)
                     done = self._finish_step(k, step, summary, started)["steps"]
-        rows = [round_row(self.state(k)) for k in range(1, self.config.rounds + 1)]
+        rows = [round_row(self.state(k), self.state(k + 1)) for k in range(1, self.config.rounds + 1)]
         write_table(self.root, rows)
         found = flywheel_rounds(self.root)
         if found:
@@ -300,7 +300,7 @@ class Flywheel:
             request["prompt_dir"] = s.prompt_dir
         synthesize = {"engine": self.engine_spec(k).model_dump(exclude_none=True), "temperature": s.temperature,
                       "top_k": s.top_k, "top_p": s.top_p, "seed": s.seed, "batch_size": s.batch_size,
-                      "max_new_tokens": s.max_new_tokens, "prompt_dir": s.prompt_dir}
+                      "max_new_tokens": s.max_new_tokens, "max_attempts": s.max_attempts, "prompt_dir": s.prompt_dir}
         stages = [StageConfig(name="synthesize", options={k_: v for k_, v in synthesize.items() if v is not None})]
         return JobConfig(name=f"{self.config.name}-round-{k}-synth", inputs=[request], stages=stages + list(s.stages),
                          writer=s.writer, ray=self.config.ray)
@@ -315,7 +315,7 @@ class Flywheel:
         if not manifest["totals"]["balanced"]:
             raise RuntimeError(f"round {k}: the synthesis ledger does not balance (see {out})")
         return {"output": "synth", "engine": self.engine_spec(k).label(), "totals": manifest["totals"],
-                "tasks": synth_summary(out)}
+                "tasks": synth_summary(out), "samples": synth_samples(out)}
 
     def step_report(self, k: int) -> dict:
         write_report(self.round_dir(k), self.state(k))

@@ -103,6 +103,7 @@ class SynthSettings(Strict):
     top_p: float = 0.95
     seed: int = 0
     max_new_tokens: int | None = None
+    max_attempts: int = Field(3, ge=1)  # samples a request while its answer fails a check (a new seed each)
     batch_size: int = 8
     prompt_dir: str | None = None
     stages: list[StageConfig] = Field(default_factory=list)  # after `synthesize` in the synth job

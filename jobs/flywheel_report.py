@@ -47,6 +47,13 @@ def synthetic_fate(curate_dir: Path) -> dict:
             "by_task": dict(sorted(by_task.items()))}
 
 
+def synth_samples(synth_dir: Path) -> int:
+    """Samples the synthesis job drew (requests, and the new draws for answers that failed a check)."""
+    manifest = json.loads((synth_dir / "manifest.json").read_text())
+    counts = next((s.get("counts", {}) for s in manifest["stages"] if s["name"] == "synthesize"), {})
+    return sum(n for key, n in counts.items() if key.startswith("samples:"))
+
+
 def synth_summary(synth_dir: Path) -> dict:
     """Per task of a synthesis job: requests, children kept, drops by reason, acceptance."""
     kept = _rows(synth_dir, "files", ["uri"])
@@ -80,14 +87,22 @@ def corpus_tokens(curate_dir: Path, tokenizer, batch: int = 256) -> dict:
             "tokens_by_kind": dict(sorted(by_kind.items()))}
 
 
-def _reasons(counts: dict, limit: int = 3) -> str:
+def _reasons(counts: dict, limit: int = 3, whole: bool = False) -> str:
+    """The most common reasons with their counts; a `stage:reason` key shows its reason (`whole`: as it is)."""
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    text = ", ".join(f"{reason.split(':', 1)[-1]} {n}" for reason, n in items[:limit])
+    text = ", ".join(f"{reason if whole else reason.split(':', 1)[-1]} {n}" for reason, n in items[:limit])
     return text + (f", +{len(items) - limit} more" if len(items) > limit else "")
 
 
-def round_row(state: dict) -> dict:
-    """One row of the rounds' table (no timings, so a resumed loop's table equals an uninterrupted one's)."""
+def _task_cell(t: dict) -> str:
+    """`kept/requests`, and the drop reasons: `3/8: synth_unverified:unknown_option 4, synth_truncated 1`."""
+    return f"{t['kept']}/{t['requests']}" + (f": {_reasons(t['dropped'], 3, whole=True)}" if t["dropped"] else "")
+
+
+def round_row(state: dict, following: dict | None = None) -> dict:
+    """One row of the rounds' table (no timings, so a resumed loop's table equals an uninterrupted
+    one's). `following`: the next round's state, whose curation decided the fate of this round's
+    synthetic rows."""
     steps = state["steps"]
     curate, tok, train = steps.get("curate", {}), steps.get("tokenize", {}), steps.get("train", {})
     ev, synth = steps.get("eval", {}), steps.get("synth", {})
@@ -98,6 +113,7 @@ def round_row(state: dict) -> dict:
     tasks = synth.get("tasks", {})
     requests = sum(t["requests"] for t in tasks.values())
     kept = sum(t["kept"] for t in tasks.values())
+    later = ((following or {}).get("steps", {}).get("curate") or {}).get("synthetic")
     return {
         "round": state["round"],
         "input": totals.get("input", 0), "kept": totals.get("kept", 0), "dropped": totals.get("dropped", 0),
@@ -115,6 +131,9 @@ def round_row(state: dict) -> dict:
         "synthetic_drops": _reasons(fate.get("dropped", {})),
         "synth_requests": requests, "synth_generated": kept,
         "synth_acceptance": _round(kept / requests) if requests else None,
+        "synth_samples": synth.get("samples"),
+        **{f"synth_task_{task}": _task_cell(t) for task, t in tasks.items()},
+        "synth_kept_later": f"{later['kept']}/{later['in']}" if later else None,
     }
 
 
@@ -130,18 +149,23 @@ COLUMNS = [  # (key, heading); "suite_bpb_*" rows, one per kind of the suite, fo
     ("ppl", "ppl (own data)"), ("nl2cmd_em", "nl2cmd EM"), ("nl2cmd_name", "cmd name"),
     ("nl2cmd_f1", "token F1"), ("synthetic_in", "synthetic in"), ("synthetic_kept", "synthetic kept"),
     ("synthetic_drops", "synthetic drops"), ("synth_requests", "synth requests"),
-    ("synth_generated", "synth generated"), ("synth_acceptance", "acceptance"),
+    ("synth_generated", "synth kept"), ("synth_acceptance", "acceptance"), ("synth_samples", "synth samples"),
+    ("synth_kept_later", "synth kept by the next round's filters"),
 ]
 
 
 def columns(rows: list[dict]) -> list[tuple[str, str]]:
-    """COLUMNS, with a bits-per-byte row for each kind of the suite the rounds were scored on."""
+    """COLUMNS, with a bits-per-byte row for each kind of the suite the rounds were scored on, and
+    a row per synthesis task (kept/requests and the drop reasons) after the acceptance."""
     kinds = sorted({key[len("suite_bpb_"):] for r in rows for key in r if key.startswith("suite_bpb_")})
+    tasks = sorted({key[len("synth_task_"):] for r in rows for key in r if key.startswith("synth_task_")})
     out = []
     for key, heading in COLUMNS:
         out.append((key, heading))
         if key == "suite_bpb":
             out += [(f"suite_bpb_{kind}", f"  bits/byte: {kind}") for kind in kinds]
+        if key == "synth_acceptance":
+            out += [(f"synth_task_{task}", f"  {task}") for task in tasks]
     return out
 
 

@@ -16,6 +16,7 @@ EPILOG = """examples:
   sigma flywheel configs/loop/demo.yaml           the flywheel, two rounds: curate -> train -> eval -> synthesize
   sigma ablate configs/ablate/curation.yaml       raw vs curated data: same model and tokens, scored on the suite
   sigma eval nl2cmd --model smollm2 --data pairs.jsonl    NL -> command scores of a model
+  sigma check-commands pairs.jsonl                check commands against this machine's man pages
 """
 
 
@@ -128,12 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a curate output folder (holding manifest.json)")
     p.set_defaults(func=_verify)
     from jobs.audit import register as register_audit
+    from jobs.check_commands import register as register_check_commands
     from jobs.classifier import register as register_classifier
     from jobs.refilter import register as register_refilter
 
     register_audit(sub)
     register_classifier(sub)
     register_refilter(sub)
+    register_check_commands(sub)
     register_model_commands(sub, build_suite=_ensure_suite)
     from jobs.flywheel import add_arguments as add_flywheel_arguments
 

@@ -34,6 +34,7 @@ from stages.quality.gopher import GopherQuality, GopherRepetition
 from stages.quality.langid import LanguageFilter
 from stages.quality.system_checks import SystemChecks
 from stages.rewrite.requests import SynthRequests
+from stages.rewrite.select import SyntheticFilter
 from stages.rewrite.synthesize import Synthesize
 from stages.safety.decontaminate import Decontaminate
 from stages.safety.redact import Redact
@@ -44,7 +45,7 @@ SOURCES: dict[str, type[Source]] = {c.kind: c for c in (FilesSource, ManSource, 
 STAGES: dict[str, type] = {c.name: c for c in (
     Redact, Decontaminate, BasicFilter, ExactDedupe, NearDedupe, ConfigParse, SystemChecks, LanguageFilter,
     GopherQuality, GopherRepetition, C4Filter, FineWebFilter, DomainClassifier, QualityClassifier, CompositeScore,
-    Synthesize, SemanticDedupe,
+    Synthesize, SemanticDedupe, SyntheticFilter,
 )}
 
 

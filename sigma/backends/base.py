@@ -27,6 +27,9 @@ ROLES = ("system", "user", "assistant")
 class Prompt:
     messages: tuple[tuple[str, str], ...]  # (role, content); few-shot examples are earlier user/assistant turns
     plain: str  # the same request as a text to continue
+    # the start of a chat model's answer, written into its turn after the chat template opens it, so
+    # the answer continues in the asked form (`Task:`); generated text does not repeat it
+    prefill: str = ""
 
     def __post_init__(self) -> None:
         bad = [role for role, _ in self.messages if role not in ROLES]

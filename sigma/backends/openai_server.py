@@ -64,6 +64,9 @@ class OpenAIServerBackend(Backend):
             body["stop"] = list(sampling.stop)
         if self.chat:
             body["messages"] = [{"role": role, "content": content} for role, content in prompt.messages]
+            if prompt.prefill:  # vLLM's extension: the answer continues the assistant turn begun here
+                body["messages"].append({"role": "assistant", "content": prompt.prefill})
+                body.update(continue_final_message=True, add_generation_prompt=False)
             reply = self._call("POST", "/v1/chat/completions", body)
             choice = reply["choices"][0]
             text = choice["message"].get("content") or ""

@@ -46,7 +46,7 @@ class SigmaBackend(Backend):
         return self.engine.encode(text)
 
     def render(self, prompt: Prompt) -> str:
-        return self.engine.chat_settings.render(prompt.messages) if self.chat else prompt.plain
+        return self.engine.chat_settings.render(prompt.messages) + prompt.prefill if self.chat else prompt.plain
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))

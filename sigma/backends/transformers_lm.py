@@ -72,7 +72,7 @@ class TransformersBackend(Backend):
         if not self.chat:
             return prompt.plain
         messages = [{"role": role, "content": content} for role, content in prompt.messages]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prompt.prefill
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]

@@ -62,7 +62,7 @@ class VLLMBackend(Backend):
         if not self.chat:
             return prompt.plain
         messages = [{"role": role, "content": content} for role, content in prompt.messages]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prompt.prefill
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"])

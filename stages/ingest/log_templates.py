@@ -40,7 +40,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from stages.variable_mask import WILDCARD, VariableMask, mask  # noqa: F401 (mask: this module's name for it before)
+from stages.variable_mask import WILDCARD, VariableMask
 
 HAS_DIGIT = re.compile(r"\d")
 _ID_LIKE = re.compile(r"\d\d|/|\\")  # two digits in a row or a path: a value, not a constant word

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.schema import doc_id
 from stages.rewrite.requests import SynthRequests
+from stages.rewrite.templates import load_template
 
 CONFIG = "\n".join(f"Option{i} value{i}" for i in range(30))
 
@@ -44,10 +45,11 @@ def test_each_task_takes_its_own_parents(corpus):
     assert parents == {("explain_log", f"log{i}") for i in range(10)} | {("annotate_config", f"conf{i}") for i in range(3)}
     for r in rows:
         meta = json.loads(r["meta"])
-        assert r["uri"] == f"synthetic://{meta['task']}/v1/round-3/{meta['parent_id']}"
+        version = load_template(meta["task"]).version  # the template's prompt version names its rows
+        assert r["uri"] == f"synthetic://{meta['task']}/v{version}/round-3/{meta['parent_id']}"
         assert r["id"] == doc_id("synthetic", r["uri"]) and r["source"] == "synthetic"
         assert r["kind"] == {"explain_log": "qa", "annotate_config": "config"}[meta["task"]]
-        assert meta["round"] == 3 and meta["prompt_version"] == 1 and meta["parent_kind"] in ("log", "config")
+        assert meta["round"] == 3 and meta["prompt_version"] == version and meta["parent_kind"] in ("log", "config")
     log_row = next(r for r in rows if json.loads(r["meta"])["parent_id"] == "log0")
     assert log_row["text"].startswith("2015-07-29")  # the parent's text, until synthesis replaces it
 

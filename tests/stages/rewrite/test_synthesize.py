@@ -4,18 +4,22 @@ Ray actors (requests -> synthesize -> shards and ledger)."""
 
 import json
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from jobs.curate import curate
 from pipeline.config import parse_job
 from stages.rewrite.requests import SynthRequests
 from stages.rewrite.synthesize import COLUMNS, Synthesize
+from stages.rewrite.templates import load_template
 
+ROOT = Path(__file__).resolve().parents[3]
 REASONS = {"synth_empty", "synth_truncated", "synth_unparsed", "synth_ungrounded", "synth_degenerate", "synth_copy",
-           "synth_too_short", "synth_prompt_too_long"}
+           "synth_too_short", "synth_prompt_too_long", "synth_unverified:unknown_value", "synth_unverified:unknown_field"}
 
 
 def _corpus(tmp_path, loghub, docs: list[dict]):
@@ -67,7 +71,8 @@ def test_smollm2_writes_real_children(smollm2, loghub, tmp_path):
         meta = json.loads(row["meta"])
         assert row["source"] == "synthetic" and row["parent_id"] == meta["parent_id"] and row["round"] == 1
         assert row["synth.engine"] == "transformers" and row["synth.model"].startswith("smollm2")
-        assert row["synth.prompt_version"] == 1 and json.loads(row["synth.sampling"])["temperature"] == 0.0
+        assert row["synth.prompt_version"] == load_template(row["synth.task"]).version
+        assert json.loads(row["synth.sampling"])["temperature"] == 0.0 and row["synth.attempts"] == 1  # greedy: once
         assert meta["engine"] == "transformers" and meta["sampling"]["max_new_tokens"] == 56
         assert row["synth.completion_tokens"] > 0 and row["synth.finish_reason"] in ("eos", "stop", "length")
         assert row["_unit"] == 0 and row["_row"] in (0, 1, 2)
@@ -94,11 +99,19 @@ def tiny_run(tmp_path_factory, loghub, ray_local):
 
 def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     """requests -> synthesize (sigma engine on a Ray actor) -> shards: the ledger balances, the
-    manifest has requests and kept per task, and the same job gives the same children again."""
+    manifest has requests, kept and samples per task (an answer that fails is sampled again, up to
+    max_attempts), and the same job gives the same children again."""
+    # a prompt of our own: sigma-tiny after 30 steps writes text of any kind, so the answer ends at a
+    # line break and only has to be 25 characters long: some pass, some are sampled again
+    template = yaml.safe_load((ROOT / "configs" / "prompts" / "explain_log.yaml").read_text())
+    template.update(stop=["\n"], examples=[], check={"format": "prose", "min_chars": 25, "max_copy": None})
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "explain_log.yaml").write_text(yaml.safe_dump(template))
     job = {"inputs": [{"type": "synth_requests", "corpus": [str(tiny_run / "corpus")], "tasks": ["explain_log"],
-                       "per_task": 6, "unit_requests": 3, "round": 2}],
+                       "per_task": 6, "unit_requests": 3, "round": 2, "prompt_dir": str(tmp_path / "prompts")}],
            "stages": [{"synthesize": {"engine": {"backend": "sigma", "model": str(tiny_run / "run"), "device": "cpu"},
-                                      "max_new_tokens": 40, "temperature": 0.8, "batch_size": 2}}],
+                                      "max_new_tokens": 40, "temperature": 0.8, "batch_size": 2, "max_attempts": 2,
+                                      "prompt_dir": str(tmp_path / "prompts")}}],
            "writer": {"rejects": "all"}}
     manifest = curate(parse_job(job), str(tmp_path / "a"))
     totals = manifest["totals"]
@@ -114,6 +127,10 @@ def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     corpus_ids = set(pq.read_table(tiny_run / "corpus" / "shards", columns=["id"]).column("id").to_pylist())
     for row in children + rejects:
         assert row["source"] == "synthetic" and json.loads(row["meta"])["parent_id"] in corpus_ids
+    attempts = [json.loads(r["meta"])["attempts"] for r in children + rejects]  # rejects keep the meta
+    assert synth["counts"]["samples:explain_log"] == sum(attempts) and 2 in attempts
+    assert [r["synth.attempts"] for r in children] == attempts[: len(children)]
+    assert all(a in (1, 2) for a in attempts[: len(children)]) and set(attempts[len(children):]) <= {2}
     for row in children:
         assert row["round"] == 2 and row["synth.engine"] == "sigma" and row["text"].startswith("Log excerpt:\n")
         assert row["synth.prompt_tokens"] <= 256 - 40  # the excerpt was cut to leave room in sigma-tiny's context
@@ -121,3 +138,28 @@ def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     assert again["totals"] == totals
     b = pq.read_table(tmp_path / "b" / "shards").to_pylist() if (tmp_path / "b" / "shards").exists() else []
     assert [(r["id"], r["text"]) for r in b] == [(r["id"], r["text"]) for r in children]
+
+
+def test_an_answer_written_field_by_field(tiny_run, tmp_path, man_root):
+    """man_nl2cmd's form: the stage writes `Command: PROGRAM`, the model continues to the end of the
+    line, the stage writes `Task:`, the model continues to the end of that line; whatever the model
+    (here sigma-tiny, which knows no man pages), every answer has that shape, kept or dropped."""
+    from stages.ingest.man import ManSource
+
+    source = ManSource("man", roots=[str(man_root.parent)], sections=["1"], include=["ls", "cat"])
+    pages = [r for unit in source.plan() for result in source.read(unit) for r in result.kept.to_pylist()]
+    assert len(pages) == 2
+    batch = _requests(_corpus(tmp_path, None, pages), ["man_nl2cmd"], per_task=None)
+    stage = Synthesize(engine={"backend": "sigma", "model": str(tiny_run / "run"), "device": "cpu"},
+                       temperature=0.0, max_new_tokens=12, batch_size=2)
+    result = stage.process(batch)
+    rows = result.kept.to_pylist() + ([] if result.dropped is None else result.dropped.to_pylist())
+    assert len(rows) == 2
+    for row in rows:
+        program = json.loads(row["meta"])["parent_uri"].rsplit("/", 1)[-1].split(".")[0]
+        lines = row["text"].splitlines()
+        if row.get("reason") is None:  # the child: task first
+            assert lines[0].startswith("Task:") and lines[1].startswith(f"Command: {program}")
+        else:  # the answer as the model wrote it, field by field
+            assert lines[0].startswith(f"Command: {program}") and lines[1].startswith("Task:") and len(lines) == 2
+        assert row["synth.completion_tokens"] <= 2 * 12

@@ -1,0 +1,1 @@
+"""Checks of generated system text against ground truth on the machine: a command line against its programs\x27 man pages, a config annotation against the file\x27s parser, a log explanation against the lines and their templates."""
