@@ -153,7 +153,7 @@ def engines_command(args) -> None:
         if python is None or not Path(python).exists():
             print(f"{label}: skipped (no interpreter {python})", flush=True)
             continue
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_CPU_OMP_THREADS_BIND": "all",
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_CPU_OMP_THREADS_BIND": f"0-{args.threads - 1}",
                "VLLM_CPU_KVCACHE_SPACE": "2"}
         command = [python, __file__, "engine", "--spec", json.dumps(spec), "--requests", str(out / "requests.parquet"),
                    "--batch-size", str(args.batch_size), "--max-new-tokens", str(args.max_new_tokens),
