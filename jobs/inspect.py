@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 
@@ -23,6 +24,25 @@ def _doc_panel(doc: dict, title: str, style: str, lines: int) -> Panel:
     return Panel(Group(info, body), title=title, border_style=style, title_align="left")
 
 
+def unknown_filter(args: argparse.Namespace) -> str | None:
+    """A one-line error for a --kind, --source, --reason or --stage value the run does not hold at
+    all, with the values it holds and the nearest one; None when every given value occurs."""
+    from pipeline.inspect import values
+
+    dropped = args.reason is not None or args.stage is not None or args.dropped
+    for column in ("kind", "source", "reason", "stage"):
+        given = getattr(args, column)
+        if given is None:
+            continue
+        known = values(args.dir, column, dropped=dropped or column in ("reason", "stage"))
+        if given not in known:
+            near = difflib.get_close_matches(given, known, n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            which = "dropped documents'" if column in ("reason", "stage") or dropped else "kept documents'"
+            return f"no document has --{column} {given}{hint} (the {which} {column}s: {', '.join(known) or 'none'})"
+    return None
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     from pipeline.inspect import sample
 
@@ -38,12 +58,16 @@ def run_inspect(args: argparse.Namespace) -> int:
             Console(stderr=True).print(f"[red]error in --where:[/red] {exc}")
             return 2
         raise
+    problem = unknown_filter(args) if not samples else None
+    if problem:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {problem}", highlight=False)
+        return 2
     if args.json:
         print(json.dumps([{"doc": s.doc, "dropped": s.dropped, "kept_twin": s.kept_twin, "notes": s.notes}
                           for s in samples], indent=1, default=str))
         return 0
     if not samples:
-        console.print("[yellow]no document matches[/yellow]")
+        console.print("[yellow]no document matches[/yellow] (each filter's value occurs, not all of them together)")
         return 0
     panels = []
     for s in samples:

@@ -35,6 +35,19 @@ def _where(filters: dict[str, str | None], where: str | None, names: list[str]) 
     return (" where " + " and ".join(clauses)) if clauses else "", params
 
 
+def values(root: str | Path, column: str, dropped: bool) -> list[str]:
+    """The distinct values of `column` among the kept documents (or the dropped ones); for reasons
+    also the part before the first `:` (`unreadable` for `unreadable:undecodable`)."""
+    con = connect(root)
+    table = "ledger" if dropped else "shards"
+    if column not in columns(con, table):
+        return []
+    found = {r[0] for r in con.execute(f'select distinct "{column}" from {table}').fetchall() if r[0] is not None}
+    if column == "reason":
+        found |= {v.split(":")[0] for v in found}
+    return sorted(found)
+
+
 def sample(root: str | Path, *, kind: str | None = None, source: str | None = None, reason: str | None = None,
            stage: str | None = None, where: str | None = None, limit: int = 5, seed: int = 0,
            dropped: bool = False) -> list[Sample]:

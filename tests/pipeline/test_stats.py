@@ -110,6 +110,10 @@ def test_cli_inspect_and_diff(two_runs):
     out = subprocess.run([sys.executable, "-m", "jobs.sigma_command", "inspect", str(strict), "--reason", "too_short", "-n", "1"],
                          cwd=root, capture_output=True, text=True, check=True).stdout
     assert "too_short" in out
+    misspelt = subprocess.run([sys.executable, "-m", "jobs.sigma_command", "inspect", str(strict), "--kind", "lgo"],
+                              cwd=root, capture_output=True, text=True)
+    assert misspelt.returncode == 2 and "Traceback" not in misspelt.stderr
+    assert misspelt.stderr.count("\n") == 1 and "did you mean log? (the kept documents' kinds: doc, log)" in misspelt.stderr
 
 
 def test_text_measures_match_python():
