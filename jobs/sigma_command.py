@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Run rounds of curate (new sources plus the last round's synthetic rows, through "
                        "the same filters and dedupe) -> tokenize -> train (from the last round's checkpoint) -> eval "
-                       "(held-out perplexity, NL -> command) -> synthesize with the new model. Each round is a folder "
+                       "(the frozen eval suite's bits per byte and NL -> command scores, perplexity on the round's own "
+                       "held-out documents) -> synthesize (the round's model or a fixed engine such as SmolLM2; each "
+                       "answer checked against the machine, a failed one sampled again). Each round is a folder "
                        "with its manifest and report; a killed loop, run again, resumes at the step where it stopped. "
                        "Prints the table of rounds at the end.",
                        epilog="examples:\n  sigma flywheel configs/loop/demo.yaml --output out/loop\n"
