@@ -110,7 +110,7 @@ def _register_tokenizer(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--data", nargs="+", required=True, metavar="DIR", help="curate output folders (DIR/shards/*.parquet)")
     train.add_argument("--vocab-size", type=int, required=True, help="vocabulary size, special tokens included")
-    train.add_argument("--out", metavar="DIR", help="folder for tokenizer.json (default: the first --data folder)")
+    train.add_argument("--output", "--out", dest="out", metavar="DIR", help="folder for tokenizer.json (default: the first --data folder)")
     train.set_defaults(func=tokenizer_train)
 
 
@@ -146,7 +146,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("config", metavar="CONFIG_OR_PRESET", help="a train YAML file or a model preset name")
     train.add_argument("--data", nargs="+", required=True, metavar="DIR", help="curate output folders to mix")
-    train.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    train.add_argument("--output", "--out", dest="out", required=True, metavar="DIR", help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     train.add_argument("--init-from", "--init", metavar="CHECKPOINT", help="start from these weights and their tokenizer (a run folder, a step_* folder, or a `sigma convert` output), with a fresh optimizer and schedule")
     train.add_argument("--weights", nargs="+", type=float, metavar="W", help="mixture weight per --data folder")
@@ -235,7 +235,7 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     export.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its latest checkpoint) or a step_* folder")
-    export.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    export.add_argument("--output", "--out", dest="out", required=True, metavar="DIR", help="folder to write")
     export.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="weight dtype (default float32)")
     export.set_defaults(func=export_command)
 
@@ -271,7 +271,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     )
     convert.add_argument("src", metavar="SRC", help="a Hugging Face Llama folder, a .gguf file, or a packaged model name")
     convert.add_argument("--k-heads", type=int, required=True, metavar="N", help="K heads of the result; must divide the source's KV heads")
-    convert.add_argument("--out", metavar="DIR", help="checkpoint folder to write (default: converted/NAME-kN)")
+    convert.add_argument("--output", "--out", dest="out", metavar="DIR", help="checkpoint folder to write (default: converted/NAME-kN)")
     convert.set_defaults(func=convert_command)
 
 

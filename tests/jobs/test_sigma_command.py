@@ -26,6 +26,18 @@ def test_help_explains_with_examples():
     assert "--json" in sigma("stats", "--help").stdout
 
 
+def test_every_command_that_writes_a_folder_takes_output_and_its_alias_out():
+    from jobs.sigma_command import build_parser
+
+    parser = build_parser()
+    commands = [["tokenizer", "train", "--data", "d", "--vocab-size", "512"], ["train", "c.yaml", "--data", "d"], ["export", "run"],
+                ["convert", "smollm2", "--k-heads", "1"], ["ablate", "train", "bundle"], ["ablate", "report", "bundle"]]
+    for words in commands:
+        for flag in ("--output", "--out"):
+            args = parser.parse_args([*words, flag, "somewhere"])
+            assert getattr(args, "out", None) == "somewhere", (words, flag)
+
+
 def test_default_job_file_is_valid():
     config = load_job(resolve_job_file("local-system"))
     job = build_job(config, "out/x")
