@@ -59,7 +59,10 @@ def model_info(args: argparse.Namespace) -> int:
     else:
         from sigma.train import TrainConfig
 
-        train_config = TrainConfig.load(args.preset)
+        try:
+            train_config = TrainConfig.load(args.preset)
+        except (ValueError, FileNotFoundError) as exc:  # pydantic's ValidationError is a ValueError
+            return _usage_error(str(exc).splitlines()[0], "model info")
         name, config = args.preset, resolve_model_config(train_config.model)
         seq_len = args.seq_len or train_config.sequence_length()
     baseline_name = f"{name}-gqa"
@@ -136,12 +139,12 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "or add --ray to run the same loop on a Ray cluster through Ray Train (one worker per\n"
             "GPU, or per CPU where the cluster has none; the data and OUT on a path every node sees).\n\n"
             "examples:\n"
-            "  sigma train sigma-tiny --data out/curated --out runs/tiny --steps 300\n"
-            "  sigma train configs/train/sigma-125m.yaml --data out/man out/logs --weights 1 3 --out runs/125m\n"
-            "  sigma train configs/train/smollm2-k1-adapt.yaml --init converted/smollm2-k1 --data out/adapt/man out/adapt/logs --out runs/adapt\n"
-            "  torchrun --nproc-per-node 8 -m sigma.model_commands train configs/train/sigma-1b.yaml --data out/curated --out runs/1b --resume\n"
-            "  sigma train configs/train/sigma-1b.yaml --data /shared/curated --out /shared/runs/1b --ray --address auto --workers 16\n"
-            "  ray job submit --working-dir . -- sigma train sigma-125m --data /shared/curated --out /shared/runs/125m --ray --workers 4"
+            "  sigma train sigma-tiny --data out/curated --output runs/tiny --steps 300\n"
+            "  sigma train configs/train/sigma-125m.yaml --data out/man out/logs --weights 1 3 --output runs/125m\n"
+            "  sigma train configs/train/smollm2-k1-adapt.yaml --init converted/smollm2-k1 --data out/adapt/man out/adapt/logs --output runs/adapt\n"
+            "  torchrun --nproc-per-node 8 -m sigma.model_commands train configs/train/sigma-1b.yaml --data out/curated --output runs/1b --resume\n"
+            "  sigma train configs/train/sigma-1b.yaml --data /shared/curated --output /shared/runs/1b --ray --address auto --workers 16\n"
+            "  ray job submit --working-dir . -- sigma train sigma-125m --data /shared/curated --output /shared/runs/125m --ray --workers 4"
         ),
     )
     train.add_argument("config", metavar="CONFIG_OR_PRESET", help="a train YAML file or a model preset name")
@@ -180,7 +183,11 @@ def train_command(args: argparse.Namespace) -> int:
     from sigma.packing import NoDocumentsError
     from sigma.train import TrainConfig, train
 
-    config = TrainConfig.load(args.config).override(
+    try:
+        config = TrainConfig.load(args.config)
+    except (ValueError, FileNotFoundError) as exc:
+        return _usage_error(str(exc))
+    config = config.override(
         max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, seq_len=args.seq_len,
         lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps, seed=args.seed,
         eval_every=args.eval_every, save_every=args.save_every, log_every=args.log_every,
@@ -195,7 +202,7 @@ def train_command(args: argparse.Namespace) -> int:
         return _usage_error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --ray")
     if args.ray and args.device:
         return _usage_error("--device does not go with --ray: Ray gives each worker its device (see --gpus-per-worker)")
-    user_errors: tuple[type[Exception], ...] = (NoDocumentsError,)
+    user_errors: tuple[type[Exception], ...] = (NoDocumentsError, FileNotFoundError)  # no shards where --data says
     if args.ray:
         from sigma.ray_train import ClusterError, RayWorkers, train_on_ray
 
@@ -216,8 +223,8 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _usage_error(message: str) -> int:
-    print(f"sigma train: error: {message}", file=sys.stderr)
+def _usage_error(message: str, command: str = "train") -> int:
+    print(f"sigma {command}: error: {message}", file=sys.stderr)
     return 2
 
 
@@ -230,8 +237,8 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
             "Write a checkpoint as a Hugging Face folder (config.json, model.safetensors, tokenizer,\n"
             "modeling_sigma.py) that transformers loads with trust_remote_code=True:\n"
             "  AutoModelForCausalLM.from_pretrained(OUT, trust_remote_code=True)\n\n"
-            "example:\n  sigma export runs/125m --out exports/sigma-125m\n"
-            "  sigma export runs/125m/checkpoints/step_00010000 --out exports/step10k --dtype bfloat16"
+            "example:\n  sigma export runs/125m --output exports/sigma-125m\n"
+            "  sigma export runs/125m/checkpoints/step_00010000 --output exports/step10k --dtype bfloat16"
         ),
     )
     export.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its latest checkpoint) or a step_* folder")
@@ -265,7 +272,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
             "the source's sha256 and the mapped config. OUT is a checkpoint folder that\n"
             "`sigma train --init-from`, `sigma generate`, `sigma export` and the loop read.\n\n"
             "examples:\n"
-            "  sigma convert smollm2 --k-heads 1 --out converted/smollm2-k1\n"
+            "  sigma convert smollm2 --k-heads 1 --output converted/smollm2-k1\n"
             "  sigma convert models/SmolLM2-135M --k-heads 3"
         ),
     )

@@ -34,6 +34,16 @@ def test_model_info(capsys):
     assert "32 / 4 / 16" in out and "sigma-1.5b-gqa" in out and "1,280" in out and "2,048" in out
 
 
+def test_a_wrong_name_or_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["model", "info", "sigma-tinny"]) == 2
+    assert capsys.readouterr().err.startswith("sigma model info: error: 'sigma-tinny' is neither a YAML file")
+    assert main(["train", "no-such.yaml", "--data", str(tmp_path), "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == "sigma train: error: train config not found: no-such.yaml\n"
+    assert main(["train", "sigma-tiny", "--data", str(tmp_path / "missing"), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sigma train: error: no shards in") and err.count("\n") == 1
+
+
 def test_train_then_export_from_the_command_line(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
     run, export = tmp_path / "run", tmp_path / "hf"
     common = [sys.executable, "-m", "sigma.model_commands"]
