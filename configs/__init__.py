@@ -15,6 +15,7 @@ working folder (`sigma flywheel configs/loop/demo.yaml` run elsewhere, or a defa
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,13 @@ PREFIX = "configs"  # a repository path under this folder can be read from the p
 
 class ConfigError(ValueError):
     """A job file or option that cannot be used, with a message that says why."""
+
+
+def known_list(name: str, known: list[str]) -> str:
+    """`did you mean X? ` for the nearest known name, then `known: A, B, ...`: the end of an
+    unknown-name error."""
+    near = difflib.get_close_matches(name, known, n=1)
+    return (f"did you mean {near[0]}? " if near else "") + f"known: {', '.join(known) or 'none'}"
 
 
 def shipped(*parts: str) -> Traversable:
@@ -55,7 +63,7 @@ def named(name: str, folder: str, what: str, within: str | Path | None = None) -
     if candidate.is_file():
         return candidate
     where = f" in {within}" if within else ""
-    raise ConfigError(f"no {what} {name!r}{where}; known: {', '.join(names(base)) or 'none'}")
+    raise ConfigError(f"no {what} {name!r}{where}; {known_list(name, names(base))}")
 
 
 def locate(spec: str | os.PathLike | Traversable) -> Path | Traversable:

@@ -8,6 +8,7 @@ import typing
 
 from pydantic import TypeAdapter, ValidationError
 
+from configs import known_list
 from pipeline.config import ConfigError, InputConfig, StageConfig
 from pipeline.source import Source
 from pipeline.stage import GlobalStage, Stage
@@ -74,17 +75,25 @@ def construct(cls: type, options: dict, where: str, fixed: dict | None = None):
 
 def build_source(config: InputConfig, index: int) -> Source:
     if config.type not in SOURCES:
-        raise ConfigError(f"inputs[{index}]: unknown type {config.type!r}; known: {', '.join(sorted(SOURCES))}")
+        raise ConfigError(f"inputs[{index}]: unknown type {config.type!r}; {known_list(config.type, sorted(SOURCES))}")
     name = config.name or f"{config.type}-{index}"
     return construct(SOURCES[config.type], config.options(), f"inputs[{index}] ({config.type})", {"name": name})
 
 
 def build_stages(configs: list[StageConfig]) -> list[Stage | GlobalStage]:
-    """The job's stages, with filter presets (`- preset: {name: system}`) expanded in place."""
+    """The job's stages, with filter presets (`- preset: {name: system}`) expanded in place. A name
+    the file misspells is reported at its own entry, counted before any preset expands."""
+    for index, config in enumerate(configs):
+        if config.name != "preset":
+            check_stage_name(config.name, index)
     return [build_stage(c, i) for i, c in enumerate(expand_presets(configs))]
 
 
+def check_stage_name(name: str, index: int) -> None:
+    if name not in STAGES:
+        raise ConfigError(f"stages[{index}]: unknown stage {name!r}; {known_list(name, sorted(STAGES))}")
+
+
 def build_stage(config: StageConfig, index: int) -> Stage | GlobalStage:
-    if config.name not in STAGES:
-        raise ConfigError(f"stages[{index}]: unknown stage {config.name!r}; known: {', '.join(sorted(STAGES))}")
+    check_stage_name(config.name, index)
     return construct(STAGES[config.name], config.options, f"stages[{index}] ({config.name})")

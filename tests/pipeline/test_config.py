@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.config import ConfigError, load_job, parse_job
-from stages.registry import build_source, build_stage
+from stages.registry import build_source, build_stage, build_stages
 
 
 def test_stage_forms_and_hash(tmp_path):
@@ -19,6 +19,10 @@ def test_errors_say_what_is_wrong(tmp_path):
         parse_job({"stages": []})
     with pytest.raises(ConfigError, match="unknown stage 'nope'"):
         build_stage(parse_job({"inputs": [], "stages": ["nope"]}).stages[0], 0)
+    with pytest.raises(ConfigError, match=r"^stages\[2\]: unknown stage 'exact_dedup'; did you mean exact_dedupe\?"):
+        build_stages(parse_job({"inputs": [], "stages": ["redact", {"preset": {"name": "system"}}, "exact_dedup"]}).stages)
+    with pytest.raises(ConfigError, match=r"no filter preset 'sytem'; did you mean system\?"):
+        build_stages(parse_job({"inputs": [], "stages": [{"preset": {"name": "sytem"}}]}).stages)
     with pytest.raises(ConfigError, match="unknown option.*min_char\\b.*takes: min_chars"):
         build_stage(parse_job({"inputs": [], "stages": [{"basic_filter": {"min_char": 3}}]}).stages[0], 0)
     with pytest.raises(ConfigError, match="option min_chars"):
