@@ -153,6 +153,9 @@ def run_diff(args: argparse.Namespace) -> int:
         for i, c in enumerate(("", "A", "B", "B - A")):
             t.add_column(c, justify="left" if i == 0 else "right")
         for k, v in rows.items():
+            if v["delta"] is None:  # a stage only one run ran
+                t.add_row(str(k), *("not run" if x is None else f"{x:,}" for x in (v["a"], v["b"])), "[dim]-")
+                continue
             style = "green" if v["delta"] > 0 else "red" if v["delta"] < 0 else "dim"
             t.add_row(str(k), f"{v['a']:,}", f"{v['b']:,}", f"[{style}]{v['delta']:+,}")
         console.print(t)

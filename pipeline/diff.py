@@ -23,10 +23,16 @@ def _flatten(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
-def _delta(a: dict, b: dict) -> dict:
+def _delta(a: dict, b: dict, absent: int | None = 0) -> dict:
+    """Each key's value in A and B and B - A. A key one side lacks counts as `absent` there: 0 for
+    counts, None for a stage that run never ran (its delta is None too)."""
     keys = list(dict.fromkeys(list(a) + list(b)))
-    return {k: {"a": a.get(k, 0), "b": b.get(k, 0), "delta": b.get(k, 0) - a.get(k, 0)} for k in keys
-            if a.get(k, 0) != b.get(k, 0) or k in a and k in b}
+    out = {}
+    for k in keys:
+        va, vb = a.get(k, absent), b.get(k, absent)
+        if va != vb or k in a and k in b:
+            out[k] = {"a": va, "b": vb, "delta": None if va is None or vb is None else vb - va}
+    return out
 
 
 def _files(root: Path, manifest: dict, key: str) -> list[str]:
@@ -68,7 +74,7 @@ def diff_runs(a: str | Path, b: str | Path, sample: int = 10) -> dict:
                          {k: mb["totals"][k] for k in ("input", "kept", "dropped")}),
         "dropped_by_reason": _delta(ma["totals"]["dropped_by_reason"], mb["totals"]["dropped_by_reason"]),
         "stages_out": _delta({s["name"]: s["docs_out"] for s in ma["stages"]},
-                             {s["name"]: s["docs_out"] for s in mb["stages"]}),
+                             {s["name"]: s["docs_out"] for s in mb["stages"]}, absent=None),
         "by_source": _delta({k: v["documents"] for k, v in sa["by_source"].items()},
                             {k: v["documents"] for k, v in sb["by_source"].items()}),
         "by_kind": _delta({k: v["documents"] for k, v in sa["by_kind"].items()},

@@ -101,6 +101,15 @@ def test_diff_explains_the_threshold_change(two_runs):
     assert d["totals"]["kept"]["delta"] == -removed["count"]
 
 
+def test_a_stage_one_run_never_ran_is_not_run_not_zero():
+    from pipeline.diff import _delta
+
+    d = _delta({"redact": 10, "near_dedupe": 8}, {"redact": 10, "semantic_dedupe": 7}, absent=None)
+    assert d["near_dedupe"] == {"a": 8, "b": None, "delta": None}
+    assert d["semantic_dedupe"] == {"a": None, "b": 7, "delta": None} and d["redact"]["delta"] == 0
+    assert _delta({"too_short": 3}, {})["too_short"] == {"a": 3, "b": 0, "delta": -3}  # counts: absent is 0
+
+
 def test_cli_inspect_and_diff(two_runs):
     lenient, strict = two_runs
     root = Path(__file__).resolve().parents[2]
