@@ -43,6 +43,16 @@ class Result:
     counts: dict[str, int] | None = None  # stage-specific counters (e.g. redactions by type), summed in the manifest
 
 
+def set_columns(batch: pa.Table, columns: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Table:
+    """`batch` with each of `columns` appended in order, replacing a column of the same name (a
+    signal computed again on a batch that already holds it, as a refilter's or a resumed run's)."""
+    for name, column in columns.items():
+        if name in batch.column_names:
+            batch = batch.drop_columns([name])
+        batch = batch.append_column(name, column)
+    return batch
+
+
 def split_dropped(batch: pa.Table, reasons, details=None) -> Result:
     """Split `batch` by `reasons` (None keeps the row) into kept rows and dropped rows."""
     reasons = pa.array(reasons, pa.string())

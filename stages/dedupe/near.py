@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from pipeline.components import both_directions, connected_components, local_stars, unique_pairs
 from pipeline.exchange import PART, Parts, fmix64, from_blocks, partition_of, step
 from pipeline.manifest import output_shard_files
-from pipeline.stage import Decision, GlobalStage, Resources, partitions_for
+from pipeline.stage import Decision, GlobalStage, Resources, partitions_for, set_columns
 from stages.dedupe import minhash
 from stages.dedupe.normalise import AUTO_KIND_MODES, MODES, detect_kinds, kinds_of, normalise
 
@@ -115,11 +115,7 @@ class NearDedupe(GlobalStage):
         parts = [self._signal_columns(chunk) for chunk in _byte_chunks(batch)]
         cols = {name: pa.concat_arrays([p[name] for p in parts]) if parts else pa.array([], t)
                 for name, t in self.columns().items()}
-        for name, col in cols.items():
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
-            batch = batch.append_column(pa.field(name, self.columns()[name]), col)
-        return batch
+        return set_columns(batch, cols)
 
     def _signal_columns(self, batch: pa.Table) -> dict[str, pa.Array]:
         raw = batch["text"].fill_null("")

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from pipeline.components import both_directions, connected_components, local_stars
 from pipeline.exchange import PART, fmix64, from_blocks, partition_of, step
-from pipeline.stage import Decision, GlobalStage, Resources, partitions_for
+from pipeline.stage import Decision, GlobalStage, Resources, partitions_for, set_columns
 from stages.dedupe import embed, hard_tokens
 from stages.dedupe.near import (PARTITION_BYTES, _cluster_cpus, _node_keys, existing_shards, keeper_choice,
                                 keeper_scores, member_attrs)
@@ -122,11 +122,7 @@ class SemanticDedupe(GlobalStage):
         cols = {EMB: pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), embed.DIM),
                 SCORE: pa.array(keeper_scores(batch, self.keep, self.score_column), pa.float64()),
                 HARD: pa.FixedSizeListArray.from_arrays(pa.array(hard, pa.uint64()), len(hard_tokens.CATEGORIES))}
-        for name, col in cols.items():
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
-            batch = batch.append_column(pa.field(name, self.columns()[name]), col)
-        return batch
+        return set_columns(batch, cols)
 
     def check(self) -> None:
         existing_shards(self.existing)

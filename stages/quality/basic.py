@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.stage import Filter, Resources, Rule
+from pipeline.stage import Filter, Resources, Rule, set_columns
 from stages.quality.text_measures import NON_PRINTABLE
 
 CHARS, LINES, PRINTABLE = "stats.chars", "stats.lines", "stats.printable"
@@ -37,7 +37,4 @@ class BasicFilter(Filter):
         lines = pc.add(pc.count_substring(text, "\n"), 1).cast(pa.int64())
         bad = pc.count_substring_regex(text, NON_PRINTABLE).cast(pa.float64())
         printable = pc.subtract(1.0, pc.divide(bad, pc.max_element_wise(chars.cast(pa.float64()), 1.0)))
-        for name, col in ((CHARS, chars), (LINES, lines), (PRINTABLE, printable.cast(pa.float32()))):
-            batch = batch.drop_columns([name]) if name in batch.column_names else batch
-            batch = batch.append_column(name, col)
-        return batch
+        return set_columns(batch, {CHARS: chars, LINES: lines, PRINTABLE: printable.cast(pa.float32())})

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.stage import Filter, Resources, Rule
+from pipeline.stage import Filter, Resources, Rule, set_columns
 from stages.quality.classifier import Classifier, model_file
 
 
@@ -53,9 +53,7 @@ class ClassifierFilter(Filter):
     def signal(self, batch: pa.Table) -> pa.Table:
         self.setup()
         scores = self._classifier.score(batch["text"].to_pylist())
-        if self.column in batch.column_names:
-            batch = batch.drop_columns([self.column])
-        return batch.append_column(pa.field(self.column, pa.float32()), pa.array(scores, pa.float32()))
+        return set_columns(batch, {self.column: pa.array(scores, pa.float32())})
 
 
 class DomainClassifier(ClassifierFilter):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipeline.stage import Filter, Resources, Rule
+from pipeline.stage import Filter, Resources, Rule, set_columns
 
 COMPOSITE = "score.composite"
 
@@ -51,7 +51,4 @@ class CompositeScore(Filter):
             weight[ok] += w
         with np.errstate(invalid="ignore", divide="ignore"):
             score = np.where(weight > 0, total / weight, np.nan)
-        if COMPOSITE in batch.column_names:
-            batch = batch.drop_columns([COMPOSITE])
-        return batch.append_column(pa.field(COMPOSITE, pa.float32()),
-                                   pa.array(score, pa.float32(), from_pandas=True))
+        return set_columns(batch, {COMPOSITE: pa.array(score, pa.float32(), from_pandas=True)})

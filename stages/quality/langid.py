@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.stage import Filter, Resources, Rule
+from pipeline.stage import Filter, Resources, Rule, set_columns
 from stages.quality.rule_filter import PROSE_KINDS
 
 LANG, SCORE = "lang", "lang.score"
@@ -90,11 +90,7 @@ class LanguageFilter(Filter):
             for i, label, prob in zip(todo, labels, probs):
                 langs[i] = label[0].removeprefix("__label__")
                 scores[i] = float(min(prob[0], 1.0))
-        for name in (LANG, SCORE):
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
-        return batch.append_column(LANG, pa.array(langs, pa.string())).append_column(
-            SCORE, pa.array(scores, pa.float32()))
+        return set_columns(batch, {LANG: pa.array(langs, pa.string()), SCORE: pa.array(scores, pa.float32())})
 
     def reasons(self) -> list[str]:
         return ([self.language_reason()] if self.languages is not None else []) + super().reasons()

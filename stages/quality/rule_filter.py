@@ -15,7 +15,7 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.stage import Filter, Resources
+from pipeline.stage import Filter, Resources, set_columns
 
 PROSE_KINDS = ("doc", "web", "qa", "other")
 
@@ -49,8 +49,4 @@ class RuleFilter(Filter):
             if ok and text is not None:
                 for name, value in self.measure(text, kind, uri).items():
                     values[name][i] = value
-        for name, dtype in self.signals.items():
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
-            batch = batch.append_column(pa.field(name, dtype), pa.array(values[name], dtype))
-        return batch
+        return set_columns(batch, {name: pa.array(values[name], dtype) for name, dtype in self.signals.items()})

@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import xxhash
 
-from pipeline.stage import Resources, Result, Stage, split_dropped
+from pipeline.stage import Resources, Result, Stage, set_columns, split_dropped
 from sigma.backends.base import Backend, EngineSpec, Generation, Sampling, load_backend
 from stages.rewrite.outputs import check_output
 from stages.rewrite.templates import PromptTemplate, load_template
@@ -224,11 +224,7 @@ class Synthesize(Stage):
             "synth.items": [o.get("items") for o in out],
             "synth.attempts": [o.get("attempts") for o in out],
         }
-        for name, dtype in COLUMNS.items():
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
-            batch = batch.append_column(pa.field(name, dtype), pa.array(values[name], dtype))
-        return batch
+        return set_columns(batch, {name: pa.array(values[name], dtype) for name, dtype in COLUMNS.items()})
 
 
 def _cluster_has_gpus() -> float:

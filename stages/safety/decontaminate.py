@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from pipeline.stage import Filter, Resources, Result, split_dropped
+from pipeline.stage import Filter, Resources, Result, set_columns, split_dropped
 from sigma.evals.overlap import NgramIndex
 
 ITEM, MATCHES = "decontam.item", "decontam.matches"
@@ -127,11 +127,7 @@ class Decontaminate(Filter):
                 docs.append(None if first is None else self._suite.long.items[first][0])
             values.update({HELD: pa.array(held, pa.bool_()), SHARE: pa.array(shares, pa.float32()),
                            SUITE_ITEM: pa.array(docs, pa.string()), SUITE: pa.array([self.suite_hash] * rows, pa.string())})
-        for name, column in values.items():
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
-            batch = batch.append_column(name, column)
-        return batch
+        return set_columns(batch, values)
 
     def decide(self, batch: pa.Table):
         reasons, details = [], []

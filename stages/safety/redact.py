@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.stage import Result, Stage, Resources
+from pipeline.stage import Resources, Result, Stage, set_columns
 from stages.safety.context import COMMANDS, INTRODUCED, NOT_SECRET_WORDS, keep_value
 from stages.safety.entropy import looks_random
 from stages.safety.token_formats import TOKEN_FORMATS
@@ -341,11 +341,10 @@ class Redact(Stage):
         batch = batch.set_column(batch.schema.get_field_index("text"), batch.schema.field("text"),
                                  pa.array(texts, batch.schema.field("text").type))
         totals: Counter = Counter()
+        columns = {}
         for name in self.columns():
             t = name.removeprefix("redact.")
             col = [sum(c.values()) for c in per_doc] if t == "total" else [c[t] for c in per_doc]
             totals[name] = sum(col)
-            if name in batch.column_names:
-                batch = batch.drop_columns([name])
-            batch = batch.append_column(pa.field(name, pa.int32()), pa.array(col, pa.int32()))
-        return Result(batch, counts={k: v for k, v in totals.items() if v})
+            columns[name] = pa.array(col, pa.int32())
+        return Result(set_columns(batch, columns), counts={k: v for k, v in totals.items() if v})
