@@ -124,8 +124,9 @@ def single_node(entrypoint: list[str]) -> tuple[float, str]:
 
 
 def losses(run: Path) -> list[tuple[int, float]]:
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [(m["step"], m["loss"]) for m in lines if "loss" in m]
+    from sigma.metrics import read_metrics
+
+    return [(m["step"], m["loss"]) for m in read_metrics(run) if "loss" in m]
 
 
 def nodes_used(output: str) -> int:

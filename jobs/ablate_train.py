@@ -117,15 +117,16 @@ def _write_json(path: Path, obj) -> None:
 
 def loss_curve(run: Path) -> list[tuple[int, float]]:
     """(tokens, training loss) of every logged step."""
-    lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
-    return [(m["tokens"], round(m["loss"], 5)) for m in map(json.loads, filter(None, lines)) if "loss" in m]
+    from sigma.metrics import read_metrics
+
+    return [(m["tokens"], round(m["loss"], 5)) for m in read_metrics(run) if "loss" in m]
 
 
 def training_progress(run: Path) -> str:
     """`step N, loss L` from the arm's metrics, for progress lines."""
-    path = run / "metrics.jsonl"
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
-    last = next((m for m in reversed(lines) if "loss" in m), None)
+    from sigma.metrics import read_metrics
+
+    last = next((m for m in reversed(read_metrics(run)) if "loss" in m), None)
     return f"step {last['step']}, loss {last['loss']:.3f}" if last else "starting"
 
 

@@ -203,6 +203,7 @@ class Flywheel:
         return {"tokenizer": str(path), **counts}
 
     def step_train(self, k: int) -> dict:
+        from sigma.metrics import read_metrics
         from sigma.packing import NoDocumentsError
         from sigma.train import train
 
@@ -224,7 +225,7 @@ class Flywheel:
                       progress=self.progress, init_from=init)
         except NoDocumentsError as exc:
             raise NoDocumentsError(f"round {k}: its curation left nothing to train on: {exc}") from None
-        metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+        metrics = read_metrics(run)
         losses = [m for m in metrics if "loss" in m]
         evals = [m for m in metrics if "eval_loss" in m]
         return {"output": "train", "data": [str(d) for d in data], "init_from": str(init) if init else None,

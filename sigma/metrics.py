@@ -15,6 +15,12 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` in order; [] when it has none yet."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
 class MetricsLog:
     def __init__(self, run_dir: str | Path, resume_step: int | None, tensorboard: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
@@ -32,11 +38,9 @@ class MetricsLog:
     def _keep_until(self, step: int | None) -> None:
         if not self.path.exists():
             return
-        kept = []
-        if step is not None:
-            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = [m for m in read_metrics(self.path.parent) if m["step"] <= step] if step is not None else []
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.write_text("".join(json.dumps(m) + "\n" for m in kept))
         os.replace(tmp, self.path)
 
     def write(self, record: dict[str, Any]) -> None:
