@@ -181,7 +181,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     from sigma.packing import NoDocumentsError
-    from sigma.train import TrainConfig, train
+    from sigma.train import TrainConfig, VocabularyError, train
 
     try:
         config = TrainConfig.load(args.config)
@@ -202,7 +202,7 @@ def train_command(args: argparse.Namespace) -> int:
         return _usage_error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --ray")
     if args.ray and args.device:
         return _usage_error("--device does not go with --ray: Ray gives each worker its device (see --gpus-per-worker)")
-    user_errors: tuple[type[Exception], ...] = (NoDocumentsError, FileNotFoundError)  # no shards where --data says
+    user_errors: tuple[type[Exception], ...] = (NoDocumentsError, FileNotFoundError, VocabularyError)
     if args.ray:
         from sigma.ray_train import ClusterError, RayWorkers, train_on_ray
 

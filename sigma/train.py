@@ -134,6 +134,10 @@ def pick_device(requested: str | None, distributed: Distributed) -> torch.device
     return torch.device("cpu")
 
 
+class VocabularyError(ValueError):
+    """The tokenizer has more tokens than the model has embeddings: the user's files disagree."""
+
+
 def _resolve_tokenizer(
     explicit: str | Path | None, checkpoint_tokenizer: Path | None, data_dirs: Sequence[Path], out: Path,
     vocab_size: int, distributed: Distributed, say: Any,
@@ -307,7 +311,10 @@ def train(
     settings_file = weights_from.path / "tokenizer_config.json" if weights_from else None
     carried = {settings_file.name: settings_file.read_text()} if settings_file and settings_file.exists() else {}
     if tok.get_vocab_size() > model_config.vocab_size:
-        raise ValueError(f"tokenizer has {tok.get_vocab_size()} tokens, more than the model's vocab_size {model_config.vocab_size}")
+        raise VocabularyError(
+            f"{tokenizer_file} has {tok.get_vocab_size():,} tokens, more than the model's vocab_size "
+            f"{model_config.vocab_size:,}: train the tokenizer with --vocab-size {model_config.vocab_size} "
+            f"or use a config whose model.vocab_size is at least {tok.get_vocab_size():,}")
     eos_id = end_of_text_id(tok)
 
     if device_.type == "cuda":

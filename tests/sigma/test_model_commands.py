@@ -44,6 +44,19 @@ def test_a_wrong_name_or_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith("sigma train: error: no shards in") and err.count("\n") == 1
 
 
+def test_a_tokenizer_larger_than_the_model_is_one_line_that_says_what_to_do(tmp_path, capsys):
+    from sigma.tokenizer import load_tokenizer, train_on_shards
+    from .conftest import write_small_corpus
+
+    folder = write_small_corpus(tmp_path / "small", ["a", "b", "c"])
+    tokenizer = train_on_shards([folder], 1000, tmp_path / "tok")
+    assert load_tokenizer(tokenizer).get_vocab_size() > 512  # sigma-tiny's vocabulary
+    assert main(["train", "sigma-tiny", "--data", str(folder), "--tokenizer", str(tokenizer),
+                 "--output", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "more than the model's vocab_size 512: train the tokenizer with --vocab-size 512" in err
+
+
 def test_train_then_export_from_the_command_line(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
     run, export = tmp_path / "run", tmp_path / "hf"
     common = [sys.executable, "-m", "sigma.model_commands"]
