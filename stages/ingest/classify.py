@@ -82,7 +82,7 @@ PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
 HTML_IN_JSON = re.compile(r'"[^"\n]{0,40}":\s*"[^"\n]*<(?:p|code|pre|a|ul|li|h\d|em|strong)\b')
 SOURCE_MAP = re.compile(r'^\s*\{\s*"version"\s*:\s*3\s*,.*"mappings"', re.S)
 VENDORED_NAMES = re.compile(r"^(?:jquery|underscore|bootstrap|lodash|backbone|modernizr|require|angular|react|vue|"
-                            r"d3|moment|popper|mathjax|highlight|prism|clipboard)(?:[.\-][\w.\-]*)?\.(?:js|css)$|"
+                            r"d3|moment|popper|mathjax|highlight|prism|prettify|clipboard)(?:[.\-][\w.\-]*)?\.(?:js|css)$|"
                             r"\.min\.(?:js|css)$")
 ASSET_DIRS = {"_static", "_assets", "assets", "api_assets", "static"}
 

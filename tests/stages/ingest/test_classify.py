@@ -54,6 +54,8 @@ CERT = "-----BEGIN CERTIFICATE-----\n" + "MIID9zCCA2CgAwIBAgIJAK+ii7kzrdqsMA0GCS
     ("/usr/share/doc/x/_static/jquery.js", "/*! jQuery */\n(function(){})();\n", "code", "vendored_code"),
     ("/usr/share/doc/x/_static/doctools.js", "const Documentation = {};\n", "code", "vendored_code"),
     ("/usr/share/doc/x/ok.min.css", "a{b:c}\n", "code", "vendored_code"),
+    ("/usr/share/doc/apache2-doc/manual/style/scripts/prettify.js", "// Copyright (C) 2006 Google Inc.\n", "code",
+     "vendored_code"),
     ("/usr/share/doc/x/app.js.map", '{"version":3,"sources":["a.js"],"mappings":"AAAA"}', "config", "source_map"),
     ("/usr/share/doc/x/bundle.js", BUNDLE, "code", "minified"),
     ("/usr/share/doc/x/api/fs.json.gz", API_JSON, "config", "api_dump"),
