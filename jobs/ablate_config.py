@@ -14,19 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.config import InputConfig, RayConfig, StageConfig, WriterConfig, read_yaml_mapping, validate_config
-from sigma.ray_train import RayWorkers
 
-from jobs.flywheel_config import _stage_list
+from jobs.flywheel_config import Strict, TrainPlacement, _stage_list
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 DEFAULT_SUITE = "configs/eval/suite.yaml"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TokenizerSettings(Strict):
@@ -55,7 +50,7 @@ class BundleSettings(Strict):
     max_mib: float | None = Field(None, gt=0)
 
 
-class TrainSettings(Strict):
+class TrainSettings(TrainPlacement):
     """Every arm trains this config on exactly `tokens` tokens: `tokens` must be a whole number of
     steps (batch_size x seq_len x grad_accum), so no arm gets a token more than another.
     `lr_scales`: the arms are trained at each of these multiples of the config's learning rate
@@ -66,17 +61,8 @@ class TrainSettings(Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields; not max_steps or seed
     tokens: int = Field(gt=0)
     lr_scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
-    device: str | None = None
-    # {workers: N, gpus_per_worker: G}: each arm trains in N Ray Train workers (DDP), the arms one
-    # after another; `tokens` stays the arm's whole budget, so steps shrink by the worker count
-    ray: RayWorkers | None = None
-
-    @model_validator(mode="after")
-    def _one_place(self) -> "TrainSettings":
-        if self.ray and self.device:
-            raise ValueError("train.device and train.ray both place training: Ray gives each worker its device "
-                             "(train.ray.gpus_per_worker), so drop train.device")
-        return self
+    # device, or ray (TrainPlacement): with `ray`, each arm trains in N Ray Train workers (DDP), the
+    # arms one after another; `tokens` stays the arm's whole budget, so steps shrink by the worker count
 
     @field_validator("lr_scales")
     @classmethod

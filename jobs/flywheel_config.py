@@ -40,26 +40,30 @@ class TokenizerSettings(Strict):
     path: str | None = None  # a tokenizer.json to use instead of training one on round 1 (or train.init_from's)
 
 
-class TrainSettings(Strict):
-    config: str = "sigma-tiny"  # a train YAML (configs/train/...) or a model preset
-    steps: int = Field(200, gt=0)  # per round
-    data: Literal["all", "round"] = "all"  # every round's curated output so far, or this round's
-    overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields
+class TrainPlacement(Strict):
+    """Where training runs: on `device` in this process, or in Ray Train workers (`ray: {workers: N,
+    gpus_per_worker: G}`) on the job's Ray; not both."""
+
     device: str | None = None
-    # round 1 starts from this checkpoint (a run folder, a step_* folder or a `sigma convert` output)
-    # instead of random weights; every round then trains its model and uses its tokenizer, and
-    # `config` gives only the training settings
-    init_from: str | None = None
-    # {workers: N, gpus_per_worker: G}: train in Ray Train workers on the loop's Ray (its cluster)
-    # instead of in the loop's own process
     ray: RayWorkers | None = None
 
     @model_validator(mode="after")
-    def _one_place(self) -> "TrainSettings":
+    def _one_place(self) -> "TrainPlacement":
         if self.ray and self.device:
             raise ValueError("train.device and train.ray both place training: Ray gives each worker its device "
                              "(train.ray.gpus_per_worker), so drop train.device")
         return self
+
+
+class TrainSettings(TrainPlacement):
+    config: str = "sigma-tiny"  # a train YAML (configs/train/...) or a model preset
+    steps: int = Field(200, gt=0)  # per round
+    data: Literal["all", "round"] = "all"  # every round's curated output so far, or this round's
+    overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields
+    # round 1 starts from this checkpoint (a run folder, a step_* folder or a `sigma convert` output)
+    # instead of random weights; every round then trains its model and uses its tokenizer, and
+    # `config` gives only the training settings
+    init_from: str | None = None
 
 
 class NL2CmdSettings(Strict):
