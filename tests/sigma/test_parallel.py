@@ -8,8 +8,6 @@ batch; and a real `sigma train` under torchrun with FSDP, which saves, resumes a
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,8 @@ from sigma.checkpoint import find_checkpoint
 from sigma.config import PRESETS
 from sigma.losses import chunked_cross_entropy
 from sigma.model import Transformer
+
+from .conftest import torchrun_train
 
 TINY = PRESETS["sigma-tiny"]
 
@@ -143,17 +143,13 @@ def _metrics(run):
 def test_fsdp_training_run_saves_resumes_and_matches_ddp(curated_logs, tokenizer_file, tmp_path, subprocess_env):
     """torchrun with 2 CPU ranks: FSDP's losses equal DDP's, its checkpoint is the unsharded one,
     and a run stopped and resumed equals the uninterrupted one."""
-    root = Path(__file__).resolve().parents[2]
-
     def run(out, parallel, *extra):
         config = tmp_path / f"{parallel}.yaml"
         config.write_text(f"model: sigma-tiny\nparallel: {parallel}\nloss_chunk: 50\nlr: 0.003\nwarmup_steps: 1\n")
-        subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.model_commands", "train",
-             str(config), "--data", str(curated_logs), "--tokenizer", str(tokenizer_file), "--out", str(out),
-             "--steps", "4", "--seq-len", "32", "--batch-size", "2", "--eval-every", "2", "--log-every", "1",
-             "--save-every", "2", "--no-progress", *extra],
-            check=True, cwd=root, capture_output=True, env=subprocess_env,
+        torchrun_train(
+            [str(config), "--data", str(curated_logs), "--tokenizer", str(tokenizer_file), "--out", str(out), "--steps", "4", "--seq-len", "32",
+             "--batch-size", "2", "--eval-every", "2", "--log-every", "1", "--save-every", "2", "--no-progress", *extra],
+            out, subprocess_env,
         )
 
     run(tmp_path / "ddp", "ddp")

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from sigma.checkpoint import find_checkpoint
 from sigma.model_commands import main
 
-from .conftest import write_small_corpus
+from .conftest import torchrun_train, write_small_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 24
@@ -47,9 +47,7 @@ def _metrics(run: Path) -> list[dict]:
 def uninterrupted(corpus, tmp_path_factory, subprocess_env) -> Path:
     """The same config under `torchrun --nproc-per-node 2`, start to end."""
     out = tmp_path_factory.mktemp("torchrun") / "run"
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    "-m", "sigma.model_commands", *_args(corpus, out)], check=True, cwd=ROOT, capture_output=True,
-                   env=subprocess_env)
+    torchrun_train(_args(corpus, out)[1:], out, subprocess_env)
     return out
 
 

@@ -103,19 +103,14 @@ def test_doc_mask_trains(curated_logs, tokenizer_file, tmp_path):
 
 def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
     """torchrun with 2 CPU ranks: the data is split by rank and every rank's position is saved."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
+    from .conftest import torchrun_train
 
     def run(out, *extra):
-        subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.model_commands", "train",
-             "sigma-tiny", "--data", str(curated_man), str(curated_logs), "--tokenizer", str(tokenizer_file),
+        torchrun_train(
+            ["sigma-tiny", "--data", str(curated_man), str(curated_logs), "--tokenizer", str(tokenizer_file),
              "--out", str(out), "--steps", "6", "--seq-len", "64", "--batch-size", "2", "--eval-every", "3",
              "--log-every", "1", "--save-every", "3", "--no-progress", *extra],
-            check=True, cwd=root, capture_output=True, env=subprocess_env,
+            out, subprocess_env,
         )
 
     run(tmp_path / "whole")
@@ -173,20 +168,12 @@ def test_three_documents_and_eight_lanes_train_and_resume_exactly(tmp_path):
 
 def test_two_gloo_ranks_train_on_one_row_group(tmp_path, subprocess_env):
     """torchrun with 2 CPU ranks on a corpus of one row group: the ranks share its documents."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from .conftest import write_small_corpus
+    from .conftest import torchrun_train, write_small_corpus
 
     data = write_small_corpus(tmp_path / "small", ["a", "b", "c", "d"])
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sigma.model_commands",
-         "train", "sigma-tiny", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "4", "--seq-len", "32",
-         "--batch-size", "2", "--log-every", "1", "--save-every", "4", "--eval-every", "4", "--no-progress"],
-        check=True, cwd=root, capture_output=True, env=subprocess_env,
-    )
+    torchrun_train(["sigma-tiny", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "4", "--seq-len", "32", "--batch-size", "2",
+                    "--log-every", "1", "--save-every", "4", "--eval-every", "4", "--no-progress"],
+                   tmp_path / "run", subprocess_env)
     state = json.loads((find_checkpoint(tmp_path / "run") / "state.json").read_text())
     assert state["step"] == 4 and state["world_size"] == 2 and state["data"][0] != state["data"][1]
 
