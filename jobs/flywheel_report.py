@@ -194,8 +194,9 @@ def write_table(root: Path, rows: list[dict]) -> None:
         tmp.replace(root / name)
 
 
-ROUND_METRICS = ("loss", "eval_loss", "suite_bpb", "mc_accuracy", "ppl", "nl2cmd_em", "nl2cmd_name", "nl2cmd_f1",
-                 "synth_acceptance")
+# The report's plots by round, in this order: the eval suite's bits per byte (the headline) first.
+ROUND_METRICS = ("suite_bpb", "mc_accuracy", "nl2cmd_em", "nl2cmd_name", "nl2cmd_f1", "synth_acceptance", "eval_loss",
+                 "loss", "ppl")
 
 
 def flywheel_rounds(root: str | Path) -> tuple[Path, list[dict]] | None:

@@ -10,6 +10,17 @@ import json
 import time
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+ROUNDS_PER_ROW = 3
+
+
+def reason_colours(reasons: list[str]) -> dict[str, str]:
+    """A colour each for up to 40 reasons (matplotlib's tab20 and tab20b, dark and light alternating),
+    so that the reasons of one stage, which stand side by side, are told apart."""
+    from matplotlib import colormaps
+
+    colours = [colormaps[name](i) for name in ("tab20", "tab20b") for i in range(20)]
+    colours = colours[0::2] + colours[1::2]  # the dark tones first: 20 clearly different colours
+    return {r: colours[i % len(colours)] for i, r in enumerate(reasons)}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -21,6 +32,8 @@ td, th {{ padding: .2em .7em; border-bottom: 1px solid #eee; text-align: right; 
 td:first-child, th:first-child {{ text-align: left; }}
 .ok {{ color: #2a7d2a; font-weight: 600; }} .bad {{ color: #b22; font-weight: 600; }}
 figure {{ margin: 1em 0; }} figcaption {{ color: #555; font-size: .92em; }}
+figure svg {{ max-width: 100%; height: auto; }} li code {{ overflow-wrap: anywhere; }}
+.audit td:last-child, .audit th:last-child {{ text-align: left; }}
 .grid {{ display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }}
 </style></head><body>
 <h1>{title}</h1>
@@ -35,6 +48,7 @@ figure {{ margin: 1em 0; }} figcaption {{ color: #555; font-size: .92em; }}
   }});
   document.body.dataset.plotsExpected = figures.length;
   document.body.dataset.plotsDrawn = drawn;
+  document.body.dataset.pageWidth = document.documentElement.scrollWidth;
 }})();
 </script>
 </body></html>
@@ -66,11 +80,17 @@ def _bars(labels, values, xlabel: str, title: str, log: bool = False):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 0.35 * len(labels) + 1.2))
-    ax.barh([str(x) for x in labels][::-1], list(values)[::-1], color=PALETTE[0])
+    bars = ax.barh([str(x) for x in labels][::-1], list(values)[::-1], color=PALETTE[0])
+    ax.bar_label(bars, labels=[f"{v:,}" for v in list(values)[::-1]], padding=3, fontsize=8)
+    ax.margins(x=.12)  # room for the labels
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=11)
-    if log:
+    positive = [v for v in values if v > 0]
+    if log and positive and max(positive) >= 100 * min(positive):  # a log axis only where it is needed
+        from matplotlib.ticker import ScalarFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.grid(axis="x", alpha=.3)
     return fig
 
@@ -95,10 +115,17 @@ def length_plot(stats: dict) -> str:
 
     fig, ax = plt.subplots(figsize=(10, 3.6))
     for i, (kind, hist) in enumerate(stats["length_histogram_by_kind"].items()):
-        xs = [max(1, h["min_chars"]) for h in hist]
-        ax.step(xs, [h["documents"] for h in hist], where="post", label=str(kind), color=PALETTE[i % len(PALETTE)])
+        if not hist:
+            continue
+        # the histogram lists the bins that hold documents; the ones between hold none and are drawn as none
+        counts = {max(1, h["min_chars"]): h["documents"] for h in hist}
+        low, high = min(counts).bit_length() - 1, max(counts).bit_length() - 1
+        edges = [2 ** k for k in range(low, high + 2)]
+        ax.stairs([counts.get(e, 0) for e in edges[:-1]], edges, label=str(kind), color=PALETTE[i % len(PALETTE)],
+                  linewidth=1.5)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.7)  # an empty bin falls to the axis
     ax.set_xlabel("characters (log2 bins)")
     ax.set_ylabel("documents")
     ax.set_title("length distribution by kind", fontsize=11)
@@ -113,8 +140,8 @@ def waterfall_plot(stats: dict) -> str:
 
     stages = stats["stages"]
     fig, ax = plt.subplots(figsize=(10, 0.5 * (len(stages) + 2) + 1.2))
-    reasons = sorted({r for s in stages for r in s["dropped"]})
-    colour = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(reasons)}
+    reasons = list(dict.fromkeys(r for s in stages for r, _ in sorted(s["dropped"].items(), key=lambda kv: -kv[1])))
+    colour = reason_colours(reasons)
     labels, level = ["input"], stats["balance"]["input"]
     ax.barh(0, level, color="#bbb")
     seen = set()
@@ -138,7 +165,7 @@ def waterfall_plot(stats: dict) -> str:
     ax.set_xlabel("documents")
     ax.set_title("drop waterfall: what each stage removed, by reason", fontsize=11)
     if reasons:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncols=1 + len(reasons) // 30)
     ax.grid(axis="x", alpha=.3)
     return _figure("drop-waterfall", "Documents in; what each stage dropped (colour: reason) and what it passed on "
                    "(grey); documents kept.", fig)
@@ -159,11 +186,17 @@ def score_plots(stats: dict) -> list[str]:
             ax.axvline(t["value"], color=PALETTE[3], linestyle="--")
             ax.annotate(f"{t['op']} {t['value']:g}", (t["value"], top * .9), color=PALETTE[3], fontsize=8, ha="left")
         ax.set_title(name, fontsize=11)
-        ax.set_xlabel("count (log scale)" if s.get("scale") == "log2" else "score")
+        ax.set_xlabel(f"{_unit(name)} (log scale)" if s.get("scale") == "log2" else "score")
         ax.set_ylabel("documents")
         out.append(_figure(f"score-{name}", f"Distribution of {name}" +
                            (" with its thresholds (dashed)." if s["thresholds"] else "."), fig))
     return out
+
+
+def _unit(column: str) -> str:
+    """What a counted score column counts: `stats.chars` counts characters, `...words` words."""
+    last = column.rsplit(".", 1)[-1]
+    return {"chars": "characters", "words": "words", "lines": "lines", "tokens": "tokens"}.get(last, "count")
 
 
 def cluster_plots(stats: dict) -> list[str]:
@@ -174,25 +207,47 @@ def cluster_plots(stats: dict) -> list[str]:
 
 
 def tally_plots(stats: dict) -> list[str]:
-    return [_figure(f"tallies-{stage}", f"{stage}: totals over the kept documents.",
-                    _bars(list(t), list(t.values()), "count", stage))
-            for stage, t in stats["tallies"].items() if t]
+    """Each stage's totals over the kept documents, the ones that occurred (the rest are named)."""
+    out = []
+    for stage, t in stats["tallies"].items():
+        found = {k: v for k, v in t.items() if k != "total" and v}
+        if not found:
+            continue
+        absent = sorted(k for k, v in t.items() if k != "total" and not v)
+        caption = (f"{stage}: totals over the kept documents" + (f" ({t['total']:,} in all)" if "total" in t else "")
+                   + (f"; none of {', '.join(absent)}." if absent else "."))
+        out.append(_figure(f"tallies-{stage}", caption, _bars(list(found), list(found.values()), "count", stage)))
+    return out
 
 
 def rounds_plot(rounds: list[dict]) -> str | None:
-    """Loss and eval scores by round of a loop (each dict: round, and numeric metrics)."""
+    """Scores by round of a loop (each dict: round, then numeric metrics, the headline first): a grid
+    of small plots, rows of ROUNDS_PER_ROW; a metric with one value in every round is named, not drawn."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not rounds:
         return None
-    metrics = sorted({k for r in rounds for k, v in r.items() if k != "round" and isinstance(v, (int, float))})
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    metrics = list(dict.fromkeys(k for r in rounds for k, v in r.items() if k != "round" and isinstance(v, (int, float))))
+    flat = [m for m in metrics if len({r[m] for r in rounds if m in r}) == 1 and len(rounds) > 1]
+    drawn = [m for m in metrics if m not in flat]
+    if not drawn:
+        return None
+    rows = -(-len(drawn) // ROUNDS_PER_ROW)
+    fig, axes = plt.subplots(rows, ROUNDS_PER_ROW, figsize=(3.4 * ROUNDS_PER_ROW, 2.6 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, drawn):
         xs = [r["round"] for r in rounds if metric in r]
         ax.plot(xs, [r[metric] for r in rounds if metric in r], marker="o", color=PALETTE[0])
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("round")
-    return _figure("rounds", "Loss and evaluation scores by round.", fig)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=.3)
+    for ax in axes.flat[len(drawn):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    same = "; the same in every round: " + ", ".join(f"{m} {rounds[0][m]:g}" for m in flat) if flat else ""
+    first = ", the eval suite's bits per byte first" if drawn[0] == "suite_bpb" else ""
+    return _figure("rounds", f"Scores by round{first}{same}.", fig)
 
 
 def audit_table(audit: dict) -> str:
@@ -205,7 +260,7 @@ def audit_table(audit: dict) -> str:
     samples = [f"<li><code>{html.escape(name)}</code> {html.escape(s['uri'])} ({html.escape(s['kind'])}): "
                f"<code>{html.escape(s['excerpt'])}</code></li>"
                for name, c in audit["checks"].items() for s in c["samples"]]
-    return (_table(["check", *map(html.escape, kinds), "documents", "what"], rows)
+    return (_table(["check", *map(html.escape, kinds), "documents", "what"], rows).replace("<table>", '<table class="audit">', 1)
             + (f"<ul>{''.join(samples)}</ul>" if samples else ""))
 
 
@@ -223,7 +278,8 @@ def render_html(stats: dict, rounds: list[dict] | None = None) -> str:
         ["ledger", f"input {b['input']:,} = kept {b['kept']:,} + dropped {b['dropped']:,} &nbsp; {mark}"],
     ])
     drops = _table(["reason", "documents"], [[html.escape(r), f"{n:,}"] for r, n in stats["dropped_by_reason"].items()])
-    sections = [("Summary", summary),
+    rounds_part = rounds_plot(rounds or [])  # a loop's report: its scores by round come first
+    sections = [("Summary", summary), *([("Rounds", rounds_part)] if rounds_part else []),
                 ("Documents and words by source and kind", '<div class="grid">' + "".join(by_group_plots(stats)) + "</div>"),
                 ("Lengths", length_plot(stats)),
                 ("Drops", waterfall_plot(stats) + drops)]
@@ -235,9 +291,6 @@ def render_html(stats: dict, rounds: list[dict] | None = None) -> str:
             sections.append((title, "".join(parts)))
     if stats.get("audit"):
         sections.append(("Audit: what training text should not hold", audit_table(stats["audit"])))
-    rounds_part = rounds_plot(rounds or [])
-    if rounds_part:
-        sections.append(("Rounds", rounds_part))
     body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections)
     meta = (f"{html.escape(stats['output'])} · job {html.escape(str(stats.get('name')))} · config "
             f"{html.escape(str(stats.get('config_hash')))} · report made {time.strftime('%Y-%m-%d %H:%M')}")

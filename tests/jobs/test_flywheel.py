@@ -241,4 +241,4 @@ def test_the_loop_report_plots_scores_by_round(whole, tmp_path):
     assert main(["stats", str(whole), "--html", str(tmp_path / "stats.html")]) == 0
     for html in (whole / "report.html", tmp_path / "stats.html"):  # the loop writes one at its end
         text = html.read_text()
-        assert 'data-plot="rounds"' in text and "Loss and evaluation scores by round." in text
+        assert 'data-plot="rounds"' in text and "Scores by round" in text

@@ -62,22 +62,31 @@ def test_html_report_renders_every_plot_in_chromium(two_runs, tmp_path):
         pytest.skip("chromium is not installed (.ci/run installs it)")
     _, strict = two_runs
     report = tmp_path / "report.html"
-    write_html(compute_stats(strict), report)
+    # a loop's report: the last round's curation and eight scores by round (as flywheel_rounds gives them)
+    rounds = [{"round": k, "suite_bpb": 4.0 - k / 10, "mc_accuracy": .2 + k / 100, "nl2cmd_em": 0.0, "nl2cmd_f1": 0.0,
+               "synth_acceptance": .5, "eval_loss": 3.0 - k / 10, "loss": 3.5 - k / 5, "ppl": 30.0 - k} for k in (1, 2, 3)]
+    write_html(compute_stats(strict), report, rounds=rounds)
     html = report.read_text()
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing to fetch: it opens offline
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,3000"]
     dom = subprocess.run(flags + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
     expected = int(dom.split('data-plots-expected="')[1].split('"')[0])
     drawn = int(dom.split('data-plots-drawn="')[1].split('"')[0])
     for plot in ("documents-by-source", "documents-by-kind", "length-distribution", "drop-waterfall",
-                 "score-stats.printable"):
+                 "score-stats.printable", "rounds"):
         assert f'data-plot="{plot}"' in dom
-    assert expected >= 7 and drawn == expected
+    assert expected >= 8 and drawn == expected
+    assert int(dom.split('data-page-width="')[1].split('"')[0]) <= 1400  # nothing runs off a 1,400-pixel page
+    body = dom.split("<body", 1)[1].split(">", 1)[1]
+    assert body.split("<h1>", 1)[0].strip() == ""  # no stray text above the title
+    headings = re.findall(r"<h2>([^<]+)</h2>", dom)
+    assert headings[:2] == ["Summary", "Rounds"]  # a loop's scores first
+    caption = dom.split('data-plot="rounds"')[1].split("<figcaption>")[1].split("</figcaption>")[0]
+    assert "bits per byte first" in caption and "nl2cmd_em 0" in caption and "synth_acceptance 0.5" in caption
     shot = tmp_path / "report.png"
-    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,3000", report.as_uri()],
-                   capture_output=True, timeout=120)
+    subprocess.run(flags + [f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000  # a page of plots, not a blank one
 
 
