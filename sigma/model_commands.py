@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -32,16 +33,19 @@ def _register_model(subparsers: argparse._SubParsersAction) -> None:
     commands = model.add_subparsers(dest="model_command", required=True)
     info = commands.add_parser(
         "info",
-        help="parameters, FLOPs per token and KV-cache size of a preset",
+        help="parameters, FLOPs per token and KV-cache size of a preset, config or checkpoint",
         formatter_class=RAW,
         description=(
-            "Print a preset's shape, its parameter count by part, the training FLOPs per token\n"
+            "Print a model's shape (a preset, a train YAML, or a run, checkpoint or converted\n"
+            "folder), its parameter count by part, the training FLOPs per token\n"
             "(6N + 6 L n_q (d_qk + d_v) T, N = non-embedding parameters with the output head)\n"
             "and the KV cache per token, next to its GQA baseline.\n\n"
-            "example:\n  sigma model info sigma-1.5b --seq-len 4096\n  sigma model info configs/train/sigma-tiny.yaml"
+            "example:\n  sigma model info sigma-1.5b --seq-len 4096\n  sigma model info configs/train/sigma-tiny.yaml\n"
+            "  sigma model info runs/tiny"
         ),
     )
-    info.add_argument("preset", help="a preset name (sigma-tiny, sigma-125m, sigma-1b, sigma-1.5b, ...-gqa, ...-mha) or a train YAML")
+    info.add_argument("preset", help="a preset name (sigma-tiny, sigma-125m, sigma-1b, sigma-1.5b, ...-gqa, ...-mha), a train YAML, "
+                      "or a run, checkpoint or converted-model folder")
     info.add_argument("--seq-len", type=int, help="sequence length T for the attention FLOPs (default: the YAML's, else min(2048, max_seq_len))")
     info.set_defaults(func=model_info)
 
@@ -53,9 +57,24 @@ def model_info(args: argparse.Namespace) -> int:
     from sigma.config import PRESETS, resolve_model_config
     from sigma.flops import count_parameters, matmul_parameters, training_flops_per_token
 
+    from sigma.checkpoint import find_checkpoint
+
+    found = None if args.preset in PRESETS else find_checkpoint(args.preset)
     if args.preset in PRESETS:
         name, config = args.preset, PRESETS[args.preset]
         seq_len = args.seq_len or min(2048, config.max_seq_len)
+    elif found is not None:  # a run folder, one of its checkpoints, or a converted model (a step-0 checkpoint)
+        from sigma.checkpoint import read_checkpoint
+        from sigma.config import ModelConfig
+
+        state = read_checkpoint(found).state
+        config = ModelConfig.from_dict(state["model_config"])
+        trained = state.get("train_config") or {}
+        name = f"{args.preset} (step {state.get('step', 0):,}, {state.get('tokens', 0):,} tokens)"
+        seq_len = args.seq_len or trained.get("seq_len") or min(2048, config.max_seq_len)
+    elif Path(args.preset).is_dir():
+        return _usage_error(f"no checkpoint in {args.preset}: a run folder holds checkpoints/latest, a checkpoint or "
+                            "converted-model folder its state.json", "model info")
     else:
         from sigma.train import TrainConfig
 
@@ -67,7 +86,7 @@ def model_info(args: argparse.Namespace) -> int:
         seq_len = args.seq_len or train_config.sequence_length()
     baseline_name = f"{name}-gqa"
     configs = {name: config}
-    if baseline_name in PRESETS and config.attention_kind == "diffqkv":
+    if found is None and baseline_name in PRESETS and config.attention_kind == "diffqkv":
         configs[baseline_name] = PRESETS[baseline_name]
 
     table = Table(title=f"{name} at T={seq_len}")

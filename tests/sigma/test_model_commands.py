@@ -57,7 +57,8 @@ def test_a_tokenizer_larger_than_the_model_is_one_line_that_says_what_to_do(tmp_
     assert err.count("\n") == 1 and "more than the model's vocab_size 512: train the tokenizer with --vocab-size 512" in err
 
 
-def test_train_then_export_from_the_command_line(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
+def test_train_then_export_from_the_command_line(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env,
+                                                capsys):
     run, export = tmp_path / "run", tmp_path / "hf"
     common = [sys.executable, "-m", "sigma.model_commands"]
     subprocess.run(
@@ -72,6 +73,11 @@ def test_train_then_export_from_the_command_line(curated_man, curated_logs, toke
     assert state["train_config"]["data_weights"] == [1.0, 2.0] and state["train_config"]["max_steps"] == 4
     done = subprocess.run([*common, "export", str(run), "--out", str(export)], check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=subprocess_env)
     assert (export / "modeling_sigma.py").exists() and str(export) in done.stdout
+    capsys.readouterr()
+    assert main(["model", "info", str(run)]) == 0  # a run folder: its latest checkpoint's model
+    out = capsys.readouterr().out
+    assert "(step 4, " in out and "T=64" in out and "4 / 1 / 2" in out  # sigma-tiny's Q / K / V heads
+    assert main(["model", "info", str(tmp_path)]) == 2 and "no checkpoint in" in capsys.readouterr().err
 
 
 def test_sigma_imports_without_ray_or_the_pipeline(subprocess_env):
