@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -115,14 +117,24 @@ class Distributed:
         return self.world_size > 1
 
 
-def init_distributed() -> Distributed:
-    """Join the process group torchrun describes in the environment (a no-op for one process)."""
+@contextmanager
+def distributed_run() -> Iterator[Distributed]:
+    """The process group torchrun describes in the environment (nothing for one process), left at
+    the end when this made it (Ray Train makes and ends its own): a rank that exits with the group's
+    threads still running can abort ("terminate called without an active exception") and fail a
+    finished run."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return Distributed()
-    if not dist.is_initialized():
+        yield Distributed()
+        return
+    made = not dist.is_initialized()
+    if made:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        yield Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    finally:
+        if made:
+            dist.destroy_process_group()
 
 
 def pick_device(requested: str | None, distributed: Distributed) -> torch.device:
@@ -265,7 +277,25 @@ def train(
     bar (``progress``, called as ``TrainingProgress``) instead of this process's terminal: a Ray
     Train worker sends them to the driver (``sigma.ray_train``). Returns the last logged metrics.
     """
-    distributed = init_distributed()
+    with distributed_run() as distributed:
+        return _train(distributed, config, data_dirs, out_dir, resume=resume, tokenizer=tokenizer, stop_at=stop_at,
+                      device=device, progress=progress, init_from=init_from, relay=relay)
+
+
+def _train(
+    distributed: Distributed,
+    config: TrainConfig,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    resume: bool,
+    tokenizer: str | Path | None,
+    stop_at: int | None,
+    device: str | None,
+    progress: bool,
+    init_from: str | Path | None,
+    relay: Any,
+) -> dict[str, Any]:
     device_ = pick_device(device, distributed)
     model_config = config.model_config()
     seq_len = config.sequence_length()
