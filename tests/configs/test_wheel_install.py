@@ -92,6 +92,7 @@ def installed(tmp_path_factory) -> tuple[Path, Path, dict]:
     return venv / "bin", work, env
 
 
+@pytest.mark.slow
 def test_a_named_job_runs_from_the_installed_package(installed):
     """`sigma curate adapt/man`: configs/adapt/man.yaml, the man pages of a fixed list."""
     bin_dir, work, env = installed
@@ -108,6 +109,7 @@ def test_a_named_job_runs_from_the_installed_package(installed):
     assert totals["balanced"] and totals["input"] == len(pages) and totals["kept"] > 0
 
 
+@pytest.mark.slow
 def test_a_job_with_a_filter_preset_runs_from_the_installed_package(installed):
     """`- preset: {name: system}` expands from configs/filters/system.yaml of the package."""
     bin_dir, work, env = installed

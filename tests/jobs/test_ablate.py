@@ -65,6 +65,7 @@ def _arm(out: Path, arm: str) -> dict:
     return json.loads((out / "arms" / arm / "scores.json").read_text())
 
 
+@pytest.mark.slow
 def test_same_data_and_seed_give_the_same_scores(whole):
     out, summary = whole
     raw, copy = _arm(out, "raw-seed0"), _arm(out, "copy-seed0")
@@ -120,6 +121,7 @@ def _hidden_ray_env(tmp_path: Path) -> dict:
             "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_a_bundle_trains_without_ray_and_a_killed_train_resumes(whole, tmp_path):
     out, _ = whole
     bundle, fresh = out / "bundle", tmp_path / "gpu-box"
@@ -210,6 +212,7 @@ def test_arms_trained_with_other_settings_are_refused(whole, ablation):
         parse_ablate({**ablation, "train": {**ablation["train"], "lr_scales": [1.0, 1.0]}})
 
 
+@pytest.mark.slow
 def test_a_variant_added_later_keeps_the_finished_arms(whole, ablation):
     out, _ = whole
     kept = {p.parent.name: p.stat().st_mtime_ns for p in (out / "arms").glob("*/scores.json")}
@@ -220,6 +223,7 @@ def test_a_variant_added_later_keeps_the_finished_arms(whole, ablation):
     assert (out / "variants" / "more" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_an_arm_trains_in_ray_train_workers(ablation, tmp_path, ray_local):
     """`train.ray: {workers: 2}`: the arm is a Ray Train run of two DDP workers; it still trains
     on exactly the budget (half the steps of one process) and counts what every rank read."""

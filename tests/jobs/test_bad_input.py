@@ -8,6 +8,7 @@ import json
 import os
 
 import pyarrow.parquet as pq
+import pytest
 
 from jobs.sigma_command import main
 from jobs.curate import curate
@@ -16,6 +17,7 @@ from pipeline.segment import _read_guarded
 from stages.ingest.jsonl import JsonlSource
 
 
+@pytest.mark.slow
 def test_lone_surrogates_and_repeated_ids_end_in_the_ledger_or_a_repair(ray_local, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join([

@@ -75,6 +75,7 @@ def whole(config, tmp_path_factory, ray_local) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_rounds_and_their_folders(whole):
     rows = json.loads((whole / "rounds.json").read_text())
     assert [r["round"] for r in rows] == [1, 2]
@@ -149,6 +150,7 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 def test_killed_loop_resumes_to_the_same_table(whole, config, tmp_path):
     out = tmp_path / "loop"
     _kill_when(_start(config, out), lambda: (out / "round-1" / "synth" / "_work" / "plan.json").exists())
@@ -196,6 +198,7 @@ def test_the_model_overrides_hold_without_init_from(tmp_path):
     assert (model.vocab_size, model.n_layers, model.n_k_heads, model.n_v_heads) == (2048, 4, 2, 4)
 
 
+@pytest.mark.slow
 def test_loop_starts_from_a_checkpoint_with_its_model_and_tokenizer(whole, config, tmp_path):
     """`train.init_from`: round 1 trains that checkpoint's model (here one layer, not the train
     file's sigma-tiny) from its weights (at learning rate 0 they come out unchanged), with its

@@ -17,6 +17,7 @@ LOOP = {"sources": [[{"type": "jsonl", "paths": ["unused.jsonl"]}]], "tokenizer"
                                 "log_every": 1, "held_out_fraction": 0.0}}}
 
 
+@pytest.mark.slow
 def test_the_train_step_runs_on_ray_workers(ray_local, tmp_path):
     """Round 1's curated folder and tokenizer (made here) train on two workers, one rank each."""
     from sigma.tokenizer import train_on_shards

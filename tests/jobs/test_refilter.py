@@ -35,6 +35,7 @@ def test_parse_sets():
         parse_sets(["min_words=3"])
 
 
+@pytest.mark.slow
 def test_refilter_uses_stored_scores_only(ray_local, tmp_path, loghub):
     entries = [e for e in PROSE.read_text().split("\n\n") if e.strip() and not e.startswith("#")]
     prose = [Seed("\n\n".join(entries[i:i + 5]), f"prose#{i}") for i in range(0, len(entries), 5)]
@@ -98,6 +99,7 @@ def _ledger(root: Path) -> dict[str, tuple]:
     return {r["id"]: (r["stage"], r["reason"], r["detail"]) for r in pq.read_table(root / "ledger").to_pylist()}
 
 
+@pytest.mark.slow
 def test_refilter_equals_a_fresh_curation_with_the_same_thresholds(ray_local, tmp_path, man_root):
     pages = ["ls", "cp", "mv", "rm", "cat", "true", "yes", "sort", "head", "tail", "wc", "tee"]
 
@@ -145,6 +147,7 @@ def test_refilter_equals_a_fresh_curation_with_the_same_thresholds(ray_local, tm
     assert twice["totals"]["dropped"] == 0 and _shards(tmp_path / "twice") == rows
 
 
+@pytest.mark.slow
 def test_a_killed_refilter_run_again_gives_the_same_output(ray_local, tmp_path, loghub):
     lines = (loghub / "OpenSSH" / "OpenSSH_2k.log").read_text().splitlines()
     rows, at = [], 0

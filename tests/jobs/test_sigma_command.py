@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 import configs
 from jobs.curate import build_job, resolve_job_file
@@ -54,6 +56,7 @@ def test_clear_errors_exit_2(tmp_path):
     assert r.returncode == 2 and "manifest.json" in r.stderr
 
 
+@pytest.mark.slow
 def test_curate_man_pages_and_loghub_then_stats(tmp_path, loghub, man_root):
     job = {
         "name": "small-system", "output": str(tmp_path / "out"),
@@ -76,6 +79,7 @@ def test_curate_man_pages_and_loghub_then_stats(tmp_path, loghub, man_root):
     assert names == ["ingest", "unique_ids", "basic_filter", "exact_dedupe"]
 
 
+@pytest.mark.slow
 def test_verify_finds_changed_bytes(tmp_path, loghub):
     r = sigma("curate", "--input", str(loghub / "Apache"), "--output", str(tmp_path / "out"), "--quiet")
     assert r.returncode == 0

@@ -57,6 +57,7 @@ def markup(tmp_path_factory):
     return base, tree, corpus
 
 
+@pytest.mark.slow
 def test_sigma_audit_finds_markup_in_a_corpus_and_none_once_files_are_read(markup, ray_local, capsys):
     if shutil.which("groff") is None:
         pytest.skip("groff is not installed")

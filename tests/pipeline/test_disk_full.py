@@ -22,6 +22,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_disk_full_is_a_clear_error_and_leaves_no_partial_shard(small_disk, loghub):
     out = small_disk / "out"
     r = subprocess.run([sys.executable, "-m", "jobs.sigma_command", "curate", "--input", str(loghub), "--output", str(out),

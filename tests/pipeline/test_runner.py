@@ -37,6 +37,7 @@ def _rows(root: Path) -> list[dict]:
     return pq.read_table(root / "shards").sort_by("id").to_pylist()
 
 
+@pytest.mark.slow
 def test_jsonl_ids_kept_duplicates_dropped_with_keeper(tmp_path, loghub, ray_local):
     corpus = _corpus(tmp_path, loghub)
     manifest = curate(quick_job([str(corpus)], str(tmp_path / "out")), str(tmp_path / "out"))
@@ -60,6 +61,7 @@ def test_jsonl_ids_kept_duplicates_dropped_with_keeper(tmp_path, loghub, ray_loc
     assert manifest["schema_version"] == 1 and len(manifest["config_hash"]) == 16
 
 
+@pytest.mark.slow
 def test_same_input_same_output(tmp_path, loghub, ray_local):
     corpus = _corpus(tmp_path, loghub)
     a = curate(quick_job([str(corpus)], "a"), str(tmp_path / "a"))
@@ -70,6 +72,7 @@ def test_same_input_same_output(tmp_path, loghub, ray_local):
     assert again["resumed"] == "already complete"
 
 
+@pytest.mark.slow
 def test_shards_open_in_pandas_duckdb_and_datasets(tmp_path, loghub, ray_local):
     import datasets
     import duckdb
@@ -99,6 +102,7 @@ def _job_file(tmp_path: Path, out: Path, man_pages: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_driver_then_rerun_gives_the_same_shards(tmp_path, man_root):
     pages = ["ls", "cp", "mv", "rm", "cat", "grep", "sed", "tar", "gzip", "find", "sort", "uniq", "head", "tail",
              "chmod", "chown", "ln", "mkdir", "touch", "wc", "cut", "tr", "date", "df", "du", "env", "tee", "xargs"]
@@ -127,6 +131,7 @@ def test_sigkill_of_the_driver_then_rerun_gives_the_same_shards(tmp_path, man_ro
     assert b["totals"]["balanced"] and b["totals"] == a["totals"]
 
 
+@pytest.mark.slow
 def test_a_different_config_on_an_unfinished_output_is_refused(tmp_path, loghub, ray_local):
     from pipeline.config import ConfigError
     from pipeline.runner import Runner

@@ -4,6 +4,7 @@ import gzip
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from jobs.curate import curate, quick_job
 from stages.ingest.files import FilesSource
@@ -23,6 +24,7 @@ def test_a_gzip_bomb_is_refused_at_the_size_cap(tmp_path):
         ("too_large", f"decompresses to over the cap of {1 << 20} bytes")]
 
 
+@pytest.mark.slow
 def test_ids_and_names_from_inputs_never_become_output_paths(tmp_path, ray_local):
     inputs = tmp_path / "in"
     inputs.mkdir()

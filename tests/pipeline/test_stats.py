@@ -39,6 +39,7 @@ def two_runs(tmp_path_factory, ray_local):
     return lenient, strict
 
 
+@pytest.mark.slow
 def test_stats_match_a_full_read(two_runs):
     lenient, _ = two_runs
     stats = compute_stats(lenient)

@@ -121,6 +121,7 @@ def smollm2_source():
     return load_source("smollm2")
 
 
+@pytest.mark.slow
 def test_smollm2_with_three_k_heads_reproduces_transformers_logits(smollm2_source, smollm2):
     assert smollm2_source.description["gguf_tensor_types"]["Q4_1"] > 0
     model = converted_model(smollm2_source, 3).eval()

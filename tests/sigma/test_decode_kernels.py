@@ -111,6 +111,7 @@ def test_triton_split_kv_equals_reference(layout, dtype):
     (LAYOUTS[4], torch.float32, (20, 100)),  # 100 > 77 and > 1: fewer positions than k in two sequences
     (LAYOUTS[5], torch.bfloat16, (20, 100)),
 ], ids=lambda p: _ids(p) if isinstance(p, tuple) and len(p) == 5 else str(p))
+@pytest.mark.slow
 def test_triton_selective_v_equals_reference(layout, dtype, top_ks):
     from sigma.kernels.triton_decode import LaunchConfig, selective_v_attention
 

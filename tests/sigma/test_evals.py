@@ -37,6 +37,7 @@ def test_examples_are_set_aside_and_the_sample_is_seeded(nl2bash):
     assert prompt.messages[1:] == (("user", "show the date"), ("assistant", "date"), ("user", "list files"))
 
 
+@pytest.mark.slow
 def test_nl2cmd_smollm2_on_nl2bash(smollm2, nl2bash, tmp_path):
     out = tmp_path / "smollm2.json"
     assert sigma(["eval", "nl2cmd", "--model", "smollm2", "--backend", "transformers", "--device", "cpu",
@@ -64,6 +65,7 @@ def run(curated_man, curated_logs, tokenizer_file, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_nl2cmd_sigma_checkpoint(run, nl2bash, tmp_path):
     """sigma-tiny reads 256 tokens: examples are dropped until the prompt fits; every item is scored."""
     out = tmp_path / "tiny.json"

@@ -56,6 +56,7 @@ def held_out(run, curated_man, curated_logs) -> torch.Tensor:
     return torch.cat([windows for _, windows in sets])
 
 
+@pytest.mark.slow
 def test_cached_greedy_equals_full_recompute(engine):
     prompts = [engine.encode(p) for p in PROMPTS]
     cached = engine.generate_ids(prompts, 40, ignore_eos=True)
@@ -277,6 +278,7 @@ def test_compiled_decode_blocks_share_one_graph_and_equal_the_eager_step():
     assert counts[0] == counts[1] > 0  # as many graphs for four layers as for two
 
 
+@pytest.mark.slow
 def test_device_suite_smoke_runs_on_cpu_without_ray(tmp_path, subprocess_env):
     """bench/gpu_suite.py, the one command of a device run, through every part on tiny shapes,
     with ``import ray`` failing as it does on the GPU machine; rows are written as measured."""

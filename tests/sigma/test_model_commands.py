@@ -57,6 +57,7 @@ def test_a_tokenizer_larger_than_the_model_is_one_line_that_says_what_to_do(tmp_
     assert err.count("\n") == 1 and "more than the model's vocab_size 512: train the tokenizer with --vocab-size 512" in err
 
 
+@pytest.mark.slow
 def test_train_then_export_from_the_command_line(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env,
                                                 capsys):
     run, export = tmp_path / "run", tmp_path / "hf"

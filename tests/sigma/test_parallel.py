@@ -140,6 +140,7 @@ def _metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_fsdp_training_run_saves_resumes_and_matches_ddp(curated_logs, tokenizer_file, tmp_path, subprocess_env):
     """torchrun with 2 CPU ranks: FSDP's losses equal DDP's, its checkpoint is the unsharded one,
     and a run stopped and resumed equals the uninterrupted one."""

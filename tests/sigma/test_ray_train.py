@@ -72,6 +72,7 @@ def killed_and_resumed(corpus, ray_local, tmp_path_factory, subprocess_env) -> P
     return out
 
 
+@pytest.mark.slow
 def test_ray_train_logs_the_losses_of_torchrun(killed_and_resumed, uninterrupted):
     on_ray, under_torchrun = _metrics(killed_and_resumed), _metrics(uninterrupted)
     assert [m["step"] for m in on_ray] == [m["step"] for m in under_torchrun]

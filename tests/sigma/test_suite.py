@@ -122,6 +122,7 @@ def _train(data, out, tokenizer):
     return out
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_suite_text_is_refused(small_suite, random_run, tmp_path, ray_local):
     from jobs.curate import curate
     from pipeline.config import parse_job

@@ -101,6 +101,7 @@ def test_doc_mask_trains(curated_logs, tokenizer_file, tmp_path):
     assert result["step"] == 3 and result["eval_loss"] == result["eval_loss"]
 
 
+@pytest.mark.slow
 def test_two_rank_gloo_run_resumes_exactly(curated_man, curated_logs, tokenizer_file, tmp_path, subprocess_env):
     """torchrun with 2 CPU ranks: the data is split by rank and every rank's position is saved."""
     from .conftest import torchrun_train
@@ -166,6 +167,7 @@ def test_three_documents_and_eight_lanes_train_and_resume_exactly(tmp_path):
     assert [m["loss"] for m in split if "loss" in m] == pytest.approx([m["loss"] for m in whole if "loss" in m], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_train_on_one_row_group(tmp_path, subprocess_env):
     """torchrun with 2 CPU ranks on a corpus of one row group: the ranks share its documents."""
     from .conftest import torchrun_train, write_small_corpus

@@ -67,6 +67,7 @@ def test_presets_are_listed_and_expand():
         expand_presets(parse_job({"inputs": [], "stages": [{"preset": {"name": "nope"}}]}).stages)
 
 
+@pytest.mark.slow
 def test_system_preset_keeps_real_data_and_drops_planted_junk(ray_local, corpus, tmp_path):
     path, rows, planted = corpus
     job = parse_job({"name": "presets", "inputs": [{"type": "jsonl", "paths": [str(path)]}],

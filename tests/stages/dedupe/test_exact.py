@@ -23,6 +23,7 @@ def test_keeper_is_the_earliest_in_input_order():
     assert {d["reason"] for d in drops} == {"exact_duplicate"}
 
 
+@pytest.mark.slow
 def test_duplicates_across_many_units(tmp_path, loghub, ray_local):
     """Copies far apart in the input, in different work units, keep the first copy."""
     lines = (loghub / "HDFS" / "HDFS_2k.log").read_text().splitlines()
@@ -48,6 +49,7 @@ def test_signal_is_stable():
     assert hashes[0] == hashes[1] != hashes[2] and len(hashes[0]) == 32
 
 
+@pytest.mark.slow
 def test_dedupe_against_existing_outputs(tmp_path, loghub, ray_local):
     """A new run deduped against earlier outputs: copies of their documents are dropped naming the
     existing keeper (read from its hash column, or hashed again when it was deduped differently);

@@ -99,6 +99,7 @@ def test_registered_with_validated_options():
     assert (NearDedupe(bands=None, rows=None, threshold=0.8).bands, NearDedupe().bands) == (9, 16)
 
 
+@pytest.mark.slow
 def test_near_copies_and_log_lines_of_one_template_are_dropped_naming_the_keeper(tmp_path, ray_local, corpus):
     manifest, keeper_of, kept = run(tmp_path, "near", corpus)
     assert manifest["totals"]["balanced"]
@@ -113,6 +114,7 @@ def test_near_copies_and_log_lines_of_one_template_are_dropped_naming_the_keeper
     assert kept | set(keeper_of) == {d["id"] for d in corpus} and not kept & set(keeper_of)
 
 
+@pytest.mark.slow
 def test_same_output_across_runs_and_with_one_or_two_workers(tmp_path, ray_local, corpus):
     _, first, kept_first = run(tmp_path, "a", corpus)
     _, serial, kept_serial = run(tmp_path, "b", corpus, {"workers": 1, "rows_per_partition": 40})
@@ -122,6 +124,7 @@ def test_same_output_across_runs_and_with_one_or_two_workers(tmp_path, ray_local
     assert decide(corpus) == decide(corpus, {"workers": 1, "rows_per_partition": 25}) == first
 
 
+@pytest.mark.slow
 def test_verification_in_waves_decides_the_same(ray_local, corpus, monkeypatch):
     """Candidate pairs that would not fit one task's memory are verified in rounds (waves)."""
     from stages.dedupe import near
@@ -133,6 +136,7 @@ def test_verification_in_waves_decides_the_same(ray_local, corpus, monkeypatch):
     assert stats["verify_waves"] > 1
 
 
+@pytest.mark.slow
 def test_dedupe_against_an_existing_output(tmp_path, ray_local, man_root):
     pages = render(man_root, PAGES)
     names = sorted(pages)
@@ -150,6 +154,7 @@ def test_dedupe_against_an_existing_output(tmp_path, ray_local, man_root):
     assert kept == {names[3]}
 
 
+@pytest.mark.slow
 def test_default_curation_manifest_holds_dedupe_statistics(tmp_path, ray_local, man_root):
     """The quick form's default stages: each global stage's statistics reach the manifest, as the
     stage returned them, and agree with the ledger."""

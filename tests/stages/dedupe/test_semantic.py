@@ -115,6 +115,7 @@ def test_guard_keeps_a_high_cosine_pair_apart_and_counts_it(ray_local, docs):
     assert [d for t in drops for d in t["detail"].to_pylist()][0].startswith("q18 cosine=0.9")
 
 
+@pytest.mark.slow
 def test_paraphrase_minhash_misses_is_dropped_and_hard_negatives_kept(tmp_path, ray_local, docs):
     manifest, ledger, kept = run(tmp_path, "job", docs, near=True)
     assert {r["stage"] for r in ledger.values()} == {"semantic_dedupe"}  # MinHash saw no pair
@@ -126,6 +127,7 @@ def test_paraphrase_minhash_misses_is_dropped_and_hard_negatives_kept(tmp_path, 
     assert manifest["totals"]["dropped_by_reason"] == {"semantic_duplicate": len(ledger)}
 
 
+@pytest.mark.slow
 def test_same_output_across_runs_and_with_one_or_two_workers(tmp_path, ray_local, docs):
     # several clusters and partitions; the static model, since the decision is what varies with the layout
     small = {"model": "minilm-static", "threshold": 0.95, "cluster_rows": 6, "rows_per_partition": 5}
@@ -136,6 +138,7 @@ def test_same_output_across_runs_and_with_one_or_two_workers(tmp_path, ray_local
     assert first  # the planted pairs are found in every layout
 
 
+@pytest.mark.slow
 def test_dedupe_against_an_existing_output(tmp_path, ray_local, docs):
     static = {"model": "minilm-static", "threshold": 0.95}
     run(tmp_path, "round1", [docs[0], docs[2]] + docs[6:12], static)

@@ -37,6 +37,7 @@ def _bad_tree(root, loghub):
     return root
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_ledger_entries_and_the_job_goes_on(tmp_path, loghub, ray_local):
     tree = _bad_tree(tmp_path / "tree", loghub)
     out = tmp_path / "out"

@@ -12,6 +12,7 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,6 +133,7 @@ def _job_outputs(out):
                                                                   HealthCheck.too_slow])
 @given(lines=st.lists(jsonl_line, min_size=1, max_size=12), blobs=st.lists(payload, min_size=1, max_size=4),
        table=parquet_tables(), broken=st.binary(max_size=64))
+@pytest.mark.slow
 def test_every_source_in_a_job_never_stops_balances_and_repeats(ray_local, tmp_path_factory, lines, blobs, table,
                                                                 broken):
     from jobs.curate import curate

@@ -40,6 +40,7 @@ def _repo(root, loghub):
     subprocess.run([*git, "commit", "-q", "-m", "Keep the operations notes and a Zookeeper log"], check=True)
 
 
+@pytest.mark.slow
 def test_one_job_file_runs_every_new_source(tmp_path, loghub, doc_site, apache_manual, ray_local, capsys):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")

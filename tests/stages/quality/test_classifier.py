@@ -71,6 +71,7 @@ def test_recall_loop_records_every_round(seeds, tmp_path):
     assert (tmp_path / "loop" / manifest["model"]["file"]).exists() and (tmp_path / "loop" / "round-1" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_scores_are_columns_and_the_decision_is_separate(ray_local, seeds, tmp_path):
     positives, negatives, _ = seeds
     train(positives, negatives, tmp_path / "m", PARAMS)

@@ -42,6 +42,7 @@ def _log_docs(loghub, system: str, count: int, lines: int = 8) -> list[dict]:
              "uri": f"{system}#{i}", "kind": "log", "meta": "{}"} for i in range(count)]
 
 
+@pytest.mark.slow
 def test_smollm2_writes_real_children(smollm2, loghub, tmp_path):
     """SmolLM2 explains real log excerpts and rewrites a real README: children are new English
     text after the excerpt, with their provenance; every request is kept or dropped with a reason."""
@@ -97,6 +98,7 @@ def tiny_run(tmp_path_factory, loghub, ray_local):
     return base
 
 
+@pytest.mark.slow
 def test_synthesis_job_on_engine_actors(tiny_run, tmp_path):
     """requests -> synthesize (sigma engine on a Ray actor) -> shards: the ledger balances, the
     manifest has requests, kept and samples per task (an answer that fails is sampled again, up to

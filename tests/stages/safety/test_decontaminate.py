@@ -65,6 +65,7 @@ def test_redact_action_cuts_the_span(items, nl2bash):
     assert kept["text"][0].as_py() == f"{FILLER}\n<EVAL>\n{FILLER}"
 
 
+@pytest.mark.slow
 def test_in_a_job_with_the_ledger(ray_local, items, tmp_path, nl2bash):
     nls, cmds = items
     rows = [{"id": f"p{i}", "text": f"{FILLER}\n{r['nl']}\n{r['cmd']}", "kind": "doc"} for i, r in enumerate(nls)]

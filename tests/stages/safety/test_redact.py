@@ -164,6 +164,7 @@ def test_stage_columns_and_counts():
     assert result.counts == {"redact.password": 1, "redact.email": 1, "redact.total": 2}
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_shards_or_rejects(ray_local, tmp_path):
     rows = make_corpus(seed=3, docs=36)
     short = {"id": "short", "text": "token=ghp_abcdefghijABCDEFGHIJ0123456789abcdef", "kind": "config",
@@ -195,6 +196,7 @@ def _one_of_every_family(seed: int) -> tuple[list[tuple[str, str]], Planter]:
     return pairs, p
 
 
+@pytest.mark.slow
 def test_every_family_in_a_config_a_log_and_jsonl_is_gone_after_curate(ray_local, tmp_path):
     from jobs.sigma_command import main
 
