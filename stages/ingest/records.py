@@ -19,13 +19,16 @@ class BadRecord(Exception):
 
 
 class RecordMapper:
-    """Maps one record to a document: `text_field` is the text, `id_field` the id (kept as it is);
-    without an id, the id is a hash of where the record sits (`uri#offset`). Other fields go to meta."""
+    """Maps one record to a document: `text_field` is the text, `id_field` the id (kept as it is,
+    after `id_prefix`); without an id, the id is a hash of where the record sits (`uri#offset`).
+    Other fields go to meta."""
 
-    def __init__(self, source: str, text_field: str = "text", id_field: str = "id", kind: str = "other"):
+    def __init__(self, source: str, text_field: str = "text", id_field: str = "id", kind: str = "other",
+                 id_prefix: str = ""):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.source, self.text_field, self.id_field, self.kind = source, text_field, id_field, kind
+        self.id_prefix = id_prefix
 
     def fallback_id(self, where: str) -> str:
         return doc_id(self.source, where)
@@ -50,7 +53,7 @@ class RecordMapper:
         if isinstance(given, dict):
             meta = {**given, **meta}
         return {
-            "id": str(rid) if rid is not None else self.fallback_id(where),
+            "id": self.id_prefix + str(rid) if rid is not None else self.fallback_id(where),
             "text": text,
             "source": str(record.get("source") or self.source),
             "uri": str(record.get("uri") or record.get("url") or where),
@@ -75,11 +78,13 @@ def expand(paths: list[str], patterns: tuple[str, ...]) -> list[str]:
 
 class RecordSource(Source):
     """A source of records from files (`paths`: files, globs or directories) split into units of
-    about `unit_mb`; `source` labels documents without a `source` field (default: the input type)."""
+    about `unit_mb`; `source` labels documents without a `source` field (default: the input type).
+    `id_prefix` goes before every given id: two sets that share ids (the same requests answered two
+    ways, say) stay apart, where the job's unique ids would keep one document of each id."""
 
     def __init__(self, name: str, paths: list[str], text_field: str = "text", id_field: str = "id",
-                 kind: str = "other", source: str | None = None, unit_mb: float = 64):
+                 kind: str = "other", source: str | None = None, unit_mb: float = 64, id_prefix: str = ""):
         super().__init__(name)
         self.paths = paths
-        self.mapper = RecordMapper(source or self.kind, text_field, id_field, kind)
+        self.mapper = RecordMapper(source or self.kind, text_field, id_field, kind, id_prefix)
         self.unit_bytes = int(unit_mb * (1 << 20))

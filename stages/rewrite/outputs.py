@@ -155,7 +155,9 @@ def _verified(check, items: list[tuple[str, str]], verifier: Verifier | None, ex
 
 
 def _unverified(problems: list[str]) -> Checked:
-    return _fail(f"synth_unverified:{problems[0].split(':', 1)[0]}", "; ".join(problems))
+    """Dropped as `synth_unverified:<the first problem's code>` (`unknown_option`, `unparsable`, ...);
+    the problems, with the items they were found in, are the detail."""
+    return _fail(f"synth_unverified:{re.match(r'[a-z_]+', problems[0]).group()}", "; ".join(problems))
 
 
 def check_output(template: PromptTemplate, answer: str, finish_reason: str, excerpt: str, parent: str,

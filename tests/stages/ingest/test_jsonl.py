@@ -65,6 +65,9 @@ def test_parquet_rows_by_row_group(tmp_path, nl2bash):
     assert len(source.plan()) > 1
     docs, dropped = source.read_all()
     assert [d["id"] for d in docs] == [r["id"] for r in rows] and not dropped
+    # a second set with the same ids (the same requests answered another way) kept apart by a prefix
+    prefixed, _ = ParquetSource("q", [str(tmp_path / "pairs.parquet")], id_prefix="again:").read_all()
+    assert [d["id"] for d in prefixed] == [f"again:{r['id']}" for r in rows]
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     docs, dropped = ParquetSource("p", [str(tmp_path / "broken.parquet")]).read_all()
     assert docs == [] and dropped[0]["reason"] == "unreadable:corrupt_parquet"

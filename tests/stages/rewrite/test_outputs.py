@@ -139,6 +139,9 @@ def test_commands_are_verified_against_the_man_pages(man_root):
     assert checked.unverified == ["unknown_option:ls:--colour-mode in 'ls --colour-mode=always'"]
     bad = check_output(t, "Task: list hidden files\nCommand: ls -j", "eos", t.cut(MAN), MAN, verifier, uri)
     assert bad.reason == "synth_unverified:unknown_option" and "ls:-j" in bad.detail
+    # the reason is the problem's code, never the item's text (a colon inside the command included)
+    unclosed = check_output(t, 'Task: list a file\nCommand: ls -a "x:y', "eos", t.cut(MAN), MAN, verifier, uri)
+    assert unclosed.reason == "synth_unverified:unparsable" and "x:y" in unclosed.detail
 
 
 def test_settings_are_verified_against_the_parsed_file():
