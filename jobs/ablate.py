@@ -45,8 +45,6 @@ written again, and arms whose sample did not change keep their results.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -55,7 +53,7 @@ from pipeline.progress import table_console
 from pipeline.ray_session import driver_notes_to, ray_session
 
 from jobs.ablate_config import AblateConfig, load_ablate
-from jobs.ablate_train import _write_json
+from jobs.run_folder import claim
 
 class Ablation:
     def __init__(self, config: AblateConfig, root: str | Path, progress: bool = True):
@@ -69,19 +67,9 @@ class Ablation:
         return self.root / "variants" / name
 
     def _prepare(self, overwrite: bool, suite) -> None:
-        marker = self.root / "ablate.json"
-        if overwrite and self.root.exists():
-            shutil.rmtree(self.root)
-        if marker.exists():
-            saved = json.loads(marker.read_text())
-            if saved["config_hash"] != self.config.output_hash():
-                raise ConfigError(f"{self.root} holds an ablation of another configuration ({saved['config_hash']}, "
-                                  f"this one is {self.config.output_hash()}): use --overwrite, or another output")
-        elif self.root.exists() and any(self.root.iterdir()):
-            raise ConfigError(f"{self.root} is not empty and holds no ablation: use --overwrite, or another output")
-        _write_json(marker, {"name": self.config.name, "config_hash": self.config.output_hash(),
-                            "suite": {"name": suite.name, "hash": suite.hash},
-                            "config": self.config.model_dump(mode="json")})
+        claim(self.root, "ablate.json", "an ablation", self.config.output_hash(), overwrite=overwrite,
+              record={"name": self.config.name, "suite": {"name": suite.name, "hash": suite.hash},
+                      "config": self.config.model_dump(mode="json")})
 
     def _curate(self, what: str, out: Path, inputs, stages) -> Path:
         from jobs.curate import curate

@@ -27,6 +27,7 @@ from pathlib import Path
 from configs import ConfigError
 
 from jobs.ablate_arms import arm_specs
+from jobs.run_folder import write_json
 
 SCORES = "scores.json"
 RESULTS = "results.jsonl"
@@ -64,7 +65,7 @@ def run_arm(job: dict) -> dict:
     found = find_checkpoint(run)
     trained_here = found is None or read_checkpoint(found).step != config.max_steps
     if trained_here:
-        _write_json(run / "arm.json", spec)  # what the checkpoints are of, for a later run to check
+        write_json(run / "arm.json", spec)  # what the checkpoints are of, for a later run to check
         if job.get("ray"):
             from sigma.ray_train import RayWorkers, train_on_ray
 
@@ -103,16 +104,8 @@ def run_arm(job: dict) -> dict:
         "seconds": {"train": round(train_seconds, 1) if trained_here else None,
                     "score": round(time.time() - started - train_seconds, 1)},
     }
-    _write_json(run / SCORES, result)
+    write_json(run / SCORES, result)
     return result
-
-
-def _write_json(path: Path, obj) -> None:
-    """Written whole under a temporary name, then renamed: a killed run leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
 
 
 def loss_curve(run: Path) -> list[tuple[int, float]]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,17 +47,10 @@ from stages.registry import STAGES
 from jobs.flywheel_config import FlywheelConfig, load_flywheel
 from jobs.flywheel_report import (corpus_tokens, flywheel_rounds, round_row, synth_samples, synth_summary,
                                   synthetic_fate, write_report, write_table)
+from jobs.run_folder import claim, write_json
 
 STEPS = ("curate", "tokenize", "train", "eval", "synth", "report")
 TOKENIZER = "tokenizer.json"
-
-
-def _write_json(path: Path, obj) -> None:
-    """Written whole under a temporary name, then renamed: a killed loop leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
 
 
 class Flywheel:
@@ -87,22 +79,12 @@ class Flywheel:
         state = self.state(k)
         state["steps"][step] = {**summary, "seconds": round(time.time() - started, 2)}
         state["code_version"] = code_version()
-        _write_json(self.manifest_path(k), state)
+        write_json(self.manifest_path(k), state)
         return state
 
     def _prepare(self, overwrite: bool) -> None:
-        marker = self.root / "loop.json"
-        if overwrite and self.root.exists():
-            shutil.rmtree(self.root)
-        if marker.exists():
-            saved = json.loads(marker.read_text())
-            if saved["config_hash"] != self.config.output_hash():
-                raise ConfigError(f"{self.root} holds a loop of another configuration ({saved['config_hash']}, this "
-                                  f"one is {self.config.output_hash()}): use --overwrite, or another output")
-        elif self.root.exists() and any(self.root.iterdir()):
-            raise ConfigError(f"{self.root} is not empty and holds no loop: use --overwrite, or another output")
-        _write_json(marker, {"name": self.config.name, "config_hash": self.config.output_hash(),
-                             "config": self.config.model_dump(mode="json")})
+        claim(self.root, "loop.json", "a loop", self.config.output_hash(), overwrite=overwrite,
+              record={"name": self.config.name, "config": self.config.model_dump(mode="json")})
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -279,7 +261,7 @@ class Flywheel:
             n = e.nl2cmd
             result["nl2cmd"] = evaluate_nl2cmd(backend, n.data, shots=n.shots, limit=n.limit, seed=n.seed,
                                                max_new_tokens=n.max_new_tokens)
-        _write_json(self.round_dir(k) / "eval.json", result)
+        write_json(self.round_dir(k) / "eval.json", result)
         summary = {"output": "eval.json", "suite": None, "perplexity": None, "nl2cmd": None}
         if "suite" in result:
             r = result["suite"]
