@@ -53,15 +53,11 @@ from pipeline.progress import table_console
 from pipeline.ray_session import driver_notes_to, ray_session
 
 from jobs.ablate_config import AblateConfig, load_ablate
-from jobs.run_folder import claim
+from jobs.run_folder import FolderJob, claim
 
-class Ablation:
-    def __init__(self, config: AblateConfig, root: str | Path, progress: bool = True):
-        self.config, self.root, self.progress = config, Path(root).absolute(), progress
 
-    def say(self, message: str) -> None:
-        if self.progress:
-            print(message, file=sys.stderr, flush=True)
+class Ablation(FolderJob):
+    config: AblateConfig
 
     def variant_dir(self, name: str) -> Path:
         return self.root / "variants" / name

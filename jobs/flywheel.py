@@ -47,19 +47,14 @@ from stages.registry import STAGES
 from jobs.flywheel_config import FlywheelConfig, load_flywheel
 from jobs.flywheel_report import (corpus_tokens, flywheel_rounds, round_row, synth_samples, synth_summary,
                                   synthetic_fate, write_report, write_table)
-from jobs.run_folder import claim, write_json
+from jobs.run_folder import FolderJob, claim, write_json
 
 STEPS = ("curate", "tokenize", "train", "eval", "synth", "report")
 TOKENIZER = "tokenizer.json"
 
 
-class Flywheel:
-    def __init__(self, config: FlywheelConfig, root: str | Path, progress: bool = True):
-        self.config, self.root, self.progress = config, Path(root).absolute(), progress
-
-    def say(self, message: str) -> None:
-        if self.progress:
-            print(message, file=sys.stderr, flush=True)
+class Flywheel(FolderJob):
+    config: FlywheelConfig
 
     # -- folders and state -----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from configs import ConfigError
@@ -38,3 +39,15 @@ def claim(root: Path, marker: str, what: str, config_hash: str, record: dict, ov
     elif root.exists() and any(root.iterdir()):
         raise ConfigError(f"{root} is not empty and holds no {what.split()[-1]}: use --overwrite, or another output")
     write_json(path, {**record, "config_hash": config_hash})
+
+
+class FolderJob:
+    """A job that works in one output folder (`root`) from a configuration, and says what it does
+    on stderr unless `progress` is off."""
+
+    def __init__(self, config, root: str | Path, progress: bool = True):
+        self.config, self.root, self.progress = config, Path(root).absolute(), progress
+
+    def say(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
