@@ -54,19 +54,15 @@ def model_info(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sigma.config import PRESETS, resolve_model_config
+    from sigma.checkpoint import find_checkpoint, read_checkpoint
+    from sigma.config import PRESETS, ModelConfig, resolve_model_config
     from sigma.flops import count_parameters, matmul_parameters, training_flops_per_token
-
-    from sigma.checkpoint import find_checkpoint
 
     found = None if args.preset in PRESETS else find_checkpoint(args.preset)
     if args.preset in PRESETS:
         name, config = args.preset, PRESETS[args.preset]
         seq_len = args.seq_len or min(2048, config.max_seq_len)
     elif found is not None:  # a run folder, one of its checkpoints, or a converted model (a step-0 checkpoint)
-        from sigma.checkpoint import read_checkpoint
-        from sigma.config import ModelConfig
-
         state = read_checkpoint(found).state
         config = ModelConfig.from_dict(state["model_config"])
         trained = state.get("train_config") or {}
